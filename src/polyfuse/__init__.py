@@ -1,0 +1,37 @@
+"""polyfuse: multimodal deep learning from a table of text, images, audio and numbers.
+
+The public API is imported lazily so that ``import polyfuse`` stays light (no lightning, no
+transformers): heavy modules load when a function that needs them is called.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+__version__ = "0.1.0"
+
+_API = {
+    "fit": "polyfuse.api",
+    "load": "polyfuse.api",
+    "Predictor": "polyfuse.api",
+    "read_table": "polyfuse.data.table",
+    "infer_schema": "polyfuse.data.schema",
+    "list_datasets": "polyfuse.data.datasets",
+    "load_dataset": "polyfuse.data.datasets",
+    "list_encoders": "polyfuse.api",
+    "list_fusions": "polyfuse.api",
+    "list_heads": "polyfuse.api",
+}
+
+__all__ = sorted(_API) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _API:
+        raise AttributeError(f"module 'polyfuse' has no attribute {name!r}")
+    return getattr(import_module(_API[name]), name)
+
+
+def __dir__() -> list[str]:
+    return __all__

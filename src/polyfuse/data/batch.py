@@ -1,0 +1,74 @@
+"""Tensors for a whole table, and the batches cut from it.
+
+Every input is decoded once into one tensor (or a small dict of tensors) with the rows first, so a
+batch is a gather by index: no per-sample Python work in the training loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+import torch
+from torch import Tensor
+
+Inputs = Union[Tensor, dict[str, Tensor]]  # one modality's tensors, rows first
+
+
+@dataclass
+class Batch:
+    """A batch as models and training steps see it."""
+
+    inputs: dict[str, Inputs]  # modality -> tensor(s), [B, ...]
+    mask: dict[str, Tensor]  # modality -> bool [B]: True where the modality is present
+    targets: dict[str, Tensor] = field(default_factory=dict)  # label column -> [B] or [B, K]
+    cached: dict[str, Tensor] = field(default_factory=dict)  # modality -> precomputed [B, D]
+
+    def __len__(self) -> int:
+        return int(next(iter(self.mask.values())).shape[0])
+
+
+@dataclass
+class EncodedTable:
+    """A preprocessed table: every input as tensors, presence masks and targets."""
+
+    inputs: dict[str, Inputs]
+    mask: dict[str, Tensor]
+    targets: dict[str, Tensor] = field(default_factory=dict)
+    cached: dict[str, Tensor] = field(default_factory=dict)
+    row_ids: list[Any] = field(default_factory=list)  # original table index of each row
+
+    def __len__(self) -> int:
+        return int(next(iter(self.mask.values())).shape[0])
+
+    def take(self, index: Tensor | list[int]) -> Batch:
+        """The rows at ``index`` as a Batch (also usable as a DataLoader ``collate_fn``)."""
+        idx = torch.as_tensor(index, dtype=torch.long)
+        return Batch(
+            inputs={k: _gather(v, idx) for k, v in self.inputs.items()},
+            mask={k: v[idx] for k, v in self.mask.items()},
+            targets={k: v[idx] for k, v in self.targets.items()},
+            cached={k: v[idx] for k, v in self.cached.items()},
+        )
+
+    def subset(self, index: Tensor | list[int]) -> EncodedTable:
+        batch = self.take(index)
+        ids = [self.row_ids[i] for i in torch.as_tensor(index).tolist()] if self.row_ids else []
+        return EncodedTable(batch.inputs, batch.mask, batch.targets, batch.cached, ids)
+
+    def select(self, modalities: list[str]) -> EncodedTable:
+        """Only the given modalities (targets and row ids kept)."""
+        keep = set(modalities)
+        return EncodedTable(
+            inputs={k: v for k, v in self.inputs.items() if k in keep},
+            mask={k: v for k, v in self.mask.items() if k in keep},
+            targets=self.targets,
+            cached={k: v for k, v in self.cached.items() if k in keep},
+            row_ids=self.row_ids,
+        )
+
+
+def _gather(value: Inputs, idx: Tensor) -> Inputs:
+    if isinstance(value, dict):
+        return {k: v[idx] for k, v in value.items()}
+    return value[idx]
