@@ -1,0 +1,9 @@
+"""Fusion strategies, one file each; importing this package registers them all in ``FUSIONS``.
+
+To add one: write ``fusions/<name>.py`` with an ``@FUSIONS.register("<name>")`` class and add its
+import below. The contract tests in ``tests/test_fusions.py`` then cover it.
+"""
+
+from polyfuse.fusions import attention, concat  # noqa: F401  (registers the fusions)
+
+__all__: list[str] = []

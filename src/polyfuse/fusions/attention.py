@@ -1,0 +1,103 @@
+"""Fusion by self-attention over one token per modality plus a [CLS] token.
+
+Transformer layers from Vaswani et al., 2017, "Attention Is All You Need"; one token per
+modality with a learned type embedding and a classification token, as in the fusion transformers
+of Nagrani et al., 2021, "Attention Bottlenecks for Multimodal Fusion" and Tsai et al., 2019,
+"Multimodal Transformer for Unaligned Multimodal Language Sequences".
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from polyfuse.fusions._common import ordered, present
+from polyfuse.registry import FUSIONS
+
+
+class _Block(nn.Module):
+    """Pre-norm Transformer layer that keeps its last attention weights for inspection."""
+
+    def __init__(self, dim: int, num_heads: int, dropout: float) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = nn.MultiheadAttention(dim, num_heads, dropout=dropout, batch_first=True)
+        self.norm2 = nn.LayerNorm(dim)
+        self.ff = nn.Sequential(
+            nn.Linear(dim, 2 * dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(2 * dim, dim)
+        )
+        self.drop = nn.Dropout(dropout)
+        self.weights: Tensor | None = None  # [B, T, T], averaged over heads
+
+    def forward(self, x: Tensor, pad: Tensor) -> Tensor:
+        h = self.norm1(x)  # [B, T, d]
+        out, weights = self.attn(h, h, h, key_padding_mask=pad, need_weights=True)
+        self.weights = weights.detach()
+        x = x + self.drop(out)
+        return x + self.drop(self.ff(self.norm2(x)))  # [B, T, d]
+
+
+@FUSIONS.register("attention")
+class AttentionFusion(nn.Module):
+    """Project each modality to width ``hidden_dim``, add a modality-type embedding, prepend a
+    learned [CLS] token and run a small Transformer whose keys exclude absent modalities.
+
+    The [CLS] token is never masked, so rows with every modality absent still give finite output.
+    After a forward pass, ``cls_attention()`` gives how much [CLS] attended to each modality.
+
+    Args:
+        in_dims: Modality -> embedding size.
+        output_dim: Size of the fused vector (default ``hidden_dim``).
+        hidden_dim: Token width d.
+        num_heads: Attention heads.
+        num_layers: Transformer layers.
+        dropout: Dropout inside the layers.
+    """
+
+    def __init__(
+        self,
+        in_dims: dict[str, int],
+        output_dim: int | None = None,
+        hidden_dim: int = 128,
+        num_heads: int = 4,
+        num_layers: int = 2,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.names = ordered(in_dims)
+        self.output_dim = output_dim or hidden_dim
+        self.proj_in = nn.ModuleDict({m: nn.Linear(in_dims[m], hidden_dim) for m in self.names})
+        self.type_embed = nn.Parameter(torch.randn(len(self.names), hidden_dim) * 0.02)  # [M, d]
+        self.cls = nn.Parameter(torch.randn(1, 1, hidden_dim) * 0.02)
+        self.blocks = nn.ModuleList(_Block(hidden_dim, num_heads, dropout) for _ in range(num_layers))
+        self.norm = nn.LayerNorm(hidden_dim)
+        self.proj_out = nn.Linear(hidden_dim, self.output_dim)
+
+    def _tokens(self, embeddings: dict[str, Tensor], mask: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        tokens, keep = [], []
+        for i, m in enumerate(self.names):
+            x = embeddings[m]
+            here = present(mask, m, x)  # [B, 1]
+            x = torch.where(here, x, torch.zeros_like(x))  # absent values never enter the maths
+            tokens.append(self.proj_in[m](x) + self.type_embed[i])  # [B, d]
+            keep.append(here)
+        batch = tokens[0].shape[0]
+        cls = self.cls.expand(batch, -1, -1)  # [B, 1, d]
+        seq = torch.cat([cls, torch.stack(tokens, dim=1)], dim=1)  # [B, 1 + M, d]
+        keep_cls = torch.ones(batch, 1, dtype=torch.bool, device=seq.device)
+        pad = ~torch.cat([keep_cls, *keep], dim=1)  # [B, 1 + M], True = ignore
+        return seq, pad
+
+    def forward(self, embeddings: dict[str, Tensor], mask: dict[str, Tensor]) -> Tensor:
+        x, pad = self._tokens(embeddings, mask)  # [B, 1 + M, d], [B, 1 + M]
+        for block in self.blocks:
+            x = block(x, pad)
+        return self.proj_out(self.norm(x[:, 0]))  # type: ignore[no-any-return]  # [B, output_dim]
+
+    def cls_attention(self) -> dict[str, Tensor] | None:
+        """Modality -> [B] attention of [CLS] in the last layer of the last forward pass."""
+        last = self.blocks[-1] if len(self.blocks) else None
+        weights = last.weights if isinstance(last, _Block) else None
+        if weights is None:
+            return None
+        return {m: weights[:, 0, i + 1] for i, m in enumerate(self.names)}

@@ -1,0 +1,42 @@
+"""Late fusion by concatenation (Baltrušaitis, Ahuja & Morency, 2019, "Multimodal Machine
+Learning: A Survey and Taxonomy"; the "early/late fusion" baseline of most multimodal work)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from polyfuse.fusions._common import ordered, present, select
+from polyfuse.registry import FUSIONS
+
+
+@FUSIONS.register("concat")
+class ConcatFusion(nn.Module):
+    """Normalise each embedding, swap absent ones for a learned "missing" vector, concatenate
+    in sorted modality order, then Linear + ReLU + Dropout.
+
+    The per-modality LayerNorm puts embeddings of very different scales (a pretrained text model,
+    a CNN trained from scratch) on an equal footing before they are mixed.
+
+    Args:
+        in_dims: Modality -> embedding size.
+        output_dim: Size of the fused vector.
+        dropout: Dropout after the projection.
+    """
+
+    def __init__(self, in_dims: dict[str, int], output_dim: int = 256, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.names = ordered(in_dims)
+        self.output_dim = output_dim
+        self.norms = nn.ModuleDict({m: nn.LayerNorm(in_dims[m]) for m in self.names})
+        self.missing = nn.ParameterDict({m: nn.Parameter(torch.zeros(in_dims[m])) for m in self.names})
+        self.proj = nn.Sequential(
+            nn.Linear(sum(in_dims.values()), output_dim), nn.ReLU(), nn.Dropout(dropout)
+        )
+
+    def forward(self, embeddings: dict[str, Tensor], mask: dict[str, Tensor]) -> Tensor:
+        parts = []
+        for m in self.names:
+            x = self.norms[m](embeddings[m])  # [B, D_m]
+            parts.append(select(present(mask, m, x), x, self.missing[m]))
+        return self.proj(torch.cat(parts, dim=1))  # type: ignore[no-any-return]  # [B, output_dim]
