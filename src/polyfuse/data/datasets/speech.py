@@ -1,0 +1,122 @@
+"""Offline speech synthesis with espeak-ng (the ``espeakng-loader`` wheel) through ctypes.
+
+espeak-ng keeps some synthesis state in C statics that survive between utterances (and even
+``espeak_Terminate``), so the same word spoken twice in one process can differ by a few samples.
+To make a dataset build byte-for-byte reproducible, every batch of clips is synthesised in a
+fresh child process, in a fixed order, with the library's random seed set before each clip.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from typing import Any
+
+import numpy as np
+
+AUDIO_OUTPUT_SYNCHRONOUS = 2  # espeak_AUDIO_OUTPUT: synthesise into the callback, no playback
+ESPEAK_RATE, ESPEAK_PITCH = 1, 3  # espeak_PARAMETER ids
+POS_CHARACTER, CHARS_UTF8 = 1, 1
+INSTALL_HINT = "speech synthesis needs espeak-ng: pip install 'polyfuse[audio]'"
+
+_Callback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
+
+
+@dataclass(frozen=True, order=True)
+class Utterance:
+    """What to say and how: a word, an espeak voice name (``"en-us+f2"``), rate (wpm) and pitch (0-99)."""
+
+    word: str
+    voice: str
+    rate: int
+    pitch: int
+
+
+def require_espeak() -> Any:
+    """Import ``espeakng_loader`` or raise an ImportError that names the extra to install."""
+    try:
+        import espeakng_loader
+    except ImportError as err:
+        raise ImportError(INSTALL_HINT) from err
+    return espeakng_loader
+
+
+def available_variants() -> list[str]:
+    """Names of the voice variants (``m1``, ``f2``, ``croak`` ...) shipped in the espeak data path."""
+    from pathlib import Path
+
+    variants = Path(require_espeak().get_data_path()) / "voices" / "!v"
+    return sorted(p.name for p in variants.iterdir()) if variants.is_dir() else []
+
+
+class _Espeak:
+    """A synchronous espeak-ng session collecting int16 samples from the synth callback."""
+
+    def __init__(self) -> None:
+        loader = require_espeak()
+        self.lib = ctypes.CDLL(loader.get_library_path())
+        self.lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+        self.lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        self.lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        self.lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
+        self.lib.espeak_Synth.argtypes = [
+            ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
+            ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p,
+        ]  # fmt: skip
+        data_path = loader.get_data_path().encode()
+        self.sample_rate = int(self.lib.espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path, 0))
+        if self.sample_rate <= 0:
+            raise RuntimeError(f"espeak_Initialize failed ({self.sample_rate})")
+        self._chunks: list[np.ndarray] = []
+        self._callback = _Callback(self._collect)  # keep a reference: C holds only a pointer
+        self.lib.espeak_SetSynthCallback(self._callback)
+
+    def _collect(self, wav: Any, n: int, events: Any) -> int:
+        if n > 0 and wav:
+            self._chunks.append(np.ctypeslib.as_array(wav, shape=(n,)).copy())
+        return 0  # 0 = go on synthesising
+
+    def say(self, utt: Utterance, seed: int) -> np.ndarray:
+        """Synthesise one utterance; returns int16 samples at ``self.sample_rate``."""
+        if self.lib.espeak_SetVoiceByName(utt.voice.encode()) != 0:
+            raise ValueError(f"espeak-ng has no voice {utt.voice!r}")
+        self.lib.espeak_SetParameter(ESPEAK_RATE, utt.rate, 0)
+        self.lib.espeak_SetParameter(ESPEAK_PITCH, utt.pitch, 0)
+        self.lib.espeak_ng_SetRandSeed(seed)
+        self._chunks.clear()
+        text = utt.word.encode()
+        self.lib.espeak_Synth(text, len(text) + 1, 0, POS_CHARACTER, 0, CHARS_UTF8, None, None)
+        self.lib.espeak_Synchronize()
+        return np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.int16)
+
+
+def _synthesise_batch(utterances: list[Utterance], seed: int) -> tuple[int, list[np.ndarray]]:
+    """Runs in a fresh process: speak every utterance in order (see the module docstring)."""
+    engine = _Espeak()
+    return engine.sample_rate, [engine.say(u, seed) for u in utterances]
+
+
+def synthesise(
+    utterances: Sequence[Utterance], seed: int = 0, workers: int = 2
+) -> tuple[int, dict[Utterance, np.ndarray]]:
+    """Speak each distinct utterance once, reproducibly, in up to ``workers`` fresh processes.
+
+    Returns:
+        The sample rate and a mapping utterance -> int16 samples.
+    """
+    require_espeak()
+    unique = sorted(set(utterances))
+    if not unique:
+        return 0, {}
+    n_batches = max(1, min(workers, len(unique)))
+    batches = [unique[i::n_batches] for i in range(n_batches)]
+    # max_tasks_per_child=1: each batch gets its own process, so the C state starts the same.
+    with ProcessPoolExecutor(n_batches, mp_context=get_context("spawn"), max_tasks_per_child=1) as pool:
+        results = list(pool.map(_synthesise_batch, batches, [seed] * n_batches))
+    clips: dict[Utterance, np.ndarray] = {}
+    for batch, (_, waves) in zip(batches, results, strict=True):
+        clips.update(zip(batch, waves, strict=True))
+    return results[0][0], clips
