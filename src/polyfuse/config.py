@@ -40,6 +40,7 @@ class Schema:
     labels: list[LabelSpec]
     split_column: str | None = None  # column holding train/val/test, if the user gave one
     ignored: list[str] = field(default_factory=list)  # columns no role was found for
+    roles: dict[str, str] = field(default_factory=dict)  # column -> role (numeric, categorical, ...)
 
     @property
     def modalities(self) -> list[str]:

@@ -1,0 +1,139 @@
+"""Tabular: numeric and categorical columns together -> one dict of tensors.
+
+Numbers are standardised with training mean / std, a missing number becomes 0 with a 1 in its
+missing-indicator column; categories become codes 1..K in sorted training order, 0 for missing or
+unseen values.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from polyfuse.data.errors import DataError
+from polyfuse.data.modalities.base import Encoded
+from polyfuse.data.table import missing_mask
+from polyfuse.registry import PROCESSORS
+
+
+@PROCESSORS.register("tabular")
+class TabularProcessor:
+    """Standardise numbers and code categories.
+
+    Args:
+        columns: All columns of the group.
+        categorical: The columns among them that are categorical (the rest are numeric).
+        mean: Per numeric column, learnt by ``fit``.
+        std: Per numeric column, learnt by ``fit``.
+        categories: Per categorical column, its sorted training values as text (code = index + 1).
+    """
+
+    kind = "tabular"
+
+    def __init__(
+        self,
+        columns: list[str],
+        categorical: list[str] | None = None,
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
+        categories: dict[str, list[str]] | None = None,
+    ) -> None:
+        self.columns = list(columns)
+        self.categorical = [c for c in self.columns if c in set(categorical or [])]
+        self.numeric = [c for c in self.columns if c not in set(self.categorical)]
+        self.mean = mean
+        self.std = std
+        self.categories = categories or {}
+        self._codes = {c: {v: i + 1 for i, v in enumerate(vals)} for c, vals in self.categories.items()}
+
+    def fit(self, frame: pd.DataFrame, base_dir: Path) -> None:
+        numbers, _, _ = self._numbers(frame)  # bad cells are NaN here; transform reports them
+        with np.errstate(all="ignore"):
+            mean = np.nan_to_num(np.nanmean(numbers, axis=0)) if len(numbers) else np.zeros(len(self.numeric))
+            std = np.nan_to_num(np.nanstd(numbers, axis=0)) if len(numbers) else np.ones(len(self.numeric))
+        self.mean = [float(m) for m in mean]
+        self.std = [float(s) if s > 1e-12 else 1.0 for s in std]
+        for column in self.categorical:
+            texts = _category_text(frame[column])
+            self.categories[column] = sorted(set(t for t in texts if t is not None))
+        self._codes = {c: {v: i + 1 for i, v in enumerate(vals)} for c, vals in self.categories.items()}
+
+    def _numbers(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, list[DataError]]:
+        """Numeric columns as float64 [N, n_num] with NaN for missing, the missing mask and bad cells."""
+        numbers = np.full((len(frame), len(self.numeric)), np.nan)
+        absent = np.ones((len(frame), len(self.numeric)), dtype=bool)
+        errors: dict[int, DataError] = {}
+        for j, column in enumerate(self.numeric):
+            series = frame[column]
+            absent[:, j] = missing_mask(series)
+            values = pd.to_numeric(series.map(_as_number), errors="coerce").to_numpy(dtype=np.float64)
+            bad = np.isnan(values) & ~absent[:, j] | np.isinf(values)
+            for i in np.flatnonzero(bad):
+                errors.setdefault(int(i), _bad_number(series, int(i), column))
+            numbers[:, j] = np.where(absent[:, j] | bad, np.nan, values)
+        return numbers, absent, [errors[i] for i in sorted(errors)]
+
+    def transform(self, frame: pd.DataFrame, base_dir: Path) -> Encoded:
+        numbers, absent, errors = self._numbers(frame)
+        mean = np.asarray(self.mean if self.mean is not None else [0.0] * len(self.numeric))
+        std = np.asarray(self.std if self.std is not None else [1.0] * len(self.numeric))
+        scaled = np.nan_to_num((numbers - mean) / std, nan=0.0)  # [N, n_num]
+        codes = np.zeros((len(frame), len(self.categorical)), dtype=np.int64)  # [N, n_cat]
+        cat_absent = np.ones_like(codes, dtype=bool)
+        for j, column in enumerate(self.categorical):
+            lookup = self._codes.get(column, {})
+            texts = _category_text(frame[column])
+            codes[:, j] = [lookup.get(t, 0) if t is not None else 0 for t in texts]
+            cat_absent[:, j] = [t is None for t in texts]
+        present = ~np.concatenate([absent, cat_absent], axis=1).all(axis=1)
+        values = {
+            "numeric": torch.from_numpy(scaled.astype(np.float32)),
+            "numeric_missing": torch.from_numpy(absent.astype(np.float32)),
+            "categorical": torch.from_numpy(codes),
+        }
+        return Encoded(values=values, present=torch.from_numpy(present), errors=errors)
+
+    def encoder_kwargs(self) -> dict[str, Any]:
+        return {
+            "num_numeric": len(self.numeric),
+            "cardinalities": [len(self.categories.get(c, [])) + 1 for c in self.categorical],
+        }
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "columns": self.columns,
+            "categorical": self.categorical,
+            "mean": self.mean,
+            "std": self.std,
+            "categories": self.categories,
+        }
+
+
+def _as_number(value: Any) -> Any:
+    if isinstance(value, (bool, np.bool_)):
+        return float(value)
+    if isinstance(value, str):
+        return value.strip() if value.strip() else np.nan
+    return value
+
+
+def _bad_number(series: pd.Series, i: int, column: str) -> DataError:
+    return DataError(f"expected a number, got '{series.iloc[i]}'", series.index[i], column)
+
+
+def _category_text(series: pd.Series) -> list[str | None]:
+    """Cells as category keys: 3, 3.0 and "3" are one category; missing cells are None."""
+    absent = missing_mask(series)
+    out: list[str | None] = []
+    for value, gone in zip(series, absent, strict=True):
+        if gone:
+            out.append(None)
+        elif isinstance(value, (float, np.floating)) and float(value).is_integer():
+            out.append(str(int(value)))
+        else:
+            out.append(str(value).strip())
+    return out
