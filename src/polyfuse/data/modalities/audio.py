@@ -24,7 +24,7 @@ from polyfuse.data.table import is_missing, resolve_path
 from polyfuse.registry import PROCESSORS
 
 _FIT_SAMPLE = 2000  # clips the per-bin mean / std are estimated from
-_CHUNK = 2048  # clips per batched STFT (bounds peak memory)
+_CHUNK = 512  # clips per batched STFT: bounds memory and stays cache-friendly (faster than 2048)
 
 
 @PROCESSORS.register("audio")
@@ -154,14 +154,16 @@ class AudioProcessor:
 
     def _logmel(self, waves: Tensor) -> Tensor:
         """waves [N, S] -> log-mel [N, n_mels, T]."""
-        filters = torch.from_numpy(_mel_filters(self.n_fft, self.n_mels, self.sample_rate))  # [F, M]
+        filters = torch.from_numpy(
+            _mel_filters(self.n_fft, self.n_mels, self.sample_rate)
+        ).T.contiguous()  # [M, F]
         window = torch.hann_window(self.n_fft)
         out = torch.empty(len(waves), self.n_mels, self.num_frames)
         for start in range(0, len(waves), _CHUNK):
             chunk = waves[start : start + _CHUNK]
             spec = torch.stft(chunk, self.n_fft, self.hop_length, window=window, return_complex=True)
             power = spec.real**2 + spec.imag**2  # [B, F, T]
-            mel = torch.einsum("bft,fm->bmt", power, filters)  # [B, M, T]
+            mel = filters @ power  # [B, M, T]
             out[start : start + len(chunk)] = torch.log(mel + 1e-6)
         return out
 
