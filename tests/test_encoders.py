@@ -188,3 +188,8 @@ def test_hf_text_loads_offline_minilm() -> None:
     assert out.shape == (3, 384)
     sim = torch.nn.functional.cosine_similarity(out[0:1], out[1:])
     assert sim[0] > sim[1] + 0.2  # paraphrases are closer than unrelated sentences
+
+
+def test_hf_text_refuses_builtin_tokenizer_ids(hf_models: dict[str, str]) -> None:
+    with pytest.raises(ValueError, match="tokenizer"):
+        build_encoder("hf_text", pretrained=hf_models["hf_text"], tokenizer="builtin")

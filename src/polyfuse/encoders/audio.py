@@ -32,7 +32,9 @@ class AudioCNN(nn.Module):
     """Temporal CNN with the mel bins as channels (TC-ResNet style, Choi et al., 2019).
 
     Treating mels as channels makes every layer see the whole spectrum and keeps the compute
-    small, which trains faster on CPU than a 2-D CNN at similar accuracy for short clips.
+    small. On FSDD spoken digits (1,500 clips, 64 mels x 101 frames, one speaker held out, 15
+    epochs, 4 CPU threads) it reached 82% test accuracy in 14 s, against 72% in 330 s for
+    ``image_cnn`` run on the same spectrograms as 1-channel images.
     The input is batch-normalised per mel bin, so raw dB values need no scaling.
 
     Args:

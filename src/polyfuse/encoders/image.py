@@ -35,9 +35,9 @@ def _side(image_size: int | Sequence[int] | None) -> int:
 class _ConvBlock(nn.Module):
     """conv3x3 + BN + ReLU, then 2x2 max-pool only while the feature map is larger than 4x4."""
 
-    def __init__(self, in_ch: int, out_ch: int) -> None:
+    def __init__(self, in_ch: int, out_ch: int, stride: int = 1) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False)
+        self.conv = nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False)
         self.bn = nn.BatchNorm2d(out_ch)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -52,7 +52,7 @@ class ImageCNN(nn.Module):
 
     Args:
         in_channels: Image channels (1 for grey, 3 for RGB).
-        image_size: Side (or (H, W)) the images are resized to; sets the number of blocks.
+        image_size: Side (or (H, W)) of the input images; sets the stem stride and number of blocks.
         output_dim: Embedding size.
         hidden_dim: Channels of the first block; later blocks double it up to 4x.
         dropout: Dropout before the projection.
@@ -71,12 +71,15 @@ class ImageCNN(nn.Module):
         super().__init__()
         self.output_dim = output_dim
         side, num_pools = _side(image_size), 0
+        # Images above 32 px start with a stride-2 conv: ~4x less compute, same accuracy class.
+        stem_stride = 2 if side > 32 else 1
+        side //= stem_stride
         while side > 4 and num_pools < 5:
             side, num_pools = side // 2, num_pools + 1
         widths = [hidden_dim * 2 ** min(i, 2) for i in range(num_pools + 1)]
         blocks, ch = [], in_channels
-        for width in widths:
-            blocks.append(_ConvBlock(ch, width))
+        for i, width in enumerate(widths):
+            blocks.append(_ConvBlock(ch, width, stem_stride if i == 0 else 1))
             ch = width
         self.blocks = nn.Sequential(*blocks)
         self.dropout = nn.Dropout(dropout)

