@@ -7,12 +7,12 @@ batch is a gather by index: no per-sample Python work in the training loop.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import torch
 from torch import Tensor
 
-Inputs = Union[Tensor, dict[str, Tensor]]  # one modality's tensors, rows first
+Inputs = Tensor | dict[str, Tensor]  # one modality's tensors, rows first
 
 
 @dataclass

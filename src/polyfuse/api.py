@@ -1,0 +1,272 @@
+"""The public Python API: ``fit`` a model on a table, ``load`` a saved one, and the Predictor."""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from polyfuse import __version__
+from polyfuse.config import (
+    EncoderConfig,
+    FusionConfig,
+    HeadConfig,
+    ModelConfig,
+    Schema,
+    TrainConfig,
+    from_dict,
+    load_json,
+    save_json,
+    to_dict,
+)
+from polyfuse.data.batch import EncodedTable
+from polyfuse.data.errors import DataError, PolyfuseError
+from polyfuse.data.preprocess import Preprocessor
+from polyfuse.data.table import read_table
+from polyfuse.reporting import Reporter
+
+DEFAULT_DATASET = "digits-av"
+FORMAT_VERSION = 1
+TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+class Predictor:
+    """A trained model with everything needed to use it on new rows of the same kind of table."""
+
+    def __init__(
+        self,
+        preprocessor: Preprocessor,
+        model_config: ModelConfig,
+        train_config: TrainConfig,
+        model: torch.nn.Module,
+        metrics: dict[str, Any] | None = None,
+    ):
+        self.preprocessor = preprocessor
+        self.model_config = model_config
+        self.train_config = train_config
+        self.model = model.eval()
+        self.metrics: dict[str, Any] = metrics or {}
+
+    @property
+    def schema(self) -> Schema:
+        return self.preprocessor.schema
+
+    @property
+    def labels(self) -> list[str]:
+        return [spec.column for spec in self.schema.labels]
+
+    def encode(
+        self, data: Any, targets: bool = False, on_error: str = "raise"
+    ) -> tuple[EncodedTable, list[DataError]]:
+        """Rows of a table (path or DataFrame) -> tensors, with the bad rows dropped under ``skip``."""
+        df, base_dir = read_table(data) if not isinstance(data, tuple) else data
+        return self.preprocessor.transform(df, base_dir, on_error=on_error, targets=targets)
+
+    def outputs(self, table: EncodedTable, batch_size: int = 256) -> dict[str, torch.Tensor]:
+        """Label -> probabilities [N, K] / [N] or values [N], in the table's row order."""
+        from polyfuse.models.inference import predict_table
+
+        return predict_table(self.model, table, batch_size)
+
+    def predict(self, data: Any, on_error: str = "raise") -> pd.Series | pd.DataFrame:
+        """Predicted label values; a Series for one label, a DataFrame (a column each) for several."""
+        table, _ = self.encode(data, on_error=on_error)
+        decoded = self.preprocessor.decode_all(self.outputs(table))
+        frame = pd.DataFrame(decoded, index=pd.Index(table.row_ids))
+        return frame[self.labels[0]] if len(self.labels) == 1 else frame
+
+    def predict_proba(self, data: Any, label: str | None = None, on_error: str = "raise") -> pd.DataFrame:
+        """Class probabilities of one classification label, a column per class value."""
+        label = label or self.labels[0]
+        spec = next(s for s in self.schema.labels if s.column == label)
+        if spec.task == "regression":
+            raise PolyfuseError(f"label {label!r} is a regression target: use predict()")
+        table, _ = self.encode(data, on_error=on_error)
+        proba = self.outputs(table)[label].numpy()
+        if spec.task == "binary":
+            proba = np.stack([1 - proba, proba], axis=1)
+        return pd.DataFrame(proba, columns=list(spec.classes), index=pd.Index(table.row_ids))
+
+    def evaluate(self, data: Any, on_error: str = "raise") -> dict[str, Any]:
+        """Metrics of the first label on a labelled table (``by_label`` holds every label's)."""
+        table, errors = self.encode(data, targets=True, on_error=on_error)
+        result = evaluate_table(self.model, self.schema, table)
+        result["skipped_rows"] = [str(e) for e in errors]
+        return result
+
+    def save(self, path: str | Path) -> Path:
+        """Write the model directory: config.json, model.safetensors, preprocessor.json, metrics.json."""
+        from safetensors.torch import save_model
+
+        out = Path(path)
+        out.mkdir(parents=True, exist_ok=True)
+        config = {
+            "format": FORMAT_VERSION,
+            "polyfuse_version": __version__,
+            "model": to_dict(self.model_config),
+            "train": to_dict(self.train_config),
+        }
+        save_json(config, out / "config.json")
+        save_json(self.preprocessor.state(), out / "preprocessor.json")
+        save_model(self.model, str(out / "model.safetensors"))
+        save_json(self.metrics, out / "metrics.json")
+        return out
+
+    def __repr__(self) -> str:
+        fusion = self.model_config.fusion.name
+        return f"Predictor(modalities={self.schema.modalities}, fusion={fusion!r}, labels={self.labels})"
+
+
+def load(path: str | Path) -> Predictor:
+    """Load a model directory written by ``Predictor.save`` (JSON + safetensors, no pickle)."""
+    from safetensors.torch import load_model
+
+    from polyfuse.models.build import build_model
+
+    folder = Path(path)
+    if not (folder / "config.json").is_file():
+        raise PolyfuseError(f"{folder} is not a polyfuse model directory (no config.json)")
+    config = load_json(folder / "config.json")
+    preprocessor = Preprocessor.from_state(load_json(folder / "preprocessor.json"))
+    model_config = from_dict(ModelConfig, config["model"])
+    model = build_model(model_config, preprocessor)
+    load_model(model, str(folder / "model.safetensors"))
+    metrics = load_json(folder / "metrics.json") if (folder / "metrics.json").is_file() else {}
+    return Predictor(preprocessor, model_config, from_dict(TrainConfig, config["train"]), model, metrics)
+
+
+def fit(
+    data: Any = None,
+    label: str | list[str] | None = None,
+    *,
+    out: str | Path | None = None,
+    roles: dict[str, str] | None = None,
+    split_column: str | None = None,
+    fusion: str = "concat",
+    fusion_params: dict[str, Any] | None = None,
+    encoders: dict[str, str] | None = None,
+    encoder_params: dict[str, dict[str, Any]] | None = None,
+    freeze: dict[str, bool] | None = None,
+    processor_options: dict[str, dict[str, Any]] | None = None,
+    on_error: str = "raise",
+    verbose: bool = True,
+    **train_options: Any,
+) -> Predictor:
+    """Train a multimodal model on a table and evaluate it on its test split.
+
+    Args:
+        data: CSV / Parquet / JSONL path or DataFrame; ``None`` uses the built-in ``digits-av``.
+        label: Label column(s); one head is trained per label.
+        out: Save the model directory here (with ``logs/metrics.csv``).
+        roles: Column -> role ("text", "image", "audio", "numeric", "categorical", "ignore"),
+            overriding inference.
+        split_column: Column with train / val / test values; default: a seeded stratified split.
+        fusion: Registered fusion name (``list_fusions()``).
+        fusion_params: Keyword options of the fusion (``output_dim``, ``hidden_dim``, ...).
+        encoders: Modality -> registered encoder name; default per kind (``DEFAULT_ENCODERS``).
+        encoder_params: Modality -> encoder keyword options (``output_dim``, ``pretrained``, ...).
+        freeze: Modality -> keep pretrained encoder weights fixed.
+        processor_options: Modality -> processor options (``image_size``, ``duration``, ...).
+        on_error: "raise" stops at the first bad cell; "skip" drops bad rows and reports them.
+        verbose: Print the schema, progress and results.
+        **train_options: Fields of ``TrainConfig`` (``max_epochs``, ``batch_size``, ``lr``, ``seed``,
+            ``precision``, ``modality_dropout``, ``baselines``, ...).
+    """
+    from polyfuse.fitting import FitRequest, run_fit
+
+    unknown = set(train_options) - TRAIN_FIELDS
+    if unknown:
+        raise TypeError(
+            f"fit() got unknown option(s) {sorted(unknown)}; training options: {sorted(TRAIN_FIELDS)}"
+        )
+    if data is None:
+        from polyfuse.data.datasets import load_dataset
+
+        data, label = load_dataset(DEFAULT_DATASET), label or "digit"
+        split_column = split_column or "split"
+    if label is None:
+        raise PolyfuseError("fit needs a label column (label=...)")
+    request = FitRequest(
+        label=[label] if isinstance(label, str) else list(label),
+        roles=roles or {},
+        split_column=split_column,
+        fusion=FusionConfig(fusion, dict(fusion_params or {})),
+        encoders=dict(encoders or {}),
+        encoder_params={k: dict(v) for k, v in (encoder_params or {}).items()},
+        freeze=dict(freeze or {}),
+        processor_options={k: dict(v) for k, v in (processor_options or {}).items()},
+        on_error=on_error,
+        train=TrainConfig(**train_options),
+    )
+    frame, base_dir = data if isinstance(data, tuple) else read_table(data)
+    predictor = run_fit(frame, base_dir, request, Reporter(verbose), log_dir=_log_dir(out))
+    if out is not None:
+        predictor.save(out)
+        Reporter(verbose).saved(Path(out))
+    return predictor
+
+
+def _log_dir(out: str | Path | None) -> Path:
+    return Path(out) / "logs" if out is not None else Path(tempfile.mkdtemp(prefix="polyfuse-logs-"))
+
+
+def evaluate_table(model: torch.nn.Module, schema: Schema, table: EncodedTable) -> dict[str, Any]:
+    """Metrics of every label on an encoded table; the first label's are also at top level."""
+    from polyfuse.eval.metrics import compute_metrics
+    from polyfuse.models.inference import predict_table
+
+    outputs = predict_table(model, table)
+    by_label = {
+        spec.column: compute_metrics(
+            spec.task, table.targets[spec.column].numpy(), outputs[spec.column].numpy()
+        )
+        for spec in schema.labels
+    }
+    first = schema.labels[0].column
+    return {**by_label[first], "by_label": by_label} if len(by_label) > 1 else dict(by_label[first])
+
+
+def list_encoders() -> list[dict[str, str]]:
+    """Registered encoders with the modality each accepts."""
+    import polyfuse.encoders  # noqa: F401
+    from polyfuse.registry import ENCODERS
+
+    return [
+        {"name": n, "modality": ENCODERS.get(n).modality, "doc": _first_line(ENCODERS.get(n))}
+        for n in ENCODERS
+    ]
+
+
+def list_fusions() -> list[dict[str, str]]:
+    import polyfuse.fusions  # noqa: F401
+    from polyfuse.registry import FUSIONS
+
+    return [{"name": n, "doc": _first_line(FUSIONS.get(n))} for n in FUSIONS]
+
+
+def list_heads() -> list[dict[str, str]]:
+    import polyfuse.heads  # noqa: F401
+    from polyfuse.registry import HEADS
+
+    return [{"name": n, "doc": _first_line(HEADS.get(n))} for n in HEADS]
+
+
+def _first_line(obj: Any) -> str:
+    return (obj.__doc__ or "").strip().splitlines()[0] if obj.__doc__ else ""
+
+
+__all__ = [
+    "Predictor",
+    "fit",
+    "load",
+    "list_encoders",
+    "list_fusions",
+    "list_heads",
+    "EncoderConfig",
+    "HeadConfig",
+]

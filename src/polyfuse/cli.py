@@ -1,0 +1,239 @@
+"""The ``polyfuse`` command line: thin wrappers over the Python API."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+app = typer.Typer(
+    help="polyfuse: multimodal deep learning from a table.", no_args_is_help=True, add_completion=False
+)
+datasets_app = typer.Typer(help="Built-in datasets.", no_args_is_help=True)
+app.add_typer(datasets_app, name="datasets")
+
+ON_ERROR_HELP = "raise: stop at the first bad cell; skip: drop bad rows and report them"
+
+
+def _roles(**columns: list[str]) -> dict[str, str]:
+    return {col: role for role, cols in columns.items() for col in cols}
+
+
+def _pairs(values: list[str], what: str) -> dict[str, str]:
+    out = {}
+    for item in values:
+        if "=" not in item:
+            raise typer.BadParameter(f"expected MODALITY=NAME for {what}, got {item!r}")
+        key, value = item.split("=", 1)
+        out[key] = value
+    return out
+
+
+@app.command()
+def fit(
+    table: Optional[Path] = typer.Argument(
+        None, help="CSV / Parquet / JSONL table; default: the built-in digits-av"
+    ),
+    label: Optional[list[str]] = typer.Option(
+        None, "--label", "-l", help="label column (repeat for several heads)"
+    ),
+    out: Path = typer.Option(Path("runs/model"), help="where to save the model directory"),
+    text: list[str] = typer.Option([], help="declare a text column"),
+    image: list[str] = typer.Option([], help="declare an image-path column"),
+    audio: list[str] = typer.Option([], help="declare an audio-path column"),
+    numeric: list[str] = typer.Option([], help="declare a numeric column"),
+    categorical: list[str] = typer.Option([], help="declare a categorical column"),
+    ignore: list[str] = typer.Option([], help="ignore a column"),
+    split_column: Optional[str] = typer.Option(None, help="column with train / val / test values"),
+    fusion: str = typer.Option("concat", help="fusion strategy (polyfuse fusions)"),
+    encoder: list[str] = typer.Option([], help="MODALITY=ENCODER, e.g. text=text_bag (polyfuse encoders)"),
+    pretrained: list[str] = typer.Option([], help="MODALITY=NAME_OR_PATH of a HuggingFace model"),
+    freeze: list[str] = typer.Option([], help="modality whose pretrained encoder stays frozen"),
+    max_epochs: int = typer.Option(30, help="upper bound on epochs (early stopping ends sooner)"),
+    batch_size: int = typer.Option(64),
+    lr: float = typer.Option(2e-3, help="AdamW learning rate"),
+    patience: int = typer.Option(6, help="epochs without validation improvement before stopping"),
+    seed: int = typer.Option(0),
+    precision: str = typer.Option("32-true", help="e.g. bf16-mixed or 16-mixed for mixed precision"),
+    accelerator: str = typer.Option("auto", help="cpu, gpu or auto"),
+    modality_dropout: float = typer.Option(0.0, help="chance of masking a modality per training row"),
+    baselines: bool = typer.Option(True, help="also train one single-modality model per modality"),
+    on_error: str = typer.Option("raise", help=ON_ERROR_HELP),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="print only errors"),
+) -> None:
+    """Train a multimodal model on TABLE; print schema, progress and test metrics; save it to OUT."""
+    import polyfuse
+
+    encoders = _pairs(encoder, "--encoder")
+    params = {m: {"pretrained": p} for m, p in _pairs(pretrained, "--pretrained").items()}
+    for m in params:
+        encoders.setdefault(m, _hf_encoder_for(m))
+    polyfuse.fit(
+        str(table) if table else None,
+        label=(label[0] if len(label) == 1 else label) if label else None,
+        out=out,
+        roles=_roles(
+            text=text, image=image, audio=audio, numeric=numeric, categorical=categorical, ignore=ignore
+        ),
+        split_column=split_column,
+        fusion=fusion,
+        encoders=encoders,
+        encoder_params=params,
+        freeze={m: True for m in freeze},
+        on_error=on_error,
+        verbose=not quiet,
+        max_epochs=max_epochs,
+        batch_size=batch_size,
+        lr=lr,
+        patience=patience,
+        seed=seed,
+        precision=precision,
+        accelerator=accelerator,
+        modality_dropout=modality_dropout,
+        baselines=baselines,
+        progress=not quiet,
+    )
+
+
+def _hf_encoder_for(modality: str) -> str:
+    # A --pretrained without --encoder means the HuggingFace adapter of that modality's kind.
+    return {"text": "hf_text", "image": "hf_image", "audio": "hf_audio"}.get(modality, "hf_text")
+
+
+@app.command()
+def evaluate(
+    model: Path = typer.Argument(..., help="saved model directory"),
+    table: Path = typer.Argument(..., help="labelled table"),
+    on_error: str = typer.Option("raise", help=ON_ERROR_HELP),
+    json_out: bool = typer.Option(False, "--json", help="print the metrics as JSON"),
+) -> None:
+    """Metrics of a saved model on a labelled table."""
+    import polyfuse
+
+    metrics = polyfuse.load(model).evaluate(str(table), on_error=on_error)
+    if json_out:
+        typer.echo(json.dumps(metrics, indent=2))
+        return
+    _print_metrics(metrics)
+
+
+def _print_metrics(metrics: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Metrics")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in metrics.items():
+        if isinstance(value, float):
+            table.add_row(key, f"{value:.4f}")
+        elif key == "confusion_matrix":
+            table.add_row(key, "\n".join(" ".join(f"{v:4d}" for v in row) for row in value))
+    Console().print(table)
+    for row in metrics.get("skipped_rows", []):
+        typer.echo(f"skipped: {row}", err=True)
+
+
+@app.command()
+def predict(
+    model: Path = typer.Argument(..., help="saved model directory"),
+    table: Path = typer.Argument(..., help="table with the model's input columns"),
+    out: Path = typer.Option(Path("predictions.csv"), help="CSV to write: row, label(s) and probabilities"),
+    on_error: str = typer.Option("raise", help=ON_ERROR_HELP),
+) -> None:
+    """Predict labels (and class probabilities) for every row of TABLE."""
+    import pandas as pd
+
+    import polyfuse
+
+    predictor = polyfuse.load(model)
+    labels = predictor.predict(str(table), on_error=on_error)
+    frame = labels.to_frame() if isinstance(labels, pd.Series) else labels
+    for spec in predictor.schema.labels:
+        if spec.task in ("multiclass", "binary"):
+            proba = predictor.predict_proba(str(table), label=spec.column, on_error=on_error)
+            frame = frame.join(proba.add_prefix(f"p_{spec.column}_"))
+    frame.index.name = "row"
+    frame.to_csv(out)
+    typer.echo(f"wrote {len(frame)} predictions to {out}")
+
+
+@app.command()
+def info(model: Path = typer.Argument(..., help="saved model directory")) -> None:
+    """Inputs, encoders, fusion, labels and test metrics of a saved model."""
+    import polyfuse
+
+    p = polyfuse.load(model)
+    typer.echo(f"model: {model}")
+    for spec in p.schema.inputs:
+        enc = p.model_config.encoders[spec.name]
+        typer.echo(f"  input {spec.name} ({spec.kind}, columns {spec.columns}): encoder {enc.name}")
+    typer.echo(f"  fusion: {p.model_config.fusion.name}")
+    for spec in p.schema.labels:
+        typer.echo(f"  label {spec.column} ({spec.task}): {len(spec.classes) or 'values'} classes")
+    test = p.metrics.get("test", {})
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in test.items() if isinstance(v, float))
+    typer.echo(f"  test: {shown}")
+    for name, base in p.metrics.get("baselines", {}).items():
+        typer.echo(f"  {name} only: accuracy {base['test'].get('accuracy', float('nan')):.4f}")
+
+
+@app.command("encoders")
+def list_encoders() -> None:
+    """List registered encoders."""
+    import polyfuse
+
+    for item in polyfuse.list_encoders():
+        typer.echo(f"{item['name']:18s} {item['modality']:8s} {item['doc']}")
+
+
+@app.command("fusions")
+def list_fusions() -> None:
+    """List registered fusion strategies."""
+    import polyfuse
+
+    for item in polyfuse.list_fusions():
+        typer.echo(f"{item['name']:18s} {item['doc']}")
+
+
+@datasets_app.command("list")
+def datasets_list() -> None:
+    """List the built-in datasets."""
+    from polyfuse.data.datasets import list_datasets
+
+    for item in list_datasets():
+        typer.echo(f"{item['name']:12s} {item.get('description', '')}")
+
+
+@datasets_app.command("build")
+def datasets_build(
+    name: str = typer.Argument(..., help="dataset name (polyfuse datasets list)"),
+    out: Optional[Path] = typer.Option(None, help="folder to write; default: the user cache"),
+    seed: int = typer.Option(0),
+    force: bool = typer.Option(False, help="rebuild even if a complete build exists"),
+) -> None:
+    """Build a built-in dataset as a table with files on disk."""
+    from polyfuse.data.datasets import build_dataset
+
+    typer.echo(f"table written to {build_dataset(name, out=out, seed=seed, force=force)}")
+
+
+def main() -> None:
+    """Entry point: user mistakes print one clear line and exit 2, never a traceback."""
+    from polyfuse.data.errors import PolyfuseError
+
+    try:
+        app()
+    except PolyfuseError as err:
+        typer.secho(f"error: {err}", fg="red", err=True)
+        sys.exit(2)
+    except KeyError as err:  # unknown registry names
+        typer.secho(f"error: {err.args[0]}", fg="red", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

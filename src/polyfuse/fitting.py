@@ -1,0 +1,199 @@
+"""The fit pipeline: schema -> splits -> preprocessing -> fused model + single-modality baselines."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from polyfuse.api import Predictor, evaluate_table
+from polyfuse.config import EncoderConfig, FusionConfig, HeadConfig, ModelConfig, Schema, TrainConfig
+from polyfuse.data.batch import EncodedTable
+from polyfuse.data.errors import DataError, SchemaError
+from polyfuse.data.preprocess import Preprocessor
+from polyfuse.data.schema import infer_schema
+from polyfuse.data.split import split_indices
+from polyfuse.models.build import build_model
+from polyfuse.models.multimodal import MultimodalModel
+from polyfuse.reporting import Reporter
+
+# The encoder each kind of modality gets unless the user names one ("auto": see _text_encoder).
+DEFAULT_ENCODERS = {"image": "image_cnn", "audio": "audio_cnn", "text": "auto", "tabular": "tabular_mlp"}
+
+
+@dataclass
+class FitRequest:
+    """Everything ``fit`` was asked for, as data."""
+
+    label: list[str]
+    roles: dict[str, str] = field(default_factory=dict)
+    split_column: str | None = None
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    encoders: dict[str, str] = field(default_factory=dict)  # modality -> encoder name
+    encoder_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    freeze: dict[str, bool] = field(default_factory=dict)
+    processor_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    on_error: str = "raise"
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass
+class Trained:
+    model: MultimodalModel
+    test: dict[str, Any]  # test metrics
+    summary: dict[str, Any]  # epochs, seconds, validation score
+
+
+def run_fit(frame: pd.DataFrame, base_dir: Path, req: FitRequest, rep: Reporter, log_dir: Path) -> Predictor:
+    """Train the fused model (and the baselines), evaluate on the test split, return a Predictor."""
+    if not rep.verbose:
+        req.train = dataclasses.replace(req.train, progress=False)
+    schema = infer_schema(frame, req.label, base_dir, declared=req.roles, split_column=req.split_column)
+    rep.schema(schema, frame, base_dir)
+    encoders, options = choose_encoders(schema, req)
+    splits = split_indices(frame, schema, req.train.seed, req.train.val_fraction, req.train.test_fraction)
+    pre = Preprocessor(schema, options).fit(frame.iloc[splits["train"]], base_dir)
+    tables, skipped = encode_splits(pre, frame, base_dir, splits, req.on_error)
+    rep.skipped(skipped)
+    heads = [HeadConfig(s.column, s.task, pre.num_outputs(s.column)) for s in schema.labels]
+    config = ModelConfig(encoders, req.fusion, heads)
+    fused = train_and_test(config, pre, tables, req.train, log_dir, rep, "fused")
+    baselines = {}
+    if req.train.baselines and len(encoders) > 1:
+        solo = dataclasses.replace(req.train, modality_dropout=0.0)
+        for name in encoders:
+            one = ModelConfig({name: encoders[name]}, req.fusion, heads)
+            only = {k: t.select([name]) for k, t in tables.items()}
+            baselines[name] = train_and_test(one, pre, only, solo, None, rep, name)
+    metrics = collect_metrics(schema, config, fused, baselines, tables, skipped)
+    rep.results(metrics)
+    return Predictor(pre, config, req.train, fused.model, metrics)
+
+
+def choose_encoders(
+    schema: Schema, req: FitRequest
+) -> tuple[dict[str, EncoderConfig], dict[str, dict[str, Any]]]:
+    """An EncoderConfig per modality, and the processor options those encoders need."""
+    import polyfuse.encoders  # noqa: F401  (registers the encoders)
+    from polyfuse.registry import ENCODERS
+
+    unknown = (set(req.encoders) | set(req.encoder_params) | set(req.freeze)) - set(schema.modalities)
+    if unknown:
+        raise SchemaError(
+            f"encoder options for unknown modalities {sorted(unknown)} (known: {schema.modalities})"
+        )
+    encoders: dict[str, EncoderConfig] = {}
+    options = {k: dict(v) for k, v in req.processor_options.items()}
+    for spec in schema.inputs:
+        name = req.encoders.get(spec.name, DEFAULT_ENCODERS[spec.kind])
+        params = dict(req.encoder_params.get(spec.name, {}))
+        freeze = req.freeze.get(spec.name)
+        if name == "auto":
+            name, params, auto_freeze = _text_encoder(params)
+            freeze = auto_freeze if freeze is None else freeze
+        cls = ENCODERS.get(name)
+        if cls.modality != spec.kind:
+            raise SchemaError(
+                f"encoder {name!r} takes {cls.modality} input, but {spec.name!r} is {spec.kind}"
+            )
+        opts = options.setdefault(spec.name, {})
+        if name == "hf_text":
+            opts.setdefault("tokenizer", params.get("pretrained") or _default_text_path())
+        if getattr(cls, "features", None):
+            opts.setdefault("features", cls.features)
+        encoders[spec.name] = EncoderConfig(name, params, bool(freeze))
+    return encoders, {k: v for k, v in options.items() if v}
+
+
+def _text_encoder(params: dict[str, Any]) -> tuple[str, dict[str, Any], bool]:
+    """The offline MiniLM (frozen: its outputs are computed once) when installed, else a bag of words."""
+    if _default_text_path() is not None:
+        return "hf_text", params, True
+    return "text_bag", params, False
+
+
+def _default_text_path() -> str | None:
+    from polyfuse.encoders import default_text_model_path
+
+    return default_text_model_path()
+
+
+def encode_splits(
+    pre: Preprocessor, frame: pd.DataFrame, base_dir: Path, splits: dict[str, np.ndarray], on_error: str
+) -> tuple[dict[str, EncodedTable], list[DataError]]:
+    tables, skipped = {}, []
+    for name, rows in splits.items():
+        if len(rows) == 0:
+            raise SchemaError(f"the {name} split is empty; give more rows or a split column with {name} rows")
+        tables[name], errors = pre.transform(frame.iloc[rows], base_dir, on_error=on_error)
+        skipped += errors
+        if len(tables[name]) == 0:
+            raise SchemaError(f"every row of the {name} split was skipped")
+    return tables, skipped
+
+
+def train_and_test(
+    config: ModelConfig,
+    pre: Preprocessor,
+    tables: dict[str, EncodedTable],
+    cfg: TrainConfig,
+    log_dir: Path | None,
+    rep: Reporter,
+    title: str,
+) -> Trained:
+    from polyfuse.losses import default_loss
+    from polyfuse.registry import LOSSES
+    from polyfuse.train.loop import train_model
+
+    torch.manual_seed(cfg.seed)  # initial weights follow the seed too
+    model = build_model(config, pre)
+    losses = {h.label: LOSSES.build(default_loss(h.task)) for h in config.heads}
+    rep.start(title, model)
+    result = train_model(model, config.heads, losses, tables["train"], tables["val"], cfg, log_dir)
+    start = time.perf_counter()
+    test = evaluate_table(model, pre.schema, tables["test"])
+    summary = {
+        "train_seconds": round(result.seconds, 2),
+        "test_seconds": round(time.perf_counter() - start, 3),
+        "epochs": result.epochs,
+        "best_epoch": result.best_epoch,
+        "val": {result.monitor.removeprefix("val_"): result.best_score},
+        "params": sum(p.numel() for p in model.parameters()),
+        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+    }
+    rep.trained(title, test, summary)
+    return Trained(model, test, summary)
+
+
+def collect_metrics(
+    schema: Schema,
+    config: ModelConfig,
+    fused: Trained,
+    baselines: dict[str, Trained],
+    tables: dict[str, EncodedTable],
+    skipped: list[DataError],
+) -> dict[str, Any]:
+    return {
+        "task": schema.labels[0].task,
+        "label": schema.labels[0].column,
+        "modalities": schema.modalities,
+        "fusion": config.fusion.name,
+        "encoders": {name: enc.name for name, enc in config.encoders.items()},
+        "test": fused.test,
+        **fused.summary,
+        "baselines": {name: {"test": t.test, **t.summary} for name, t in baselines.items()},
+        "rows": {name: len(table) for name, table in tables.items()},
+        "skipped_rows": [
+            {"row": _jsonable(e.row), "column": e.column, "problem": e.problem} for e in skipped
+        ],
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value

@@ -1,0 +1,24 @@
+"""Batched inference over an encoded table."""
+
+from __future__ import annotations
+
+import torch
+
+from polyfuse.data.batch import EncodedTable
+from polyfuse.data.errors import PolyfuseError
+from polyfuse.models.multimodal import MultimodalModel
+
+
+@torch.no_grad()
+def predict_table(
+    model: MultimodalModel, table: EncodedTable, batch_size: int = 256
+) -> dict[str, torch.Tensor]:
+    """Label -> heads' ``predict`` outputs (probabilities or values) for every row, in order."""
+    n = len(table)
+    if n == 0:
+        raise PolyfuseError("no rows left to predict on")
+    model.eval()
+    outs = [
+        model.predict(table.take(list(range(i, min(i + batch_size, n))))) for i in range(0, n, batch_size)
+    ]
+    return {label: torch.cat([o[label] for o in outs]).float() for label in outs[0]}

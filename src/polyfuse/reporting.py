@@ -1,0 +1,89 @@
+"""What fit prints: the schema, skipped rows, progress of each model, and the results table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from polyfuse.config import Schema
+
+SHOWN_METRICS = ("accuracy", "f1_macro", "f1_weighted", "roc_auc", "mae", "mse", "r2", "f1_macro")
+
+
+class Reporter:
+    """Prints to the terminal with rich when ``verbose``; silent otherwise."""
+
+    def __init__(self, verbose: bool = True):
+        self.verbose = verbose
+        self._console: Any = None
+
+    @property
+    def console(self) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console()
+        return self._console
+
+    def schema(self, schema: Schema, frame: Any, base_dir: Path) -> None:
+        if not self.verbose:
+            return
+        from rich.table import Table
+
+        from polyfuse.data.schema import describe_schema
+
+        table = Table(title=f"Schema ({len(frame)} rows, files relative to {base_dir})")
+        for col in ("column", "role", "detail"):
+            table.add_column(col)
+        for row in describe_schema(schema, frame, base_dir):
+            table.add_row(*row)
+        self.console.print(table)
+        if schema.split_column:
+            self.console.print(f"splits from column [bold]{schema.split_column}[/bold]")
+
+    def skipped(self, errors: list[Any]) -> None:
+        if not self.verbose or not errors:
+            return
+        self.console.print(f"[yellow]skipped {len(errors)} bad row(s):[/yellow]")
+        for err in errors[:20]:
+            self.console.print(f"  - {err}")
+        if len(errors) > 20:
+            self.console.print(f"  ... and {len(errors) - 20} more (listed in metrics.json)")
+
+    def start(self, title: str, model: Any) -> None:
+        if self.verbose:
+            params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+            self.console.print(f"[bold]training {title}[/bold] model ({params:,} trainable parameters)")
+
+    def trained(self, title: str, test: dict[str, Any], summary: dict[str, Any]) -> None:
+        if self.verbose:
+            shown = ", ".join(f"{k} {test[k]:.4f}" for k in SHOWN_METRICS[:4] if test.get(k) is not None)
+            self.console.print(
+                f"  {title}: {summary['epochs']} epochs in {summary['train_seconds']:.1f}s; test {shown}"
+            )
+
+    def results(self, metrics: dict[str, Any]) -> None:
+        if not self.verbose:
+            return
+        self.console.print(metrics_table(metrics))
+
+    def saved(self, path: Path) -> None:
+        if self.verbose:
+            self.console.print(f"model saved to [bold]{path}[/bold]")
+
+
+def metrics_table(metrics: dict[str, Any]) -> Any:
+    """A rich table: the fused model and each single-modality baseline, one row each."""
+    from rich.table import Table
+
+    rows = {f"fused ({metrics.get('fusion', '?')})": metrics}
+    rows.update({f"{name} only": m for name, m in metrics.get("baselines", {}).items()})
+    keys = [k for k in dict.fromkeys(SHOWN_METRICS) if metrics["test"].get(k) is not None]
+    table = Table(title=f"Test metrics ({metrics.get('label', '')}, {metrics.get('task', '')})")
+    table.add_column("model")
+    for key in keys + ["train s"]:
+        table.add_column(key, justify="right")
+    for name, m in rows.items():
+        values = [f"{m['test'][k]:.4f}" if m["test"].get(k) is not None else "-" for k in keys]
+        table.add_row(name, *values, f"{m.get('train_seconds', 0):.1f}")
+    return table

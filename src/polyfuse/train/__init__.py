@@ -1,0 +1,1 @@
+"""Training: the Lightning module, callbacks and the fit loop (the only package importing lightning)."""

@@ -1,0 +1,160 @@
+"""Fit one MultimodalModel with Lightning: seeded, early stopping, best weights, CSV metrics."""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping
+
+from polyfuse.config import HeadConfig, TrainConfig
+from polyfuse.data.batch import EncodedTable
+from polyfuse.models.multimodal import MultimodalModel
+from polyfuse.train.module import MultimodalTask, monitor_for
+
+
+@dataclass
+class TrainResult:
+    epochs: int  # epochs run
+    best_epoch: int  # epoch whose weights were kept
+    best_score: float | None  # validation metric of the kept weights
+    monitor: str  # name of that metric
+    seconds: float  # wall-clock training time
+    history: list[dict[str, float]] = field(default_factory=list)  # per-epoch logged metrics
+
+
+class BestWeights(Callback):
+    """Keeps the weights of the best validation epoch in memory (no pickle checkpoint on disk)."""
+
+    def __init__(self, monitor: str, mode: str):
+        self.monitor, self.mode = monitor, mode
+        self.best: float | None = None
+        self.best_epoch = -1
+        self.state: dict[str, torch.Tensor] | None = None
+        self.history: list[dict[str, float]] = []
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        logged = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        self.history.append({"epoch": trainer.current_epoch, **logged})
+        score = logged.get(self.monitor)
+        if score is None:
+            return
+        if self.best is None or (score > self.best if self.mode == "max" else score < self.best):
+            self.best, self.best_epoch = score, trainer.current_epoch
+            self.state = {k: v.detach().to("cpu", copy=True) for k, v in pl_module.state_dict().items()}
+
+
+def train_model(
+    model: MultimodalModel,
+    heads: list[HeadConfig],
+    losses: dict[str, torch.nn.Module],
+    train: EncodedTable,
+    val: EncodedTable,
+    cfg: TrainConfig,
+    log_dir: Path | None = None,
+) -> TrainResult:
+    """Train ``model`` in place and load the weights of its best validation epoch."""
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    start = time.perf_counter()
+    cache_frozen_outputs(model, [train, val])
+    task = MultimodalTask(model, heads, losses, cfg)
+    monitor, mode = monitor_for(heads[0].task)
+    best = BestWeights(monitor, mode)
+    with _quiet_lightning():
+        trainer = _trainer(cfg, [best, EarlyStopping(monitor, mode=mode, patience=cfg.patience)], log_dir)
+        trainer.fit(task, _loader(train, cfg.batch_size, cfg.seed, shuffle=True), _loader(val, 512))
+    if best.state is not None:
+        task.load_state_dict(best.state)
+    model.cpu().eval()
+    return TrainResult(
+        epochs=trainer.current_epoch,
+        best_epoch=best.best_epoch,
+        best_score=best.best,
+        monitor=monitor,
+        seconds=time.perf_counter() - start,
+        history=best.history,
+    )
+
+
+def _trainer(cfg: TrainConfig, callbacks: list[Callback], log_dir: Path | None) -> L.Trainer:
+    from lightning.pytorch.loggers import CSVLogger
+
+    logger: Any = CSVLogger(str(log_dir), name="", version="") if log_dir else False
+    return L.Trainer(
+        max_epochs=cfg.max_epochs,
+        max_time=timedelta(seconds=cfg.time_limit_s) if cfg.time_limit_s else None,
+        accelerator=cfg.accelerator,
+        devices=1,
+        precision=cfg.precision,  # type: ignore[arg-type]
+        callbacks=callbacks,
+        logger=logger,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=cfg.progress,
+        log_every_n_steps=1,
+        num_sanity_val_steps=0,
+        deterministic=False,
+    )
+
+
+def _loader(
+    table: EncodedTable, batch_size: int, seed: int = 0, shuffle: bool = False
+) -> torch.utils.data.DataLoader:
+    """Batches are gathers from the in-memory table: no per-sample Python work, no workers."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.utils.data.DataLoader(
+        range(len(table)),  # type: ignore[arg-type]
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=generator,
+        collate_fn=table.take,
+    )
+
+
+@torch.no_grad()
+def cache_frozen_outputs(model: MultimodalModel, tables: list[EncodedTable], batch_size: int = 256) -> None:
+    """Run each fully frozen encoder once per table and store its outputs in ``table.cached``.
+
+    A frozen pretrained encoder (e.g. MiniLM) costs most of a step on CPU; its output never
+    changes, so computing it once turns every later epoch into work on the trainable parts only.
+    """
+    for name in model.frozen_modalities():
+        enc = model.encoders[name].eval()
+        for table in tables:
+            if name in table.cached or name not in table.inputs:
+                continue
+            outs = [
+                enc(table.take(list(range(i, min(i + batch_size, len(table))))).inputs[name])
+                for i in range(0, len(table), batch_size)
+            ]
+            table.cached[name] = torch.cat(outs)
+
+
+class _quiet_lightning:
+    """Silences Lightning's start-up chatter (GPU availability, worker hints); keeps the progress bar."""
+
+    def __enter__(self) -> None:
+        self._levels = {}
+        for name in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
+            lg = logging.getLogger(name)
+            self._levels[name] = lg.level
+            lg.setLevel(logging.ERROR)
+        self._warn = warnings.catch_warnings()
+        self._warn.__enter__()
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")  # frozen backbones
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+
+    def __exit__(self, *exc: object) -> None:
+        self._warn.__exit__(*exc)
+        for name, level in self._levels.items():
+            logging.getLogger(name).setLevel(level)

@@ -1,0 +1,93 @@
+"""The LightningModule that trains a MultimodalModel: losses, modality dropout, validation metric."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+
+from polyfuse.config import HeadConfig, TrainConfig
+from polyfuse.data.batch import Batch
+from polyfuse.eval.metrics import compute_metrics, primary_metric
+from polyfuse.models.multimodal import MultimodalModel
+
+
+class MultimodalTask(L.LightningModule):
+    """Trains ``model`` on the sum of one loss per label head."""
+
+    def __init__(
+        self, model: MultimodalModel, heads: list[HeadConfig], losses: dict[str, nn.Module], cfg: TrainConfig
+    ):
+        super().__init__()
+        self.model = model
+        self.head_cfgs = heads
+        self.losses = nn.ModuleDict(losses)
+        self.cfg = cfg
+        self._val_outputs: list[dict[str, Tensor]] = []
+        self._val_targets: list[dict[str, Tensor]] = []
+
+    def forward(self, batch: Batch) -> dict[str, Tensor]:
+        return self.model(batch)
+
+    def _loss(self, logits: dict[str, Tensor], targets: dict[str, Tensor]) -> Tensor:
+        return sum(
+            (self.losses[k](logits[k], targets[k]) for k in logits), torch.zeros((), device=self.device)
+        )
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        if self.cfg.modality_dropout > 0:
+            batch = drop_modalities(batch, self.cfg.modality_dropout)
+        loss = self._loss(self.model(batch), batch.targets)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch))
+        return loss
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        logits = self.model(batch)
+        self.log(
+            "val_loss", self._loss(logits, batch.targets), on_epoch=True, prog_bar=True, batch_size=len(batch)
+        )
+        preds = {k: self.model.heads[k].predict(v).float().cpu() for k, v in logits.items()}
+        self._val_outputs.append(preds)
+        self._val_targets.append({k: v.cpu() for k, v in batch.targets.items()})
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val_outputs:
+            return
+        head = self.head_cfgs[0]  # the first label drives early stopping and checkpointing
+        out = torch.cat([o[head.label] for o in self._val_outputs]).numpy()
+        y = torch.cat([t[head.label] for t in self._val_targets]).numpy()
+        name = primary_metric(head.task)
+        self.log(f"val_{name}", float(compute_metrics(head.task, y, out)[name]), prog_bar=True)
+        self._val_outputs.clear()
+        self._val_targets.clear()
+
+    def configure_optimizers(self) -> Any:
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.cfg.max_epochs))
+        return {"optimizer": opt, "lr_scheduler": sched}
+
+
+def drop_modalities(batch: Batch, rate: float) -> Batch:
+    """Mask each present modality of each row with probability ``rate``, keeping one per row.
+
+    Trains the fusion to cope with absent inputs, which also makes masking a modality at
+    inference a meaningful "what if it were missing" question.
+    """
+    names = list(batch.mask)
+    present = torch.stack([batch.mask[n] for n in names], dim=1)  # [B, M]
+    keep = present & (torch.rand(present.shape, device=present.device) >= rate)
+    # Rows that lost every present modality get one of their present ones back, at random.
+    lost = (present.any(1) & ~keep.any(1)).nonzero(as_tuple=True)[0]
+    if len(lost):
+        pick = torch.rand(present.shape, device=present.device).masked_fill(~present, -1).argmax(1)
+        keep[lost, pick[lost]] = True
+    return Batch(batch.inputs, {n: keep[:, i] for i, n in enumerate(names)}, batch.targets, batch.cached)
+
+
+def monitor_for(task: str) -> tuple[str, str]:
+    """(logged name, mode) of the validation metric that early stopping watches."""
+    name = primary_metric(task)
+    return f"val_{name}", "min" if name in {"mse", "mae"} else "max"
