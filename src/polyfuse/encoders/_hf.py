@@ -23,8 +23,16 @@ def load_pretrained(pretrained: str) -> nn.Module:
         from transformers import AutoModel
     except ImportError as err:  # pragma: no cover - transformers is a core dependency
         raise ImportError("pretrained encoders need `transformers` (pip install polyfuse)") from err
+    from transformers.utils import logging as hf_logging
+
     local = Path(pretrained).expanduser().is_dir()
-    model = AutoModel.from_pretrained(str(pretrained), local_files_only=local)
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # a per-tensor "Loading weights" bar would drown fit's output
+    try:
+        model = AutoModel.from_pretrained(str(pretrained), local_files_only=local)
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
     return model  # type: ignore[no-any-return]
 
 
