@@ -2,7 +2,7 @@
 
 Every image gets mild blur, noise and jitter; a "heavy" image is mostly hidden under blocks and
 strong noise. Every clip gets some background noise; a "heavy" clip is drowned in low-pass
-noise far louder than the voice. Strengths are module constants so tuning them is one edit.
+pink noise far louder than the voice. Strengths are module constants so tuning them is one edit.
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ class AudioCorruption:
 
 
 MILD_IMAGE = ImageCorruption()
-HEAVY_IMAGE = ImageCorruption(blur=1.6, noise=0.12, shift=3, occlude=0.72, heavy_noise=0.45)
+HEAVY_IMAGE = ImageCorruption(blur=1.6, noise=0.12, shift=3, occlude=0.85, heavy_noise=0.5)
 MILD_SNR_DB = (8.0, 25.0)
-HEAVY_SNR_DB = (-22.0, -15.0)
+HEAVY_SNR_DB = (-20.0, -14.0)
 
 
 def render_image(pixels: np.ndarray, how: ImageCorruption, rng: np.random.Generator) -> np.ndarray:
@@ -97,11 +97,11 @@ def _trim(x: np.ndarray, threshold: float = 1e-3) -> np.ndarray:
 
 
 def _noise(n: int, lowpass: bool, rng: np.random.Generator) -> np.ndarray:
-    """White noise, or noise shaped like the speech band (most energy below ~1.5 kHz)."""
+    """White noise, or pink (1/f) noise, which like speech puts most energy at low frequencies."""
     white = rng.normal(0.0, 1.0, n)
     if not lowpass:
         return white
-    from scipy.signal import butter, sosfilt
-
-    sos = butter(2, [150, 1500], btype="bandpass", fs=SAMPLE_RATE, output="sos")
-    return sosfilt(sos, white) + 0.05 * white
+    spectrum = np.fft.rfft(white)
+    freqs = np.fft.rfftfreq(n, 1.0 / SAMPLE_RATE)
+    spectrum /= np.sqrt(np.maximum(freqs, 60.0))  # power ~ 1/f above 60 Hz
+    return np.fft.irfft(spectrum, n)

@@ -2,8 +2,8 @@
 
 Images are scikit-learn's 1,797 real 8x8 handwritten digits; audio is the digit's name spoken
 by espeak-ng in many voices, rates and pitches; text is a note on parity / size / primality.
-Per row, one of the two senses may be heavily corrupted (the image mostly hidden, or the voice
-drowned in noise), rarely both, so each modality alone fails on its own subset of rows.
+On most rows one of the two senses is heavily corrupted (the image mostly hidden, or the voice
+drowned in noise), never both, so each modality alone fails on its own subset of rows.
 Voices are held out: some test (and val) voices are never heard in training.
 """
 
@@ -28,8 +28,9 @@ PITCHES = (20, 35, 50, 65, 80)  # espeak 0-99
 SPLITS = {"train": 0.70, "val": 0.15, "test": 0.15}
 HELD_OUT = {"val": 8, "test": 12}  # voices heard only in that split
 HELD_OUT_SHARE = 0.5  # share of val / test rows spoken by a held-out voice
-# Per row: which sense is heavily corrupted. Mostly one at a time, so fusion can recover.
-CORRUPTION = {"none": 0.44, "image": 0.27, "audio": 0.27, "both": 0.02}
+# Per row: which sense is heavily corrupted. One at a time, so a fused model can always recover;
+# tuned so that a single modality stays near 0.6-0.7 accuracy and a fused one above 0.9.
+CORRUPTION = {"none": 0.2, "image": 0.4, "audio": 0.4, "both": 0.0}
 TABLE = "digits-av.csv"
 META = "digits-av.meta.csv"  # per-row generation details (voice, SNR ...), not model inputs
 
