@@ -19,6 +19,7 @@ _API = {
     "infer_schema": "polyfuse.data.schema",
     "list_datasets": "polyfuse.data.datasets",
     "load_dataset": "polyfuse.data.datasets",
+    "build_dataset": "polyfuse.data.datasets",
     "list_encoders": "polyfuse.api",
     "list_fusions": "polyfuse.api",
     "list_heads": "polyfuse.api",
