@@ -3,16 +3,21 @@
 espeak-ng keeps some synthesis state in C statics that survive between utterances (and even
 ``espeak_Terminate``), so the same word spoken twice in one process can differ by a few samples.
 To make a dataset build byte-for-byte reproducible, every batch of clips is synthesised in a
-fresh child process, in a fixed order, with the library's random seed set before each clip.
+fresh interpreter (``python -m polyfuse.data.datasets.speech``), in a fixed order, with the
+library's random seed set before each clip.
 """
 
 from __future__ import annotations
 
 import ctypes
+import json
+import os
+import subprocess
+import sys
+import tempfile
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
-from multiprocessing import get_context
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -46,8 +51,6 @@ def require_espeak() -> Any:
 
 def available_variants() -> list[str]:
     """Names of the voice variants (``m1``, ``f2``, ``croak`` ...) shipped in the espeak data path."""
-    from pathlib import Path
-
     variants = Path(require_espeak().get_data_path()) / "voices" / "!v"
     return sorted(p.name for p in variants.iterdir()) if variants.is_dir() else []
 
@@ -94,9 +97,24 @@ class _Espeak:
 
 
 def _synthesise_batch(utterances: list[Utterance], seed: int) -> tuple[int, list[np.ndarray]]:
-    """Runs in a fresh process: speak every utterance in order (see the module docstring)."""
+    """Speak every utterance in order in this process (see the module docstring)."""
     engine = _Espeak()
     return engine.sample_rate, [engine.say(u, seed) for u in utterances]
+
+
+def _start_worker(utterances: list[Utterance], seed: int, out: Path) -> subprocess.Popen[str]:
+    """Start a fresh interpreter (not a fork, nor a spawn that re-imports ``__main__``) for one batch."""
+    request = out.with_suffix(".json")
+    spoken = [asdict(u) for u in utterances]
+    request.write_text(json.dumps({"seed": seed, "out": str(out), "utterances": spoken}))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    command = [sys.executable, "-m", __name__, str(request)]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _read_batch(out: Path) -> tuple[int, list[np.ndarray]]:
+    with np.load(out) as saved:
+        return int(saved["sample_rate"]), np.split(saved["samples"], saved["ends"][:-1])
 
 
 def synthesise(
@@ -113,10 +131,29 @@ def synthesise(
         return 0, {}
     n_batches = max(1, min(workers, len(unique)))
     batches = [unique[i::n_batches] for i in range(n_batches)]
-    # max_tasks_per_child=1: each batch gets its own process, so the C state starts the same.
-    with ProcessPoolExecutor(n_batches, mp_context=get_context("spawn"), max_tasks_per_child=1) as pool:
-        results = list(pool.map(_synthesise_batch, batches, [seed] * n_batches))
     clips: dict[Utterance, np.ndarray] = {}
-    for batch, (_, waves) in zip(batches, results, strict=True):
-        clips.update(zip(batch, waves, strict=True))
-    return results[0][0], clips
+    with tempfile.TemporaryDirectory(prefix="polyfuse-speech-") as tmp:
+        outs = [Path(tmp) / f"batch{i}.npz" for i in range(n_batches)]
+        running = [_start_worker(batch, seed, out) for batch, out in zip(batches, outs, strict=True)]
+        for worker in running:
+            _, err = worker.communicate()
+            if worker.returncode != 0:
+                raise RuntimeError(f"speech synthesis failed:\n{err}")
+        for batch, out in zip(batches, outs, strict=True):
+            sample_rate, waves = _read_batch(out)
+            clips.update(zip(batch, waves, strict=True))
+    return sample_rate, clips
+
+
+def _worker_main() -> None:
+    """Entry point of a worker: a JSON request file in, an .npz of concatenated clips out."""
+    request = json.loads(Path(sys.argv[1]).read_text())
+    utterances = [Utterance(**u) for u in request["utterances"]]
+    sample_rate, waves = _synthesise_batch(utterances, int(request["seed"]))
+    ends = np.cumsum([len(w) for w in waves])
+    samples = np.concatenate(waves) if waves else np.zeros(0, np.int16)
+    np.savez(request["out"], sample_rate=sample_rate, samples=samples, ends=ends)
+
+
+if __name__ == "__main__":
+    _worker_main()
