@@ -174,12 +174,15 @@ def info(model: Path = typer.Argument(..., help="saved model directory")) -> Non
         typer.echo(f"  input {spec.name} ({spec.kind}, columns {spec.columns}): encoder {enc.name}")
     typer.echo(f"  fusion: {p.model_config.fusion.name}")
     for spec in p.schema.labels:
-        typer.echo(f"  label {spec.column} ({spec.task}): {len(spec.classes) or 'values'} classes")
-    test = p.metrics.get("test", {})
-    shown = ", ".join(f"{k} {v:.4f}" for k, v in test.items() if isinstance(v, float))
-    typer.echo(f"  test: {shown}")
+        kind = f"{len(spec.classes)} classes" if spec.classes else "values"
+        typer.echo(f"  label {spec.column} ({spec.task}): {kind}")
+    typer.echo(f"  test: {_scores(p.metrics.get('test', {}))}")
     for name, base in p.metrics.get("baselines", {}).items():
-        typer.echo(f"  {name} only: accuracy {base['test'].get('accuracy', float('nan')):.4f}")
+        typer.echo(f"  {name} only: {_scores(base['test'])}")
+
+
+def _scores(test: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v:.4f}" for k, v in test.items() if isinstance(v, float))
 
 
 @app.command("encoders")

@@ -57,7 +57,8 @@ class Reporter:
 
     def trained(self, title: str, test: dict[str, Any], summary: dict[str, Any]) -> None:
         if self.verbose:
-            shown = ", ".join(f"{k} {test[k]:.4f}" for k in SHOWN_METRICS[:4] if test.get(k) is not None)
+            keys = [k for k in dict.fromkeys(SHOWN_METRICS) if test.get(k) is not None][:4]
+            shown = ", ".join(f"{k} {test[k]:.4f}" for k in keys)
             self.console.print(
                 f"  {title}: {summary['epochs']} epochs in {summary['train_seconds']:.1f}s; test {shown}"
             )
