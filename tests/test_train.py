@@ -1,0 +1,195 @@
+"""The training loop: modality dropout, frozen-encoder caching, best-epoch weights."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+import polyfuse
+import polyfuse.fusions  # noqa: F401  (registers the fusions)
+import polyfuse.heads  # noqa: F401
+from conftest import FAST
+from polyfuse.api import evaluate_table
+from polyfuse.config import ModelConfig, TrainConfig
+from polyfuse.data.batch import Batch, EncodedTable
+from polyfuse.data.preprocess import Preprocessor
+from polyfuse.data.schema import infer_schema
+from polyfuse.data.split import split_indices
+from polyfuse.encoders import build_encoder
+from polyfuse.fitting import FitRequest, choose_encoders, encode_splits
+from polyfuse.models.build import build_model
+from polyfuse.models.multimodal import MultimodalModel
+from polyfuse.registry import FUSIONS, HEADS, LOSSES
+from polyfuse.train import module as train_module
+from polyfuse.train.loop import cache_frozen_outputs, train_model
+from polyfuse.train.module import drop_modalities, monitor_for
+
+NAMES = ("image", "audio", "text")
+
+
+def _batch(present: torch.Tensor) -> Batch:
+    """A batch whose only interesting part is its masks: ``present`` is bool [B, 3]."""
+    n = len(present)
+    inputs = {name: torch.randn(n, 2) for name in NAMES}
+    mask = {name: present[:, i].clone() for i, name in enumerate(NAMES)}
+    return Batch(inputs, mask, targets={"y": torch.zeros(n)}, cached={"text": torch.ones(n, 4)})
+
+
+def _masks(batch: Batch) -> torch.Tensor:
+    return torch.stack([batch.mask[name] for name in NAMES], dim=1)  # [B, 3]
+
+
+def _random_presence(n: int, seed: int = 0) -> torch.Tensor:
+    """bool [n, 3]: each modality present 70% of the time, so some rows have 0, 1, 2 or 3."""
+    return torch.rand(n, 3, generator=torch.Generator().manual_seed(seed)) < 0.7
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.3, 0.6])
+def test_drop_modalities_rules_and_rate(rate):
+    present = _random_presence(20_000)
+    batch = _batch(present)
+    torch.manual_seed(1)
+    out = drop_modalities(batch, rate)
+    after = _masks(out)
+
+    assert torch.equal(_masks(batch), present)  # the input batch is not modified
+    assert not (after & ~present).any()  # an absent modality never becomes present
+    assert torch.equal(after.any(1), present.any(1))  # a row with an input keeps at least one
+    single = present.sum(1) == 1
+    assert torch.equal(after[single], present[single])  # a lone modality is never dropped
+    assert out.inputs is batch.inputs and out.targets is batch.targets and out.cached is batch.cached
+
+    # Each present modality is dropped with probability `rate`; a row that lost all k of its
+    # modalities (probability rate**k) gets exactly one back.
+    k = present.sum(1).double()
+    expected = float((k * rate - torch.where(k > 0, rate**k, 0)).sum() / k.sum())
+    dropped = float((present & ~after).sum() / present.sum())
+    assert dropped == pytest.approx(expected, abs=0.01)
+
+
+def test_drop_modalities_extremes():
+    present = _random_presence(6000, seed=2)
+    batch = _batch(present)
+    assert torch.equal(_masks(drop_modalities(batch, 0.0)), present)
+
+    torch.manual_seed(0)
+    after = _masks(drop_modalities(batch, 1.0))
+    assert torch.equal(after.sum(1), present.any(1).long())  # exactly one left in every non-empty row
+    full = present.all(1)
+    shares = after[full].double().mean(0)  # which modality survives when all three were present
+    assert torch.allclose(shares, torch.full((3,), 1 / 3, dtype=torch.double), atol=0.05), shares
+
+
+# --- frozen encoders are run once ------------------------------------------------------------------
+
+
+def _three_encoder_model() -> MultimodalModel:
+    """Three bag-of-words encoders: "a" fully frozen, "b" half frozen, "c" trainable."""
+    torch.manual_seed(0)
+    encoders = {name: build_encoder("text_bag", vocab_size=30, output_dim=8, hidden_dim=8) for name in "abc"}
+    encoders["a"].requires_grad_(False)
+    encoders["b"].embed.requires_grad_(False)
+    fusion = FUSIONS.build("concat", in_dims={name: 8 for name in "abc"}, output_dim=16)
+    heads = {"y": HEADS.build("multiclass", in_dim=16, num_outputs=3)}
+    return MultimodalModel(encoders, fusion, heads)
+
+
+def _token_table(n: int, seed: int) -> EncodedTable:
+    g = torch.Generator().manual_seed(seed)
+    ids = {name: torch.randint(1, 30, (n, 6), generator=g) for name in "abc"}
+    mask = {name: torch.ones(n, dtype=torch.bool) for name in "abc"}
+    return EncodedTable(ids, mask, {"y": torch.randint(0, 3, (n,), generator=g)}, row_ids=list(range(n)))
+
+
+def test_cache_frozen_outputs_only_for_fully_frozen_encoders():
+    model = _three_encoder_model()
+    assert model.frozen_modalities() == ["a"]
+    train, val = _token_table(300, 0), _token_table(40, 1)
+    without_a = _token_table(10, 2).select(["b", "c"])
+    sentinel = torch.full((40, 8), 7.0)
+    val.cached["a"] = sentinel  # already cached: left alone
+
+    cache_frozen_outputs(model, [train, val, without_a], batch_size=64)
+
+    assert set(train.cached) == {"a"} and set(val.cached) == {"a"} and without_a.cached == {}
+    assert val.cached["a"] is sentinel
+    model.eval()
+    with torch.no_grad():
+        expected = model.encoders["a"](train.inputs["a"])  # [300, 8], one batch
+    assert train.cached["a"].shape == (300, 8)
+    assert torch.allclose(train.cached["a"], expected, atol=1e-6)
+
+    # A batch cut from the cached table gives the same outputs as one computed from scratch.
+    fresh = _token_table(300, 0)
+    rows = [0, 5, 299, 64, 128]
+    cached_out = model.predict(train.take(rows))["y"]
+    assert train.take(rows).cached["a"].shape == (5, 8)
+    assert torch.allclose(cached_out, model.predict(fresh.take(rows))["y"], atol=1e-6)
+
+
+def test_cache_frozen_outputs_without_frozen_encoders_does_nothing():
+    model = _three_encoder_model()
+    model.encoders["a"].requires_grad_(True)
+    table = _token_table(20, 0)
+    cache_frozen_outputs(model, [table])
+    assert model.frozen_modalities() == [] and table.cached == {}
+
+
+# --- the loop on a real (synthetic) table ---------------------------------------------------------
+
+
+def _prepared(frame, label: str):
+    """Everything ``train_model`` takes, for ``frame``: model, heads, losses, tables, schema."""
+    from polyfuse.config import HeadConfig
+    from polyfuse.losses import default_loss
+
+    req = FitRequest(label=[label], encoders={"text": "text_bag"})
+    schema = infer_schema(frame, req.label)
+    encoders, options = choose_encoders(schema, req)
+    splits = split_indices(frame, schema, seed=0)
+    pre = Preprocessor(schema, options).fit(frame.iloc[splits["train"]], Path.cwd())
+    tables, _ = encode_splits(pre, frame, Path.cwd(), splits, "raise")
+    heads = [HeadConfig(s.column, s.task, pre.num_outputs(s.column)) for s in schema.labels]
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(encoders, req.fusion, heads), pre)
+    losses = {h.label: LOSSES.build(default_loss(h.task)) for h in heads}
+    return model, heads, losses, tables, schema
+
+
+@pytest.mark.parametrize(("task", "label"), [("multiclass", "kind"), ("regression", "price")])
+def test_train_model_keeps_the_best_validation_epoch(make_frame, task, label):
+    model, heads, losses, tables, schema = _prepared(make_frame(240, task=task), label)
+    cfg = TrainConfig(max_epochs=5, patience=10, progress=False, accelerator="cpu")
+    result = train_model(model, heads, losses, tables["train"], tables["val"], cfg)
+
+    monitor, mode = monitor_for(task)
+    assert result.monitor == monitor and result.epochs == 5 and len(result.history) == 5
+    scores = [h[monitor] for h in result.history]
+    best = max(scores) if mode == "max" else min(scores)
+    assert result.best_score == best and scores[result.best_epoch] == best
+    # The model handed back carries that epoch's weights: its validation score is the best one.
+    val = evaluate_table(model, schema, tables["val"])
+    assert val[monitor.removeprefix("val_")] == pytest.approx(result.best_score, rel=1e-5)
+    assert not model.training
+
+
+def test_modality_dropout_trains_the_fused_model_only(make_frame, monkeypatch):
+    rates = []
+
+    def spy(batch, rate):
+        rates.append(rate)
+        return drop_modalities(batch, rate)
+
+    monkeypatch.setattr(train_module, "drop_modalities", spy)
+    frame = make_frame(300)
+    predictor = polyfuse.fit(frame, label="kind", max_epochs=4, modality_dropout=0.5, **FAST)
+    metrics = predictor.metrics
+    # Every training step of the fused model (and none of the single-modality baselines) drops.
+    steps = metrics["epochs"] * math.ceil(metrics["rows"]["train"] / 64)
+    assert rates == [0.5] * steps
+    assert set(metrics["baselines"]) == {"text", "tabular"}
+    assert predictor.train_config.modality_dropout == 0.5
+    assert metrics["test"]["accuracy"] >= 0.6  # still learns; chance is 0.33
