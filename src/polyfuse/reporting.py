@@ -7,7 +7,7 @@ from typing import Any
 
 from polyfuse.config import Schema
 
-SHOWN_METRICS = ("accuracy", "f1_macro", "f1_weighted", "roc_auc", "mae", "mse", "r2", "f1_macro")
+SHOWN_METRICS = ("accuracy", "subset_accuracy", "f1_macro", "f1_weighted", "roc_auc", "mae", "mse", "r2")
 
 
 class Reporter:

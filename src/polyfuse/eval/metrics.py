@@ -77,10 +77,9 @@ def _multilabel(y: np.ndarray, proba: np.ndarray) -> dict[str, Any]:
     for avg in ("macro", "weighted"):
         p, r, f, _ = skm.precision_recall_fscore_support(y, pred, average=avg, zero_division=0)
         out.update({f"precision_{avg}": float(p), f"recall_{avg}": float(r), f"f1_{avg}": float(f)})
-    try:
-        out["roc_auc"] = float(skm.roc_auc_score(y, proba, average="macro"))
-    except ValueError:  # a label column with a single class in this split
-        out["roc_auc"] = None
+    # Undefined when some label column has a single class in this split (sklearn returns NaN).
+    single = any(len(np.unique(y[:, j])) < 2 for j in range(y.shape[1]))
+    out["roc_auc"] = None if single else float(skm.roc_auc_score(y, proba, average="macro"))
     return out
 
 
