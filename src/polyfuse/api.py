@@ -28,6 +28,7 @@ from polyfuse.data.batch import EncodedTable
 from polyfuse.data.errors import DataError, PolyfuseError
 from polyfuse.data.preprocess import Preprocessor
 from polyfuse.data.table import read_table
+from polyfuse.models.multimodal import MultimodalModel
 from polyfuse.reporting import Reporter
 
 DEFAULT_DATASET = "digits-av"
@@ -43,7 +44,7 @@ class Predictor:
         preprocessor: Preprocessor,
         model_config: ModelConfig,
         train_config: TrainConfig,
-        model: torch.nn.Module,
+        model: MultimodalModel,
         metrics: dict[str, Any] | None = None,
     ):
         self.preprocessor = preprocessor
@@ -215,7 +216,7 @@ def _log_dir(out: str | Path | None) -> Path:
     return Path(out) / "logs" if out is not None else Path(tempfile.mkdtemp(prefix="polyfuse-logs-"))
 
 
-def evaluate_table(model: torch.nn.Module, schema: Schema, table: EncodedTable) -> dict[str, Any]:
+def evaluate_table(model: MultimodalModel, schema: Schema, table: EncodedTable) -> dict[str, Any]:
     """Metrics of every label on an encoded table; the first label's are also at top level."""
     from polyfuse.eval.metrics import compute_metrics
     from polyfuse.models.inference import predict_table

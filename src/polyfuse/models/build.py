@@ -24,7 +24,7 @@ def build_model(config: ModelConfig, inputs: KnowsInputs) -> MultimodalModel:
         name: build_encoder(cfg.name, **inputs.encoder_kwargs(name), **cfg.params, freeze=cfg.freeze)
         for name, cfg in config.encoders.items()
     }
-    in_dims = {name: int(enc.output_dim) for name, enc in encoders.items()}
+    in_dims = {name: int(enc.output_dim) for name, enc in encoders.items()}  # type: ignore[arg-type]
     fusion = FUSIONS.build(config.fusion.name, in_dims=in_dims, **config.fusion.params)
     heads = {
         h.label: HEADS.build(h.task, in_dim=fusion.output_dim, num_outputs=h.num_outputs, **h.params)

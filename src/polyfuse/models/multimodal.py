@@ -39,8 +39,11 @@ class MultimodalModel(nn.Module):
     @torch.no_grad()
     def predict(self, batch: Batch) -> dict[str, Tensor]:
         """Label -> what a user reads: probabilities or values (heads' ``predict``)."""
-        logits = self(batch)
-        return {label: self.heads[label].predict(out) for label, out in logits.items()}
+        return self.readable(self(batch))
+
+    def readable(self, logits: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Label -> probabilities or values from that label's logits (heads' ``predict``)."""
+        return {label: self.heads[label].predict(out) for label, out in logits.items()}  # type: ignore[operator]
 
     def frozen_modalities(self) -> list[str]:
         """Modalities whose encoder has no trainable parameter (their outputs can be cached)."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -139,22 +141,19 @@ def cache_frozen_outputs(model: MultimodalModel, tables: list[EncodedTable], bat
             table.cached[name] = torch.cat(outs)
 
 
-class _quiet_lightning:
+@contextmanager
+def _quiet_lightning() -> Iterator[None]:
     """Silences Lightning's start-up chatter (GPU availability, worker hints); keeps the progress bar."""
-
-    def __enter__(self) -> None:
-        self._levels = {}
-        for name in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
-            lg = logging.getLogger(name)
-            self._levels[name] = lg.level
-            lg.setLevel(logging.ERROR)
-        self._warn = warnings.catch_warnings()
-        self._warn.__enter__()
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")  # frozen backbones
-        warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-
-    def __exit__(self, *exc: object) -> None:
-        self._warn.__exit__(*exc)
-        for name, level in self._levels.items():
+    names = ("lightning.pytorch", "lightning.fabric", "pytorch_lightning")
+    levels = {name: logging.getLogger(name).level for name in names}
+    for name in names:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")  # frozen backbones
+            warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+            yield
+    finally:
+        for name, level in levels.items():
             logging.getLogger(name).setLevel(level)

@@ -48,7 +48,7 @@ class MultimodalTask(L.LightningModule):
         self.log(
             "val_loss", self._loss(logits, batch.targets), on_epoch=True, prog_bar=True, batch_size=len(batch)
         )
-        preds = {k: self.model.heads[k].predict(v).float().cpu() for k, v in logits.items()}
+        preds = {k: v.float().cpu() for k, v in self.model.readable(logits).items()}
         self._val_outputs.append(preds)
         self._val_targets.append({k: v.cpu() for k, v in batch.targets.items()})
 
