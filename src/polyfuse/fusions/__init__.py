@@ -5,5 +5,6 @@ import below. The contract tests in ``tests/test_fusions.py`` then cover it.
 """
 
 from polyfuse.fusions import attention, concat  # noqa: F401  (registers the fusions)
+from polyfuse.fusions import pooling  # noqa: F401
 
 __all__: list[str] = []
