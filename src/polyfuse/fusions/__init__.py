@@ -10,5 +10,6 @@ from polyfuse.fusions import hierarchical  # noqa: F401
 from polyfuse.fusions import late  # noqa: F401
 from polyfuse.fusions import perceiver  # noqa: F401
 from polyfuse.fusions import pooling  # noqa: F401
+from polyfuse.fusions import weighted  # noqa: F401
 
 __all__: list[str] = []
