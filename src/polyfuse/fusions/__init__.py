@@ -11,5 +11,6 @@ from polyfuse.fusions import late  # noqa: F401
 from polyfuse.fusions import perceiver  # noqa: F401
 from polyfuse.fusions import pooling  # noqa: F401
 from polyfuse.fusions import weighted  # noqa: F401
+from polyfuse.fusions import gmu  # noqa: F401
 
 __all__: list[str] = []
