@@ -13,5 +13,6 @@ from polyfuse.fusions import pooling  # noqa: F401
 from polyfuse.fusions import weighted  # noqa: F401
 from polyfuse.fusions import gmu  # noqa: F401
 from polyfuse.fusions import bilinear  # noqa: F401
+from polyfuse.fusions import tensor  # noqa: F401
 
 __all__: list[str] = []
