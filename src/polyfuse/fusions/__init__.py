@@ -14,5 +14,6 @@ from polyfuse.fusions import weighted  # noqa: F401
 from polyfuse.fusions import gmu  # noqa: F401
 from polyfuse.fusions import bilinear  # noqa: F401
 from polyfuse.fusions import tensor  # noqa: F401
+from polyfuse.fusions import lmf  # noqa: F401
 
 __all__: list[str] = []
