@@ -5,15 +5,15 @@ import below. The contract tests in ``tests/test_fusions.py`` then cover it.
 """
 
 from polyfuse.fusions import attention, concat  # noqa: F401  (registers the fusions)
+from polyfuse.fusions import bilinear  # noqa: F401
+from polyfuse.fusions import gmu  # noqa: F401
 from polyfuse.fusions import graph  # noqa: F401
 from polyfuse.fusions import hierarchical  # noqa: F401
 from polyfuse.fusions import late  # noqa: F401
+from polyfuse.fusions import lmf  # noqa: F401
 from polyfuse.fusions import perceiver  # noqa: F401
 from polyfuse.fusions import pooling  # noqa: F401
-from polyfuse.fusions import weighted  # noqa: F401
-from polyfuse.fusions import gmu  # noqa: F401
-from polyfuse.fusions import bilinear  # noqa: F401
 from polyfuse.fusions import tensor  # noqa: F401
-from polyfuse.fusions import lmf  # noqa: F401
+from polyfuse.fusions import weighted  # noqa: F401
 
 __all__: list[str] = []
