@@ -13,7 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from polyfuse.data.datasets import digits_av  # noqa: F401  (registers "digits-av")
+from polyfuse.data.datasets import (
+    avmnist,  # noqa: F401  (registers "avmnist", "avmnist-hard")
+    digits_av,  # noqa: F401  (registers "digits-av")
+)
 from polyfuse.data.datasets.base import DatasetInfo
 from polyfuse.registry import DATASETS
 

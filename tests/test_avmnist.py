@@ -1,0 +1,122 @@
+"""AV-MNIST built from the shared MNIST and FSDD sources (skipped where ../shared/data is absent)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from polyfuse.data.datasets import avmnist, list_datasets
+from polyfuse.registry import DATASETS
+
+SOURCE = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+LIMIT = 350  # 275 train / 25 val / 50 test
+needs_data = pytest.mark.skipif(not (SOURCE / "mnist" / "mnist.npz").is_file(), reason="no ../shared/data")
+
+
+def test_registered() -> None:
+    names = {d["name"] for d in list_datasets()}
+    assert {"avmnist", "avmnist-hard"} <= names
+    assert DATASETS.get("avmnist").rows == 70000
+
+
+def test_specgram_shape_and_scale() -> None:
+    tone = np.sin(2 * np.pi * 1000 * np.arange(avmnist.CLIP) / avmnist.RATE)[None]  # 1 kHz
+    power = avmnist.specgram(tone)  # [1, freq, time]
+    assert power.shape == (1, 112, 112)
+    peak_hz = power[0].mean(axis=1).argmax() * avmnist.RATE / avmnist.PAD_TO
+    assert abs(peak_hz - 1000) < avmnist.RATE / avmnist.PAD_TO
+    # Parseval-style check of the PSD scaling: power summed over bins ~ signal power / bin width
+    assert power[0].sum(axis=0).mean() * avmnist.RATE / avmnist.PAD_TO == pytest.approx(0.5, rel=0.05)
+
+
+def test_missing_source_says_where_to_put_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("POLYFUSE_SHARED_DATA", str(tmp_path))
+    assert avmnist.default_source() == tmp_path
+    with pytest.raises(FileNotFoundError):
+        avmnist.build(tmp_path, limit=10, source=tmp_path / "nowhere")
+
+
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, np.ndarray]]:
+    if not (SOURCE / "mnist" / "mnist.npz").is_file():
+        pytest.skip("no ../shared/data")
+    out = {}
+    for name in ("avmnist", "avmnist-hard"):
+        folder = tmp_path_factory.mktemp(name)
+        out[name] = avmnist.load_arrays(name, source=SOURCE, limit=LIMIT, out=folder)
+        out[name]["clip"] = pd.read_csv(folder / avmnist.TABLE)["clip"].to_numpy()
+        out[name]["row"] = pd.read_csv(folder / avmnist.TABLE)["row"].to_numpy()
+    return out
+
+
+@needs_data
+def test_recipe_keeps_three_components() -> None:
+    with np.load(SOURCE / "mnist" / "mnist.npz") as mnist:
+        _, k_train = avmnist.pca_images(mnist["x_train"], None)
+        _, k_test = avmnist.pca_images(mnist["x_test"], None)
+    assert k_train == k_test == 3
+
+
+@needs_data
+@pytest.mark.parametrize("name", ["avmnist", "avmnist-hard"])
+def test_shapes_and_splits(builds: dict, name: str) -> None:
+    d = builds[name]
+    assert d["x_image"].shape == (LIMIT, 28, 28) and d["x_image"].dtype == np.uint8
+    assert d["x_audio"].shape == (LIMIT, 112, 112) and d["x_audio"].dtype == np.uint8
+    counts = {s: int((d["split"] == s).sum()) for s in ("train", "val", "test")}
+    assert counts == {"train": 275, "val": 25, "test": 50}  # 55,000 / 5,000 / 10,000 scaled
+    assert set(np.unique(d["y"])) == set(range(10))
+    # every clip speaks the row's digit
+    assert all(int(c.split("_")[0]) == y for c, y in zip(d["clip"], d["y"], strict=True))
+
+
+@needs_data
+def test_recipe_pools(builds: dict) -> None:
+    d = builds["avmnist"]
+    takes = np.array([int(c[:-4].split("_")[2]) for c in d["clip"]])
+    speakers = {c.split("_")[1] for c in d["clip"]}
+    assert speakers <= set(avmnist.RECIPE_SPEAKERS)
+    assert (takes[d["split"] == "test"] >= 40).all() and (takes[d["split"] != "test"] < 40).all()
+
+
+@needs_data
+def test_hard_holds_speakers_out(builds: dict) -> None:
+    d = builds["avmnist-hard"]
+    by_split = {s: set(d["clip"][d["split"] == s]) for s in ("train", "val", "test")}
+    assert not by_split["val"] & by_split["train"] and not by_split["test"] & by_split["train"]
+    speakers = {s: {c.split("_")[1] for c in clips} for s, clips in by_split.items()}
+    assert len(speakers["val"]) == len(speakers["test"]) == 1 and not speakers["val"] & speakers["test"]
+
+
+@needs_data
+def test_deterministic_and_subset_of_full_rows(builds: dict, tmp_path: Path) -> None:
+    again = avmnist.load_arrays("avmnist-hard", source=SOURCE, limit=LIMIT, out=tmp_path)
+    for key in ("x_image", "x_audio", "y", "split"):
+        np.testing.assert_array_equal(again[key], builds["avmnist-hard"][key])
+    # a smaller build is made of the same rows, with the same bytes
+    small = avmnist.load_arrays("avmnist", source=SOURCE, limit=70, out=tmp_path / "small")
+    big = builds["avmnist"]
+    rows = pd.read_csv(tmp_path / "small" / avmnist.TABLE)["row"].to_numpy()
+    at = {r: i for i, r in enumerate(big["row"])}
+    assert set(rows) <= set(at)
+    np.testing.assert_array_equal(small["x_audio"], big["x_audio"][[at[r] for r in rows]])
+    np.testing.assert_array_equal(small["x_image"], big["x_image"][[at[r] for r in rows]])
+
+
+@needs_data
+@pytest.mark.parametrize("name", ["avmnist", "avmnist-hard"])
+@pytest.mark.parametrize("modality", ["x_image", "x_audio"])
+def test_each_modality_beats_chance(builds: dict, name: str, modality: str) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    d = builds[name]
+    x = d[modality].astype(np.float32) / 255.0
+    if modality == "x_audio":  # pool 4x4: 784 features, like the image
+        x = x.reshape(len(x), 28, 4, 28, 4).mean(axis=(2, 4))
+    x = x.reshape(len(x), -1)
+    train, test = d["split"] != "test", d["split"] == "test"
+    model = LogisticRegression(max_iter=100).fit(x[train], d["y"][train])
+    assert model.score(x[test], d["y"][test]) > 0.25  # chance is 0.1
