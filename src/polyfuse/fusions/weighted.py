@@ -73,10 +73,11 @@ class WeightedFixedFusion(_WeightedFusion):
             raise ValueError(f"weights must name exactly {self.names}; missing {missing}, unknown {unknown}")
         if any(weights[m] < 0 for m in self.names):
             raise ValueError(f"weights must be non-negative, got {weights}")
+        self.weights: Tensor
         self.register_buffer("weights", torch.tensor([float(weights[m]) for m in self.names]))  # [M]
 
     def modality_weights(self) -> Tensor:
-        return self.weights  # type: ignore[no-any-return]
+        return self.weights
 
 
 @FUSIONS.register("weighted_learned")
