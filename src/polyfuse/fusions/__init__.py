@@ -4,7 +4,8 @@ To add one: write ``fusions/<name>.py`` with an ``@FUSIONS.register("<name>")`` 
 import below. The contract tests in ``tests/test_fusions.py`` then cover it.
 """
 
-from polyfuse.fusions import attention, concat  # noqa: F401  (registers the fusions)
+from polyfuse.fusions import attention  # noqa: F401  (each import registers its fusions)
+from polyfuse.fusions import concat  # noqa: F401
 from polyfuse.fusions import bilinear  # noqa: F401
 from polyfuse.fusions import gmu  # noqa: F401
 from polyfuse.fusions import graph  # noqa: F401
