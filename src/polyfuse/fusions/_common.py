@@ -1,11 +1,11 @@
-"""Helpers shared by fusions: a fixed modality order and masking of absent embeddings."""
+"""Helpers shared by fusions: a fixed modality order, masking of absent embeddings, modality tokens."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 
 def ordered(names: Iterable[str]) -> list[str]:
@@ -24,3 +24,27 @@ def select(keep: Tensor, value: Tensor, fallback: Tensor) -> Tensor:
     """``value`` where ``keep`` else ``fallback``; a selection, not a product, so NaN or large
     values in an absent embedding cannot leak into the output or its gradients."""
     return torch.where(keep, value, fallback.to(value.dtype).expand_as(value))
+
+
+class ModalityTokens(nn.Module):
+    """One token per modality: its embedding projected to ``dim`` plus a learned type embedding.
+
+    Absent embeddings are replaced by zeros (a selection) before the projection, so token-based
+    fusions (attention, perceiver, graph) only need to mask the returned presence.
+    """
+
+    def __init__(self, in_dims: dict[str, int], dim: int) -> None:
+        super().__init__()
+        self.names = ordered(in_dims)
+        self.proj = nn.ModuleDict({m: nn.Linear(in_dims[m], dim) for m in self.names})
+        self.type_embed = nn.Parameter(torch.randn(len(self.names), dim) * 0.02)  # [M, d]
+
+    def forward(self, embeddings: dict[str, Tensor], mask: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """Tokens [B, M, d] and presence [B, M] (bool), modalities in sorted order."""
+        tokens, keep = [], []
+        for i, m in enumerate(self.names):
+            x = embeddings[m]  # [B, D_m]
+            here = present(mask, m, x)  # [B, 1]
+            tokens.append(self.proj[m](select(here, x, x.new_zeros(()))) + self.type_embed[i])
+            keep.append(here)
+        return torch.stack(tokens, dim=1), torch.cat(keep, dim=1)

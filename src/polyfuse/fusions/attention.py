@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from polyfuse.fusions._common import ordered, present
+from polyfuse.fusions._common import ModalityTokens, ordered
 from polyfuse.registry import FUSIONS
 
 
@@ -66,26 +66,17 @@ class AttentionFusion(nn.Module):
         super().__init__()
         self.names = ordered(in_dims)
         self.output_dim = output_dim or hidden_dim
-        self.proj_in = nn.ModuleDict({m: nn.Linear(in_dims[m], hidden_dim) for m in self.names})
-        self.type_embed = nn.Parameter(torch.randn(len(self.names), hidden_dim) * 0.02)  # [M, d]
+        self.tokens = ModalityTokens(in_dims, hidden_dim)
         self.cls = nn.Parameter(torch.randn(1, 1, hidden_dim) * 0.02)
         self.blocks = nn.ModuleList(_Block(hidden_dim, num_heads, dropout) for _ in range(num_layers))
         self.norm = nn.LayerNorm(hidden_dim)
         self.proj_out = nn.Linear(hidden_dim, self.output_dim)
 
     def _tokens(self, embeddings: dict[str, Tensor], mask: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-        tokens, keep = [], []
-        for i, m in enumerate(self.names):
-            x = embeddings[m]
-            here = present(mask, m, x)  # [B, 1]
-            x = torch.where(here, x, torch.zeros_like(x))  # absent values never enter the maths
-            tokens.append(self.proj_in[m](x) + self.type_embed[i])  # [B, d]
-            keep.append(here)
-        batch = tokens[0].shape[0]
-        cls = self.cls.expand(batch, -1, -1)  # [B, 1, d]
-        seq = torch.cat([cls, torch.stack(tokens, dim=1)], dim=1)  # [B, 1 + M, d]
-        keep_cls = torch.ones(batch, 1, dtype=torch.bool, device=seq.device)
-        pad = ~torch.cat([keep_cls, *keep], dim=1)  # [B, 1 + M], True = ignore
+        tokens, here = self.tokens(embeddings, mask)  # [B, M, d], [B, M]
+        batch = tokens.shape[0]
+        seq = torch.cat([self.cls.expand(batch, -1, -1), tokens], dim=1)  # [B, 1 + M, d]
+        pad = ~torch.cat([here.new_ones(batch, 1), here], dim=1)  # [B, 1 + M], True = ignore
         return seq, pad
 
     def forward(self, embeddings: dict[str, Tensor], mask: dict[str, Tensor]) -> Tensor:

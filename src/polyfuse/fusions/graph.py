@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from polyfuse.fusions._common import ordered, present, select
+from polyfuse.fusions._common import ModalityTokens, ordered
 from polyfuse.registry import FUSIONS
 
 
@@ -72,22 +72,14 @@ class GraphFusion(nn.Module):
         super().__init__()
         self.names = ordered(in_dims)
         self.output_dim = output_dim or hidden_dim
-        self.proj_in = nn.ModuleDict({m: nn.Linear(in_dims[m], hidden_dim) for m in self.names})
-        self.node_type = nn.Parameter(torch.randn(len(self.names), hidden_dim) * 0.02)  # [M, d]
+        self.nodes = ModalityTokens(in_dims, hidden_dim)  # node states with a node-type embedding
         self.layers = nn.ModuleList(_GATLayer(hidden_dim, num_heads, dropout) for _ in range(num_layers))
         self.bias_token = nn.Parameter(torch.zeros(hidden_dim))
         self.norm = nn.LayerNorm(hidden_dim)
         self.proj_out = nn.Linear(hidden_dim, self.output_dim)
 
     def forward(self, embeddings: dict[str, Tensor], mask: dict[str, Tensor]) -> Tensor:
-        nodes, keep = [], []
-        for i, m in enumerate(self.names):
-            x = embeddings[m]  # [B, D_m]
-            here = present(mask, m, x)  # [B, 1]
-            nodes.append(self.proj_in[m](select(here, x, x.new_zeros(()))) + self.node_type[i])
-            keep.append(here)
-        h = torch.stack(nodes, dim=1)  # [B, M, d]
-        here = torch.cat(keep, dim=1)  # [B, M]
+        h, here = self.nodes(embeddings, mask)  # [B, M, d], [B, M]
         eye = torch.eye(len(self.names), dtype=torch.bool, device=h.device)
         allowed = (here.unsqueeze(2) & here.unsqueeze(1)) | eye  # [B, M_dst, M_src]
         for layer in self.layers:

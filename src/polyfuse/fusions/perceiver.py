@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from polyfuse.fusions._common import ordered, present, select
+from polyfuse.fusions._common import ModalityTokens, ordered
 from polyfuse.fusions.attention import _Block
 from polyfuse.registry import FUSIONS
 
@@ -47,8 +47,7 @@ class PerceiverFusion(nn.Module):
         super().__init__()
         self.names = ordered(in_dims)
         self.output_dim = output_dim or hidden_dim
-        self.proj_in = nn.ModuleDict({m: nn.Linear(in_dims[m], hidden_dim) for m in self.names})
-        self.type_embed = nn.Parameter(torch.randn(len(self.names), hidden_dim) * 0.02)  # [M, d]
+        self.tokens = ModalityTokens(in_dims, hidden_dim)
         self.null = nn.Parameter(torch.randn(1, 1, hidden_dim) * 0.02)
         # Unit-scale queries start out distinct from one another; tiny ones trained noticeably slower.
         self.queries = nn.Parameter(torch.randn(1, num_queries, hidden_dim))  # [1, K, d]
@@ -61,16 +60,12 @@ class PerceiverFusion(nn.Module):
         self.proj_out = nn.Linear(hidden_dim, self.output_dim)
 
     def _keys(self, embeddings: dict[str, Tensor], mask: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-        tokens, keep = [], []
-        for i, m in enumerate(self.names):
-            x = embeddings[m]  # [B, D_m]
-            here = present(mask, m, x)  # [B, 1]
-            tokens.append(self.proj_in[m](select(here, x, x.new_zeros(()))) + self.type_embed[i])
-            keep.append(here)
-        batch = tokens[0].shape[0]
-        keys = torch.cat([self.null.expand(batch, -1, -1), torch.stack(tokens, dim=1)], dim=1)
-        keep_null = torch.ones(batch, 1, dtype=torch.bool, device=keys.device)
-        return keys, ~torch.cat([keep_null, *keep], dim=1)  # [B, 1 + M, d], [B, 1 + M] True = ignore
+        tokens, here = self.tokens(embeddings, mask)  # [B, M, d], [B, M]
+        batch = tokens.shape[0]
+        keys = torch.cat([self.null.expand(batch, -1, -1), tokens], dim=1)
+        return keys, ~torch.cat(
+            [here.new_ones(batch, 1), here], dim=1
+        )  # [B, 1 + M, d], [B, 1 + M] True = ignore
 
     def forward(self, embeddings: dict[str, Tensor], mask: dict[str, Tensor]) -> Tensor:
         keys, pad = self._keys(embeddings, mask)
