@@ -12,13 +12,13 @@ import polyfuse
 import polyfuse.fusions  # noqa: F401  (registers the fusions)
 import polyfuse.heads  # noqa: F401
 from conftest import FAST
-from polyfuse.api import evaluate_table
 from polyfuse.config import ModelConfig, TrainConfig
 from polyfuse.data.batch import Batch, EncodedTable
 from polyfuse.data.preprocess import Preprocessor
 from polyfuse.data.schema import infer_schema
 from polyfuse.data.split import split_indices
 from polyfuse.encoders import build_encoder
+from polyfuse.eval.evaluate import evaluate_table
 from polyfuse.fitting import FitRequest, choose_encoders, encode_splits
 from polyfuse.models.build import build_model
 from polyfuse.models.multimodal import MultimodalModel

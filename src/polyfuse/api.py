@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +12,7 @@ import torch
 
 from polyfuse import __version__
 from polyfuse.config import (
-    EncoderConfig,
     FusionConfig,
-    HeadConfig,
     ModelConfig,
     Schema,
     TrainConfig,
@@ -28,6 +25,7 @@ from polyfuse.data.batch import EncodedTable
 from polyfuse.data.errors import DataError, PolyfuseError
 from polyfuse.data.preprocess import Preprocessor
 from polyfuse.data.table import read_table
+from polyfuse.eval.evaluate import evaluate_table
 from polyfuse.models.multimodal import MultimodalModel
 from polyfuse.reporting import Reporter
 
@@ -65,7 +63,7 @@ class Predictor:
         self, data: Any, targets: bool = False, on_error: str = "raise"
     ) -> tuple[EncodedTable, list[DataError]]:
         """Rows of a table (path or DataFrame) -> tensors, with the bad rows dropped under ``skip``."""
-        df, base_dir = read_table(data) if not isinstance(data, tuple) else data
+        df, base_dir = _frame(data)
         return self.preprocessor.transform(df, base_dir, on_error=on_error, targets=targets)
 
     def outputs(self, table: EncodedTable, batch_size: int = 256) -> dict[str, torch.Tensor]:
@@ -77,8 +75,7 @@ class Predictor:
     def predict(self, data: Any, on_error: str = "raise") -> pd.Series | pd.DataFrame:
         """Predicted label values; a Series for one label, a DataFrame (a column each) for several."""
         table, _ = self.encode(data, on_error=on_error)
-        decoded = self.preprocessor.decode_all(self.outputs(table))
-        frame = pd.DataFrame(decoded, index=pd.Index(table.row_ids))
+        frame = self._labels(table, self.outputs(table))
         return frame[self.labels[0]] if len(self.labels) == 1 else frame
 
     def predict_proba(self, data: Any, label: str | None = None, on_error: str = "raise") -> pd.DataFrame:
@@ -88,7 +85,27 @@ class Predictor:
         if spec.task == "regression":
             raise PolyfuseError(f"label {label!r} is a regression target: use predict()")
         table, _ = self.encode(data, on_error=on_error)
-        proba = self.outputs(table)[label].numpy()
+        return self._proba(table, self.outputs(table), label)
+
+    def predictions(self, data: Any, on_error: str = "raise") -> pd.DataFrame:
+        """Labels and, for classification labels, ``p_<label>_<class>`` probability columns.
+
+        Decodes the table once (``predict`` + ``predict_proba`` would read every file again).
+        """
+        table, _ = self.encode(data, on_error=on_error)
+        outputs = self.outputs(table)
+        frame = self._labels(table, outputs)
+        for spec in self.schema.labels:
+            if spec.task in ("multiclass", "binary"):
+                frame = frame.join(self._proba(table, outputs, spec.column).add_prefix(f"p_{spec.column}_"))
+        return frame
+
+    def _labels(self, table: EncodedTable, outputs: dict[str, torch.Tensor]) -> pd.DataFrame:
+        return pd.DataFrame(self.preprocessor.decode_all(outputs), index=pd.Index(table.row_ids))
+
+    def _proba(self, table: EncodedTable, outputs: dict[str, torch.Tensor], label: str) -> pd.DataFrame:
+        spec = next(s for s in self.schema.labels if s.column == label)
+        proba = outputs[label].numpy()
         if spec.task == "binary":
             proba = np.stack([1 - proba, proba], axis=1)
         return pd.DataFrame(proba, columns=list(spec.classes), index=pd.Index(table.row_ids))
@@ -204,32 +221,18 @@ def fit(
         on_error=on_error,
         train=TrainConfig(**train_options),
     )
-    frame, base_dir = data if isinstance(data, tuple) else read_table(data)
-    predictor = run_fit(frame, base_dir, request, Reporter(verbose), log_dir=_log_dir(out))
+    frame, base_dir = _frame(data)
+    log_dir = Path(out) / "logs" if out is not None else None  # per-epoch CSV only beside a saved model
+    predictor = run_fit(frame, base_dir, request, Reporter(verbose), log_dir=log_dir)
     if out is not None:
         predictor.save(out)
         Reporter(verbose).saved(Path(out))
     return predictor
 
 
-def _log_dir(out: str | Path | None) -> Path:
-    return Path(out) / "logs" if out is not None else Path(tempfile.mkdtemp(prefix="polyfuse-logs-"))
-
-
-def evaluate_table(model: MultimodalModel, schema: Schema, table: EncodedTable) -> dict[str, Any]:
-    """Metrics of every label on an encoded table; the first label's are also at top level."""
-    from polyfuse.eval.metrics import compute_metrics
-    from polyfuse.models.inference import predict_table
-
-    outputs = predict_table(model, table)
-    by_label = {
-        spec.column: compute_metrics(
-            spec.task, table.targets[spec.column].numpy(), outputs[spec.column].numpy()
-        )
-        for spec in schema.labels
-    }
-    first = schema.labels[0].column
-    return {**by_label[first], "by_label": by_label} if len(by_label) > 1 else dict(by_label[first])
+def _frame(data: Any) -> tuple[pd.DataFrame, Path]:
+    """A table source, or an already-read ``(frame, folder)`` pair, as a frame and its folder."""
+    return data if isinstance(data, tuple) else read_table(data)
 
 
 def list_encoders() -> list[dict[str, str]]:
@@ -268,6 +271,4 @@ __all__ = [
     "list_encoders",
     "list_fusions",
     "list_heads",
-    "EncoderConfig",
-    "HeadConfig",
 ]

@@ -146,17 +146,9 @@ def predict(
     on_error: str = typer.Option("raise", help=ON_ERROR_HELP),
 ) -> None:
     """Predict labels (and class probabilities) for every row of TABLE."""
-    import pandas as pd
-
     import polyfuse
 
-    predictor = polyfuse.load(model)
-    labels = predictor.predict(str(table), on_error=on_error)
-    frame = labels.to_frame() if isinstance(labels, pd.Series) else labels
-    for spec in predictor.schema.labels:
-        if spec.task in ("multiclass", "binary"):
-            proba = predictor.predict_proba(str(table), label=spec.column, on_error=on_error)
-            frame = frame.join(proba.add_prefix(f"p_{spec.column}_"))
+    frame = polyfuse.load(model).predictions(str(table), on_error=on_error)
     frame.index.name = "row"
     frame.to_csv(out)
     typer.echo(f"wrote {len(frame)} predictions to {out}")

@@ -12,13 +12,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from polyfuse.api import Predictor, evaluate_table
+from polyfuse.api import Predictor
 from polyfuse.config import EncoderConfig, FusionConfig, HeadConfig, ModelConfig, Schema, TrainConfig
 from polyfuse.data.batch import EncodedTable
 from polyfuse.data.errors import DataError, SchemaError
 from polyfuse.data.preprocess import Preprocessor
 from polyfuse.data.schema import infer_schema
 from polyfuse.data.split import split_indices
+from polyfuse.eval.evaluate import evaluate_table
 from polyfuse.models.build import build_model
 from polyfuse.models.multimodal import MultimodalModel
 from polyfuse.reporting import Reporter
@@ -50,7 +51,9 @@ class Trained:
     summary: dict[str, Any]  # epochs, seconds, validation score
 
 
-def run_fit(frame: pd.DataFrame, base_dir: Path, req: FitRequest, rep: Reporter, log_dir: Path) -> Predictor:
+def run_fit(
+    frame: pd.DataFrame, base_dir: Path, req: FitRequest, rep: Reporter, log_dir: Path | None
+) -> Predictor:
     """Train the fused model (and the baselines), evaluate on the test split, return a Predictor."""
     if not rep.verbose:
         req.train = dataclasses.replace(req.train, progress=False)

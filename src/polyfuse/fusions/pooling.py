@@ -7,36 +7,10 @@ al., 2017, "Deep Sets", taken over modalities.
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
-from polyfuse.fusions._common import ordered, present, select
+from polyfuse.fusions._common import ModalityProjection, ordered
 from polyfuse.registry import FUSIONS
-
-
-class ModalityProjection(nn.Module):
-    """Per-modality LayerNorm + Linear to width ``hidden_dim``; absent rows come out as zeros.
-
-    The norm puts embeddings of very different scales on an equal footing before they are added.
-    """
-
-    def __init__(self, in_dims: dict[str, int], hidden_dim: int) -> None:
-        super().__init__()
-        self.names = ordered(in_dims)
-        self.norms = nn.ModuleDict({m: nn.LayerNorm(in_dims[m]) for m in self.names})
-        self.projs = nn.ModuleDict({m: nn.Linear(in_dims[m], hidden_dim) for m in self.names})
-
-    def forward(self, embeddings: dict[str, Tensor], mask: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-        """Stacked projections [B, M, d] (zeros where absent) and presence [B, M] in sorted order."""
-        hs, keeps = [], []
-        for m in self.names:
-            x = embeddings[m]  # [B, D_m]
-            keep = present(mask, m, x)  # [B, 1]
-            # Zero absent rows before any maths, so not even NaN reaches values or gradients.
-            h = self.projs[m](self.norms[m](select(keep, x, x.new_zeros(()))))  # [B, d]
-            hs.append(select(keep, h, h.new_zeros(())))
-            keeps.append(keep)
-        return torch.stack(hs, dim=1), torch.cat(keeps, dim=1)  # [B, M, d], [B, M]
 
 
 class _PoolingFusion(nn.Module):

@@ -11,8 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from polyfuse.fusions._common import ordered
-from polyfuse.fusions.pooling import ModalityProjection
+from polyfuse.fusions._common import ModalityProjection, ordered
 from polyfuse.registry import FUSIONS
 
 

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from polyfuse.config import HeadConfig, TrainConfig
 from polyfuse.data.batch import Batch
-from polyfuse.eval.metrics import compute_metrics, primary_metric
+from polyfuse.eval.metrics import LOWER_IS_BETTER, compute_metrics, primary_metric
 from polyfuse.models.multimodal import MultimodalModel
 
 
@@ -90,4 +90,4 @@ def drop_modalities(batch: Batch, rate: float) -> Batch:
 def monitor_for(task: str) -> tuple[str, str]:
     """(logged name, mode) of the validation metric that early stopping watches."""
     name = primary_metric(task)
-    return f"val_{name}", "min" if name in {"mse", "mae"} else "max"
+    return f"val_{name}", "min" if name in LOWER_IS_BETTER else "max"
