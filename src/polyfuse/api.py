@@ -202,6 +202,7 @@ def fit(
         raise TypeError(
             f"fit() got unknown option(s) {sorted(unknown)}; training options: {sorted(TRAIN_FIELDS)}"
         )
+    source = _source(data)
     if data is None:
         from polyfuse.data.datasets import load_dataset
 
@@ -224,10 +225,47 @@ def fit(
     frame, base_dir = _frame(data)
     log_dir = Path(out) / "logs" if out is not None else None  # per-epoch CSV only beside a saved model
     predictor = run_fit(frame, base_dir, request, Reporter(verbose), log_dir=log_dir)
+    predictor.metrics["data"] = source
     if out is not None:
         predictor.save(out)
         Reporter(verbose).saved(Path(out))
     return predictor
+
+
+def _source(data: Any) -> dict[str, str] | None:
+    """Where the training table came from, so that ``data_split`` can find its test rows later."""
+    if data is None:
+        return {"dataset": DEFAULT_DATASET}
+    if isinstance(data, (str, Path)):
+        return {"table": str(Path(data).resolve())}
+    return None  # an in-memory frame: the caller passes it again
+
+
+def data_split(predictor: Predictor, split: str = "test", data: Any = None) -> tuple[pd.DataFrame, Path]:
+    """The rows of one split (train / val / test) of the table a model was trained on.
+
+    Args:
+        predictor: A fitted or loaded model; its ``metrics["data"]`` names the table when ``data`` is None.
+        split: Which split.
+        data: The training table again (path, DataFrame or ``(frame, folder)``); needed when the model
+            was fit on an in-memory frame.
+    """
+    from polyfuse.data.split import split_indices
+
+    if data is None:
+        source = predictor.metrics.get("data") or {}
+        if "dataset" in source:
+            from polyfuse.data.datasets import load_dataset
+
+            data = load_dataset(source["dataset"])
+        elif "table" in source:
+            data = source["table"]
+        else:
+            raise PolyfuseError("this model does not record its training table: pass the table")
+    frame, base_dir = _frame(data)
+    cfg = predictor.train_config
+    rows = split_indices(frame, predictor.schema, cfg.seed, cfg.val_fraction, cfg.test_fraction)[split]
+    return frame.iloc[rows], base_dir
 
 
 def _frame(data: Any) -> tuple[pd.DataFrame, Path]:
