@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test lint clean
+.PHONY: install browser demo test lint clean
 
 install: $(VENV)/.installed
 
@@ -25,7 +25,14 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(VENV)/bin/polyfuse fit --out runs/digits-av
 
-test: install
+# Headless Chromium for the report and web-page tests (Debian packages; the tests skip without it).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  (apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
+	   (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium chromium-driver >/dev/null 2>&1)) || \
+	  echo "chromium not installed (needs root): browser tests will skip"
+
+test: install browser
 	$(PY) -m pytest -q -p no:cacheprovider
 
 lint: install
