@@ -133,13 +133,63 @@ def test_declares_modality_and_dim(name: str, hf_models: dict[str, str]) -> None
     assert isinstance(build(name, hf_models).output_dim, int)
 
 
-@pytest.mark.parametrize("name", [n for n in ENCODERS.names() if hasattr(ENCODERS.get(n), "forward_tokens")])
-def test_forward_tokens(name: str, hf_models: dict[str, str]) -> None:
-    enc = build(name, hf_models).eval()
+@pytest.mark.parametrize("name", ENCODERS.names())
+def test_forward_tokens_shapes_and_gradients(name: str, hf_models: dict[str, str]) -> None:
+    enc = build(name, hf_models).train()
     tokens, valid = enc.forward_tokens(make_input(name))
-    assert tokens.shape[:2] == valid.shape and tokens.shape[-1] == enc.token_dim
-    assert valid.dtype == torch.bool and not valid[0].any() and valid[1, :6].all() and not valid[1, 6:].any()
-    assert torch.isfinite(tokens).all()
+    assert isinstance(enc.token_dim, int) and tokens.dim() == 3
+    assert tokens.shape[0] == B and tokens.shape[:2] == valid.shape and tokens.shape[-1] == enc.token_dim
+    assert valid.dtype == torch.bool and torch.isfinite(tokens).all()
+    if ENCODERS.get(name).modality == "text":  # padding is invalid; the all-padding row 0 has no token
+        assert not valid[0].any() and valid[1, :6].all() and not valid[1, 6:].any() and valid[2:].all()
+    else:
+        assert valid.all()
+    tokens.pow(2).mean().backward()
+    assert any(p.grad is not None for p in enc.parameters())
+
+
+# What forward pools its token features with, per encoder (forward itself is left as it was, so
+# saved models keep loading and giving the same outputs).
+POOLED: dict[str, Any] = {
+    "image_cnn": lambda t, v: t.mean(dim=1),
+    "audio_cnn": lambda t, v: torch.cat([t.mean(dim=1), t.amax(dim=1)], dim=1),
+    "hf_audio": lambda t, v: t.mean(dim=1),
+    "hf_text": lambda t, v: (t * v.unsqueeze(-1)).sum(1) / v.sum(1, keepdim=True).clamp(min=1),
+    "text_transformer": lambda t, v: (t * v.unsqueeze(-1)).sum(1) / v.sum(1, keepdim=True).clamp(min=1),
+}
+
+
+@pytest.mark.parametrize("name", sorted(POOLED))
+def test_forward_is_the_projection_of_pooled_tokens(name: str, hf_models: dict[str, str]) -> None:
+    enc = build(name, hf_models).eval()
+    x = make_input(name)
+    with torch.no_grad():
+        tokens, valid = enc.forward_tokens(x)
+        torch.testing.assert_close(enc.proj(POOLED[name](tokens, valid)), enc(x))
+
+
+def test_hf_image_tokens_are_the_vit_patches(hf_models: dict[str, str]) -> None:
+    enc = build("hf_image", hf_models).eval()
+    with torch.no_grad():
+        tokens, valid = enc.forward_tokens(make_input("hf_image"))
+    assert tokens.shape == (B, 1 + (16 // 8) ** 2, 32) and valid.all()  # [CLS] + 2 x 2 patches, width 32
+
+
+def test_tabular_tokens_one_per_column() -> None:
+    enc = build_encoder("tabular_mlp", num_numeric=2, cardinalities=[4, 3]).eval()
+    x = {"numeric": torch.tensor([[1.5, -2.0]]), "numeric_missing": torch.tensor([[0.0, 1.0]]),
+         "categorical": torch.tensor([[3, 1]])}  # fmt: skip
+    tokens, valid = enc.forward_tokens(x)
+    # Slots: 2 numbers, 2 missing flags, embeddings of 2 + 2 values, then a one-hot column id of 4.
+    assert tokens.shape == (1, 4, 2 + 2 + 2 + 2 + 4) == (1, 4, enc.token_dim) and valid.all()
+    torch.testing.assert_close(tokens[0, 0], torch.tensor([1.5, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0]))
+    torch.testing.assert_close(tokens[0, 1], torch.tensor([0, -2.0, 0, 1.0, 0, 0, 0, 0, 0, 1, 0, 0]))
+    torch.testing.assert_close(tokens[0, 2, 4:6], enc.embeds[0].weight[3].detach())
+    torch.testing.assert_close(tokens[0, 3, 6:8], enc.embeds[1].weight[1].detach())
+    assert tokens[0, 2, :4].abs().sum() == 0 and tokens[0, 2, 6:8].abs().sum() == 0
+    # The MLP's input is the sum of the column tokens' slots.
+    features = torch.cat(enc._features(x), dim=1)
+    torch.testing.assert_close(tokens[0, :, :8].sum(dim=0), features[0])
 
 
 @pytest.mark.parametrize("name", HF_NAMES)

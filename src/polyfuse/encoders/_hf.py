@@ -70,6 +70,11 @@ def masked_mean(tokens: Tensor, valid: Tensor) -> Tensor:
     return total / weights.sum(dim=1).clamp(min=1.0)
 
 
+def all_valid(tokens: Tensor) -> Tensor:
+    """Bool [B, T] of True for a token sequence [B, T, D] with no padding."""
+    return torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
+
+
 def unmask_empty_rows(valid: Tensor) -> Tensor:
     """Mark the first position valid in rows with none, so attention never sees an all-masked row.
 

@@ -2,6 +2,8 @@
 
 ``audio_cnn`` takes log-mels [B, n_mels, num_frames]; ``hf_audio`` takes waveforms [B, num_samples].
 The class attribute ``features`` tells the audio processor which of the two to produce.
+Both also offer ``forward_tokens(x) -> (tokens [B, T, token_dim], valid [B, T])``: one token per
+time step of the last feature map (CNN) or of the backbone's hidden states.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from polyfuse.encoders._hf import PretrainedAdapter, hidden_size, load_pretrained
+from polyfuse.encoders._hf import PretrainedAdapter, all_valid, hidden_size, load_pretrained
 from polyfuse.registry import ENCODERS
 
 
@@ -68,13 +70,22 @@ class AudioCNN(nn.Module):
             blocks.append(_TimeBlock(ch, width))
             ch = width
         self.blocks = nn.Sequential(*blocks)
+        self.token_dim = ch  # channels of the last feature map
         self.dropout = nn.Dropout(dropout)
         self.proj = nn.Linear(2 * ch, output_dim)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def _feature_map(self, x: Tensor) -> Tensor:
         if x.dim() == 4:  # [B, 1, n_mels, T] from image-like processors
             x = x.squeeze(1)
-        x = self.blocks(self.input_norm(x.float()))  # [B, C, T']
+        return self.blocks(self.input_norm(x.float()))  # type: ignore[no-any-return]  # [B, C, T']
+
+    def forward_tokens(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """One token per time step of the last feature map, all valid."""
+        tokens = self._feature_map(x).transpose(1, 2)  # [B, T', C]
+        return tokens, all_valid(tokens)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self._feature_map(x)  # [B, C, T']
         pooled = torch.cat([x.mean(dim=-1), x.amax(dim=-1)], dim=1)  # [B, 2C]
         return self.proj(self.dropout(pooled))  # type: ignore[no-any-return]  # [B, output_dim]
 
@@ -112,8 +123,9 @@ class HFAudioEncoder(PretrainedAdapter):
         self.sample_rate = sample_rate
         self.model_sample_rate = model_sample_rate
         self.output_dim = output_dim
+        self.token_dim = hidden_size(self.backbone)
         self.dropout = nn.Dropout(dropout)
-        self.proj = nn.Linear(hidden_size(self.backbone), output_dim)
+        self.proj = nn.Linear(self.token_dim, output_dim)
 
     def _prepare(self, x: Tensor) -> Tensor:
         x = x.float().reshape(x.shape[0], -1)  # [B, N]
@@ -124,7 +136,12 @@ class HFAudioEncoder(PretrainedAdapter):
         var = x.var(dim=1, keepdim=True, unbiased=False)
         return (x - mean) / torch.sqrt(var + 1e-7)  # silent (absent) rows stay zero
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward_tokens(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The backbone's last hidden states, one per frame, all valid (clips share one length)."""
         with self._backbone_grad():
             hidden = self.backbone(input_values=self._prepare(x)).last_hidden_state  # [B, T, H]
+        return hidden, all_valid(hidden)
+
+    def forward(self, x: Tensor) -> Tensor:
+        hidden, _ = self.forward_tokens(x)  # [B, T, H]
         return self.proj(self.dropout(hidden.mean(dim=1)))  # type: ignore[no-any-return]  # [B, output_dim]

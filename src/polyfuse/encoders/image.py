@@ -1,17 +1,26 @@
 """Image encoders: a small CNN trained from scratch, and an adapter for HuggingFace vision models.
 
 Input: [B, C, H, W], uint8 (0..255) or float (0..1). Absent rows hold zeros.
+Both also offer ``forward_tokens(x) -> (tokens [B, T, token_dim], valid [B, T])``: the spatial
+positions of the last feature map (CNN, conv backbones) or the backbone's hidden states (ViT).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from polyfuse.encoders._hf import PretrainedAdapter, config_value, hidden_size, load_pretrained
+from polyfuse.encoders._hf import (
+    PretrainedAdapter,
+    all_valid,
+    config_value,
+    hidden_size,
+    load_pretrained,
+)
 from polyfuse.registry import ENCODERS
 
 
@@ -82,8 +91,15 @@ class ImageCNN(nn.Module):
             blocks.append(_ConvBlock(ch, width, stem_stride if i == 0 else 1))
             ch = width
         self.blocks = nn.Sequential(*blocks)
+        self.token_dim = ch  # channels of the last feature map
         self.dropout = nn.Dropout(dropout)
         self.proj = nn.Linear(ch, output_dim)
+
+    def forward_tokens(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """One token per position of the last feature map, all valid."""
+        fmap = self.blocks(as_float_image(x))  # [B, C', h, w]
+        tokens = fmap.flatten(2).transpose(1, 2)  # [B, h * w, C']
+        return tokens, all_valid(tokens)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.blocks(as_float_image(x))  # [B, C', h, w]
@@ -132,8 +148,9 @@ class HFImageEncoder(PretrainedAdapter):
         self.register_buffer("mean", mean.float(), persistent=False)
         self.register_buffer("std", std.float(), persistent=False)
         self.output_dim = output_dim
+        self.token_dim = hidden_size(self.backbone)
         self.dropout = nn.Dropout(dropout)
-        self.proj = nn.Linear(hidden_size(self.backbone), output_dim)
+        self.proj = nn.Linear(self.token_dim, output_dim)
 
     def _prepare(self, x: Tensor) -> Tensor:
         x = as_float_image(x)  # [B, C, H, W] in 0..1
@@ -145,10 +162,20 @@ class HFImageEncoder(PretrainedAdapter):
             x = F.interpolate(x, size=self.image_size, mode="bilinear", align_corners=False)
         return (x - self.mean) / self.std  # type: ignore[operator]
 
-    def forward(self, x: Tensor) -> Tensor:
+    def _backbone_out(self, x: Tensor) -> Any:
         pixels = self._prepare(x)  # [B, C, S, S]
         with self._backbone_grad():
-            out = self.backbone(pixel_values=pixels)
+            return self.backbone(pixel_values=pixels)
+
+    def forward_tokens(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The backbone's last hidden states: patch tokens (ViT) or feature-map positions (conv nets)."""
+        hidden = self._backbone_out(x).last_hidden_state  # [B, T, H] or [B, H, h, w]
+        if hidden.dim() == 4:
+            hidden = hidden.flatten(2).transpose(1, 2)  # [B, h * w, H]
+        return hidden, all_valid(hidden)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self._backbone_out(x)
         pooled = getattr(out, "pooler_output", None)
         if pooled is None:
             hidden = out.last_hidden_state  # [B, T, H] (transformers) or [B, H, h, w] (conv nets)

@@ -2,6 +2,12 @@
 
 Input: {"numeric": float [B, N], "numeric_missing": float [B, N] (1 = missing),
 "categorical": long [B, K] (0 = unknown or missing)}. Keys for empty groups may be left out.
+
+``forward_tokens`` gives one token per column, laid out so that a single Linear layer downstream is
+a per-column tokenizer (the feature tokenizer of Gorishniy et al., 2021, "Revisiting Deep Learning
+Models for Tabular Data"): column j's token is the MLP's input vector with every other column's
+slots zeroed, followed by a one-hot column id (which the Linear turns into a per-column bias).
+The encoder itself gains no parameters.
 """
 
 from __future__ import annotations
@@ -52,6 +58,9 @@ class TabularMLP(nn.Module):
         in_dim = 2 * num_numeric + sum(embedding_dim(c) for c in self.cardinalities)
         if in_dim == 0:
             raise ValueError("tabular_mlp needs at least one numeric or categorical column")
+        self._owner = self._column_of_each_slot()  # [in_dim] column index of each input slot
+        self.num_columns = num_numeric + len(self.cardinalities)
+        self.token_dim = in_dim + self.num_columns
         self.mlp = nn.Sequential(
             nn.Linear(in_dim, hidden_dim),
             nn.ReLU(),
@@ -61,6 +70,14 @@ class TabularMLP(nn.Module):
             nn.Dropout(dropout),
             nn.Linear(hidden_dim, output_dim),
         )
+
+    def _column_of_each_slot(self) -> list[int]:
+        """Column that owns each slot of the MLP input: [numbers | missing flags | embeddings]."""
+        numeric = list(range(self.num_numeric))
+        cats = [
+            self.num_numeric + k for k, c in enumerate(self.cardinalities) for _ in range(embedding_dim(c))
+        ]
+        return numeric + numeric + cats
 
     def _features(self, x: dict[str, Tensor]) -> list[Tensor]:
         parts: list[Tensor] = []
@@ -76,6 +93,17 @@ class TabularMLP(nn.Module):
                 ids = torch.where(ids < self.cardinalities[k], ids, torch.zeros_like(ids))
                 parts.append(embed(ids))  # [B, e_k]
         return parts
+
+    def forward_tokens(self, x: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """One token per column (numbers first, then categories), all valid."""
+        features = torch.cat(self._features(x), dim=1)  # [B, S]
+        owner = torch.tensor(self._owner, device=features.device)  # [S]
+        columns = torch.arange(self.num_columns, device=features.device)  # [F]
+        own = owner.unsqueeze(0) == columns.unsqueeze(1)  # [F, S]: slot s belongs to column j
+        values = torch.where(own, features.unsqueeze(1), features.new_zeros(()))  # [B, F, S]
+        ids = torch.eye(self.num_columns, dtype=features.dtype, device=features.device)  # [F, F]
+        tokens = torch.cat([values, ids.expand(features.shape[0], -1, -1)], dim=2)  # [B, F, S + F]
+        return tokens, torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
 
     def forward(self, x: dict[str, Tensor]) -> Tensor:
         features = torch.cat(self._features(x), dim=1)  # [B, 2N + sum(e_k)]
