@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 
 _API = {
     "fit": "polyfuse.api",
+    "compare": "polyfuse.sweep",
     "load": "polyfuse.api",
     "Predictor": "polyfuse.api",
     "read_table": "polyfuse.data.table",

@@ -195,13 +195,54 @@ def fit(
         **train_options: Fields of ``TrainConfig`` (``max_epochs``, ``batch_size``, ``lr``, ``seed``,
             ``precision``, ``modality_dropout``, ``baselines``, ...).
     """
-    from polyfuse.fitting import FitRequest, run_fit
+    from polyfuse.fitting import run_fit
 
+    frame, base_dir, request, source = fit_inputs(
+        data,
+        label,
+        roles=roles,
+        split_column=split_column,
+        fusion=FusionConfig(fusion, dict(fusion_params or {})),
+        encoders=encoders,
+        encoder_params=encoder_params,
+        freeze=freeze,
+        processor_options=processor_options,
+        on_error=on_error,
+        train_options=train_options,
+    )
+    log_dir = Path(out) / "logs" if out is not None else None  # per-epoch CSV only beside a saved model
+    predictor = run_fit(frame, base_dir, request, Reporter(verbose), log_dir=log_dir)
+    predictor.metrics["data"] = source
+    if out is not None:
+        predictor.save(out)
+        Reporter(verbose).saved(Path(out))
+    return predictor
+
+
+def fit_inputs(
+    data: Any,
+    label: str | list[str] | None,
+    *,
+    roles: dict[str, str] | None = None,
+    split_column: str | None = None,
+    fusion: FusionConfig | None = None,
+    encoders: dict[str, str] | None = None,
+    encoder_params: dict[str, dict[str, Any]] | None = None,
+    freeze: dict[str, bool] | None = None,
+    processor_options: dict[str, dict[str, Any]] | None = None,
+    on_error: str = "raise",
+    train_options: dict[str, Any] | None = None,
+) -> tuple[pd.DataFrame, Path, Any, dict[str, str] | None]:
+    """The table, its folder, a ``FitRequest`` and the table's source, from ``fit``'s arguments.
+
+    ``data=None`` means the built-in digits-av with its label and split column.
+    """
+    from polyfuse.fitting import FitRequest
+
+    train_options = dict(train_options or {})
     unknown = set(train_options) - TRAIN_FIELDS
     if unknown:
-        raise TypeError(
-            f"fit() got unknown option(s) {sorted(unknown)}; training options: {sorted(TRAIN_FIELDS)}"
-        )
+        raise TypeError(f"unknown training option(s) {sorted(unknown)}; known: {sorted(TRAIN_FIELDS)}")
     source = _source(data)
     if data is None:
         from polyfuse.data.datasets import load_dataset
@@ -209,12 +250,12 @@ def fit(
         data, label = load_dataset(DEFAULT_DATASET), label or "digit"
         split_column = split_column or "split"
     if label is None:
-        raise PolyfuseError("fit needs a label column (label=...)")
+        raise PolyfuseError("a label column is needed (label=...)")
     request = FitRequest(
         label=[label] if isinstance(label, str) else list(label),
         roles=roles or {},
         split_column=split_column,
-        fusion=FusionConfig(fusion, dict(fusion_params or {})),
+        fusion=fusion or FusionConfig(),
         encoders=dict(encoders or {}),
         encoder_params={k: dict(v) for k, v in (encoder_params or {}).items()},
         freeze=dict(freeze or {}),
@@ -223,13 +264,7 @@ def fit(
         train=TrainConfig(**train_options),
     )
     frame, base_dir = _frame(data)
-    log_dir = Path(out) / "logs" if out is not None else None  # per-epoch CSV only beside a saved model
-    predictor = run_fit(frame, base_dir, request, Reporter(verbose), log_dir=log_dir)
-    predictor.metrics["data"] = source
-    if out is not None:
-        predictor.save(out)
-        Reporter(verbose).saved(Path(out))
-    return predictor
+    return frame, base_dir, request, source
 
 
 def _source(data: Any) -> dict[str, str] | None:

@@ -9,6 +9,8 @@ from typing import Any, Optional
 
 import typer
 
+from polyfuse.sweep.grid import DEFAULT_FUSIONS
+
 app = typer.Typer(
     help="polyfuse: multimodal deep learning from a table.", no_args_is_help=True, add_completion=False
 )
@@ -97,6 +99,59 @@ def fit(
         baselines=baselines,
         progress=not quiet,
     )
+
+
+@app.command()
+def compare(
+    table: Optional[Path] = typer.Argument(
+        None, help="CSV / Parquet / JSONL table; default: the built-in digits-av"
+    ),
+    label: Optional[list[str]] = typer.Option(None, "--label", "-l", help="label column"),
+    out: Path = typer.Option(Path("runs/compare"), help="comparison directory (resumed if it exists)"),
+    fusions: str = typer.Option(",".join(DEFAULT_FUSIONS), help="comma-separated fusions to try"),
+    encoder: list[str] = typer.Option(
+        [], help="MODALITY=ENC1,ENC2: encoders to try for a modality, e.g. text=hf_text,text_bag"
+    ),
+    max_modalities: Optional[int] = typer.Option(None, help="largest modality subset"),
+    seeds: int = typer.Option(1, help="seeds per configuration"),
+    budget: Optional[float] = typer.Option(None, help="wall-clock budget in seconds"),
+    search: str = typer.Option("grid", help="grid (every run) or optuna (TPE + pruning)"),
+    trials: int = typer.Option(20, help="optuna trials"),
+    role: list[str] = typer.Option([], help="COLUMN=ROLE (text, image, audio, numeric, categorical, ignore)"),
+    split_column: Optional[str] = typer.Option(None, help="column with train / val / test values"),
+    max_epochs: int = typer.Option(30, help="upper bound on epochs per run"),
+    patience: int = typer.Option(6, help="epochs without validation improvement before stopping"),
+    lr: float = typer.Option(2e-3, help="AdamW learning rate"),
+    modality_dropout: float = typer.Option(0.2, help="chance of masking a modality per training row"),
+    on_error: str = typer.Option("raise", help=ON_ERROR_HELP),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="print only errors"),
+) -> None:
+    """Train modality subsets x fusions (x encoders) x seeds; write leaderboard.csv and best/ to OUT."""
+    import polyfuse
+
+    choices = {m: names.split(",") for m, names in _pairs(encoder, "--encoder").items()}
+    result = polyfuse.compare(
+        str(table) if table else None,
+        label=(label[0] if len(label) == 1 else label) if label else None,
+        out=out,
+        fusions=[f.strip() for f in fusions.split(",") if f.strip()],
+        encoder_choices=choices,
+        max_modalities=max_modalities,
+        seeds=seeds,
+        budget_s=budget,
+        search=search,
+        trials=trials,
+        roles=_pairs(role, "--role"),
+        split_column=split_column,
+        on_error=on_error,
+        verbose=not quiet,
+        max_epochs=max_epochs,
+        patience=patience,
+        lr=lr,
+        modality_dropout=modality_dropout,
+    )
+    state = "finished" if result.finished else "stopped by the budget (run again to resume)"
+    typer.echo(f"comparison {state}: {out / 'leaderboard.csv'}, best model in {result.best_dir}")
 
 
 def _hf_encoder_for(modality: str) -> str:

@@ -49,6 +49,7 @@ class Trained:
     model: MultimodalModel
     test: dict[str, Any]  # test metrics
     summary: dict[str, Any]  # epochs, seconds, validation score
+    history: list[dict[str, float]] = field(default_factory=list)  # logged metrics per epoch
 
 
 def run_fit(
@@ -149,6 +150,7 @@ def train_and_test(
     log_dir: Path | None,
     rep: Reporter,
     title: str,
+    callbacks: list[Any] | None = None,
 ) -> Trained:
     from polyfuse.losses import default_loss
     from polyfuse.registry import LOSSES
@@ -158,7 +160,7 @@ def train_and_test(
     model = build_model(config, pre)
     losses = {h.label: LOSSES.build(default_loss(h.task)) for h in config.heads}
     rep.start(title, model)
-    result = train_model(model, config.heads, losses, tables["train"], tables["val"], cfg, log_dir)
+    result = train_model(model, config.heads, losses, tables["train"], tables["val"], cfg, log_dir, callbacks)
     start = time.perf_counter()
     test = evaluate_table(model, pre.schema, tables["test"])
     summary = {
@@ -171,7 +173,7 @@ def train_and_test(
         "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
     }
     rep.trained(title, test, summary)
-    return Trained(model, test, summary)
+    return Trained(model, test, summary, result.history)
 
 
 def collect_metrics(

@@ -68,6 +68,14 @@ class Reporter:
             return
         self.console.print(metrics_table(metrics))
 
+    def line(self, text: str) -> None:
+        if self.verbose:
+            self.console.print(text, highlight=False)
+
+    def table(self, table: Any) -> None:
+        if self.verbose:
+            self.console.print(table)
+
     def saved(self, path: Path) -> None:
         if self.verbose:
             self.console.print(f"model saved to [bold]{path}[/bold]")

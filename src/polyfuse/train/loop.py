@@ -63,8 +63,12 @@ def train_model(
     val: EncodedTable,
     cfg: TrainConfig,
     log_dir: Path | None = None,
+    callbacks: list[Callback] | None = None,
 ) -> TrainResult:
-    """Train ``model`` in place and load the weights of its best validation epoch."""
+    """Train ``model`` in place and load the weights of its best validation epoch.
+
+    ``callbacks`` are added to the Lightning trainer (e.g. ``EpochReporter`` for search pruning).
+    """
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     start = time.perf_counter()
     cache_frozen_outputs(model, [train, val])
@@ -72,7 +76,8 @@ def train_model(
     monitor, mode = monitor_for(heads[0].task)
     best = BestWeights(monitor, mode)
     with _quiet_lightning():
-        trainer = _trainer(cfg, [best, EarlyStopping(monitor, mode=mode, patience=cfg.patience)], log_dir)
+        stop = EarlyStopping(monitor, mode=mode, patience=cfg.patience)
+        trainer = _trainer(cfg, [best, stop, *(callbacks or [])], log_dir)
         trainer.fit(task, _loader(train, cfg.batch_size, cfg.seed, shuffle=True), _loader(val, 512))
     if best.state is not None:
         task.load_state_dict(best.state)

@@ -1,0 +1,200 @@
+"""Run a comparison: prepare the data once per encoder choice, train every run, keep the best.
+
+Results are written after each run (``leaderboard.csv``), so a killed comparison restarts where it
+stopped: runs whose id is already on the board are not trained again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from polyfuse.config import FusionConfig, HeadConfig, ModelConfig, Schema, TrainConfig
+from polyfuse.data.batch import EncodedTable
+from polyfuse.data.preprocess import Preprocessor
+from polyfuse.data.schema import infer_schema
+from polyfuse.data.split import split_indices
+from polyfuse.eval.metrics import LOWER_IS_BETTER, primary_metric
+from polyfuse.fitting import FitRequest, Trained, choose_encoders, encode_splits, train_and_test
+from polyfuse.reporting import Reporter
+from polyfuse.sweep.grid import DEFAULT_FUSIONS, RunSpec, build_grid, modality_subsets
+
+# Modality dropout of multi-modality runs unless the user sets one: it makes a model usable (and its
+# masking-based Shapley values meaningful) when a modality is missing at inference.
+DEFAULT_MODALITY_DROPOUT = 0.2
+
+
+@dataclass
+class CompareRequest:
+    """What to compare, as data. ``fit`` holds everything a single fit takes (label, roles, training)."""
+
+    fit: FitRequest
+    fusions: list[str] = field(default_factory=lambda: list(DEFAULT_FUSIONS))
+    encoder_choices: dict[str, list[str]] = field(default_factory=dict)  # modality -> encoders to try
+    subsets: list[list[str]] | None = None  # modality subsets; None: every non-empty subset
+    max_modalities: int | None = None  # largest subset size when ``subsets`` is None
+    seeds: list[int] = field(default_factory=lambda: [0])
+    budget_s: float | None = None  # wall-clock budget: no run starts after it, a running one is cut
+    search: str = "grid"  # "grid" or "optuna"
+    trials: int = 20  # optuna trials
+
+
+@dataclass
+class Prepared:
+    """A preprocessor and encoded splits for one assignment of encoders to modalities."""
+
+    pre: Preprocessor
+    encoders: dict[str, Any]  # modality -> EncoderConfig
+    tables: dict[str, EncodedTable]
+
+
+class Workspace:
+    """The data of a comparison, encoded once per encoder assignment and shared by its runs."""
+
+    def __init__(self, frame: pd.DataFrame, base_dir: Path, req: CompareRequest):
+        fit = req.fit
+        self.frame, self.base_dir, self.fit = frame, base_dir, fit
+        self.schema: Schema = infer_schema(
+            frame, fit.label, base_dir, declared=fit.roles, split_column=fit.split_column
+        )
+        defaults, _ = choose_encoders(self.schema, fit)
+        self.choices = {m: req.encoder_choices.get(m) or [defaults[m].name] for m in self.schema.modalities}
+        self.splits = split_indices(
+            frame, self.schema, fit.train.seed, fit.train.val_fraction, fit.train.test_fraction
+        )
+        self.metric = primary_metric(self.schema.labels[0].task)
+        self.skipped: list[Any] = []
+        self._prepared: dict[tuple[tuple[str, str], ...], Prepared] = {}
+
+    def prepared(self, spec: RunSpec) -> Prepared:
+        """Preprocessing for the run's encoders (other modalities keep their first choice)."""
+        assignment = {m: c[0] for m, c in self.choices.items()} | dict(spec.encoders)
+        key = tuple(sorted(assignment.items()))
+        if key not in self._prepared:
+            request = dataclasses.replace(self.fit, encoders={**self.fit.encoders, **assignment})
+            encoders, options = choose_encoders(self.schema, request)
+            train_rows = self.frame.iloc[self.splits["train"]]
+            pre = Preprocessor(self.schema, options).fit(train_rows, self.base_dir)
+            tables, self.skipped = encode_splits(
+                pre, self.frame, self.base_dir, self.splits, self.fit.on_error
+            )
+            self._prepared[key] = Prepared(pre, encoders, tables)
+        return self._prepared[key]
+
+    def heads(self, pre: Preprocessor) -> list[HeadConfig]:
+        return [HeadConfig(s.column, s.task, pre.num_outputs(s.column)) for s in self.schema.labels]
+
+
+def default_grid(ws: Workspace, req: CompareRequest) -> list[RunSpec]:
+    subsets = (
+        [tuple(m for m in ws.schema.modalities if m in s) for s in req.subsets]
+        if req.subsets
+        else modality_subsets(ws.schema.modalities, max_size=req.max_modalities)
+    )
+    return build_grid(subsets, req.fusions, ws.choices, req.seeds)
+
+
+@dataclass
+class RunOutput:
+    """A trained run with everything needed to save it as a model directory."""
+
+    trained: Trained
+    config: ModelConfig
+    train: TrainConfig
+    pre: Preprocessor
+    tables: dict[str, EncodedTable]
+
+
+def train_run(
+    ws: Workspace,
+    spec: RunSpec,
+    base: TrainConfig,
+    time_left: float | None,
+    callbacks: list[Any] | None = None,
+) -> RunOutput:
+    """Train one run on the shared encoded splits and test it."""
+    prep = ws.prepared(spec)
+    subset = list(spec.modalities)
+    config = ModelConfig(
+        {m: prep.encoders[m] for m in subset},
+        FusionConfig(spec.fusion, dict(spec.fusion_params)),
+        ws.heads(prep.pre),
+    )
+    overrides: dict[str, Any] = {
+        "seed": spec.seed,
+        "progress": False,
+        "baselines": False,
+        **dict(spec.train_params),
+    }
+    if len(subset) == 1:
+        overrides["modality_dropout"] = 0.0
+    if time_left is not None:
+        overrides["time_limit_s"] = max(1.0, min(time_left, base.time_limit_s or time_left))
+    cfg = dataclasses.replace(base, **overrides)
+    tables = {k: t.select(subset) for k, t in prep.tables.items()}
+    trained = train_and_test(config, prep.pre, tables, cfg, None, Reporter(False), spec.run_id, callbacks)
+    _share_cache(prep.tables, tables)
+    return RunOutput(trained, config, cfg, prep.pre, tables)
+
+
+def _share_cache(parents: dict[str, EncodedTable], children: dict[str, EncodedTable]) -> None:
+    """Frozen encoders' outputs computed in one run serve every later run on the same tables."""
+    for split, child in children.items():
+        for name, value in child.cached.items():
+            parents[split].cached.setdefault(name, value)
+
+
+@torch.no_grad()
+def latency_ms(model: Any, table: EncodedTable, batch_size: int = 256) -> float:
+    """Inference milliseconds per row over the test table (batched, every encoder run)."""
+    from polyfuse.models.inference import predict_table
+
+    fresh = EncodedTable(table.inputs, table.mask, table.targets, {}, table.row_ids)  # no cached shortcuts
+    start = time.perf_counter()
+    predict_table(model, fresh, batch_size)
+    return 1000 * (time.perf_counter() - start) / len(table)
+
+
+def result_row(spec: RunSpec, metric: str, trained: Trained, latency: float) -> dict[str, Any]:
+    summary = trained.summary
+    return {
+        **spec.row(),
+        "status": "ok",
+        "metric": metric,
+        **{f"test_{k}": v for k, v in trained.test.items() if isinstance(v, (int, float))},
+        "val_score": next(iter(summary["val"].values())),
+        "params": summary["params"],
+        "trainable_params": summary["trainable_params"],
+        "train_seconds": summary["train_seconds"],
+        "epochs": summary["epochs"],
+        "best_epoch": summary["best_epoch"],
+        "latency_ms": round(latency, 4),
+        "error": "",
+    }
+
+
+def better(a: float | None, b: float | None, metric: str) -> bool:
+    """Is validation score ``a`` better than ``b`` (None: nothing yet)?"""
+    if a is None or a != a:
+        return False
+    if b is None:
+        return True
+    return a < b if metric in LOWER_IS_BETTER else a > b
+
+
+def limit_threads() -> int:
+    """One run at a time, with at most one intra-op thread per core this process may use.
+
+    Two torch processes with a thread per core each on 2 cores ran ~10x slower than one: a
+    comparison never trains runs side by side, and never uses more threads than cores.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), cores)))
+    return torch.get_num_threads()

@@ -1,0 +1,193 @@
+"""compare: the grid, the leaderboard, resuming, the budget, the optuna search and the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import polyfuse
+from conftest import synthetic_frame
+from polyfuse.cli import app
+from polyfuse.sweep.board import summarize
+from polyfuse.sweep.grid import SINGLE_FUSION, build_grid, modality_subsets
+
+QUICK = {"verbose": False, "encoder_choices": {"text": ["text_bag"]}, "max_epochs": 3}
+LEADERBOARD_COLUMNS = {"modalities", "fusion", "seed", "test_accuracy", "params", "train_seconds"}
+
+
+def test_every_non_empty_subset_in_schema_order():
+    subsets = modality_subsets(["image", "audio", "text"])
+    assert len(subsets) == 7 and subsets[0] == ("image",) and subsets[-1] == ("image", "audio", "text")
+    assert all(list(s) == sorted(s, key=["image", "audio", "text"].index) for s in subsets)
+    assert modality_subsets(["a", "b", "c"], max_size=2) == [
+        ("a",),
+        ("b",),
+        ("c",),
+        ("a", "b"),
+        ("a", "c"),
+        ("b", "c"),
+    ]
+
+
+def test_grid_is_seed_major_and_single_modalities_get_one_fusion():
+    subsets = modality_subsets(["image", "text"])
+    choices = {"image": ["image_cnn"], "text": ["hf_text", "text_bag"]}
+    grid = build_grid(subsets, ["concat", "gmu"], choices, seeds=[0, 1])
+    per_seed = 1 + 2 + 2 * 2  # image; text x 2 encoders; pair x 2 encoders x 2 fusions
+    assert len(grid) == 2 * per_seed
+    assert [s.seed for s in grid] == [0] * per_seed + [1] * per_seed
+    assert {s.fusion for s in grid if len(s.modalities) == 1} == {SINGLE_FUSION}
+    assert len({s.run_id for s in grid}) == len(grid)
+
+
+def test_summary_averages_over_seeds_best_first():
+    rows = [
+        {
+            "modalities": "a",
+            "n_modalities": 1,
+            "fusion": "concat",
+            "encoders": "a=x",
+            "seed": s,
+            "status": "ok",
+            "test_accuracy": acc,
+            "val_score": acc,
+            "params": 10,
+            "train_seconds": 1.0,
+            "latency_ms": 0.1,
+        }
+        for s, acc in [(0, 0.5), (1, 0.7)]
+    ] + [
+        {
+            "modalities": "a+b",
+            "n_modalities": 2,
+            "fusion": "gmu",
+            "encoders": "a=x;b=y",
+            "seed": 0,
+            "status": "ok",
+            "test_accuracy": 0.9,
+            "val_score": 0.9,
+            "params": 20,
+            "train_seconds": 2.0,
+            "latency_ms": 0.2,
+        },
+        {
+            "modalities": "b",
+            "n_modalities": 1,
+            "fusion": "concat",
+            "encoders": "b=y",
+            "seed": 0,
+            "status": "failed",
+        },
+    ]
+    summary = summarize(rows, "accuracy")
+    assert list(summary["modalities"]) == ["a+b", "a"]
+    assert summary.loc[1, "accuracy_mean"] == pytest.approx(0.6)
+    assert summary.loc[1, "accuracy_std"] == pytest.approx(pd.Series([0.5, 0.7]).std())
+    assert summary.loc[1, "seeds"] == 2
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("compare")
+    result = polyfuse.compare(
+        synthetic_frame(240), "kind", out=out, fusions=["concat", "gmu"], seeds=2, **QUICK
+    )
+    return out, result
+
+
+def test_leaderboard_has_a_row_per_subset_fusion_and_seed(compared):
+    out, result = compared
+    board = pd.read_csv(out / "leaderboard.csv")
+    assert LEADERBOARD_COLUMNS <= set(board.columns)
+    # text, tabular, text+tabular x {concat, gmu}; two seeds.
+    assert len(board) == 2 * 4 and (board["status"] == "ok").all()
+    assert set(board["modalities"]) == {"text", "tabular", "text+tabular"}
+    assert sorted(board["seed"].unique()) == [0, 1]
+    assert (board["test_accuracy"] > 0.5).all()  # three balanced classes: chance is 1/3
+    assert (board["params"] > 0).all() and (board["latency_ms"] > 0).all()
+    for run_id in board["run_id"]:
+        history = pd.read_csv(out / "runs" / run_id / "history.csv")
+        assert len(history) >= 1 and "val_accuracy" in history
+    assert result.finished and len(result.summary) == 4
+
+
+def test_best_is_the_best_validation_run_and_a_loadable_model(compared):
+    out, _ = compared
+    info = json.loads((out / "compare.json").read_text())
+    board = pd.read_csv(out / "leaderboard.csv")
+    assert info["best"]["val_score"] == pytest.approx(board["val_score"].max())
+    assert info["best_single"]["modalities"] in {"text", "tabular"}
+    best = polyfuse.load(out / "best")
+    assert best.metrics["compare"]["run_id"] == info["best"]["run_id"]
+    row = board.set_index("run_id").loc[info["best"]["run_id"]]
+    frame = synthetic_frame(240)
+    assert best.evaluate(frame)["accuracy"] > 0.5
+    assert best.metrics["test"]["accuracy"] == pytest.approx(row["test_accuracy"])
+
+
+def test_a_second_call_resumes_and_trains_only_what_is_missing(compared, tmp_path):
+    out, _ = compared
+    copy = tmp_path / "resumed"
+    copy.mkdir()
+    board = pd.read_csv(out / "leaderboard.csv")
+    board.iloc[:-1].to_csv(copy / "leaderboard.csv", index=False)  # as if killed before the last run
+    result = polyfuse.compare(
+        synthetic_frame(240), "kind", out=copy, fusions=["concat", "gmu"], seeds=2, **QUICK
+    )
+    again = pd.read_csv(copy / "leaderboard.csv")
+    assert list(again["run_id"]) == list(board["run_id"])
+    pd.testing.assert_frame_equal(again.iloc[:-1], board.iloc[:-1])  # earlier rows untouched
+    assert result.finished
+
+
+def test_a_spent_budget_starts_no_run_and_says_so(tmp_path):
+    result = polyfuse.compare(synthetic_frame(120), "kind", out=tmp_path, budget_s=0, **QUICK)
+    assert not result.finished and result.rows == []
+    assert json.loads((tmp_path / "compare.json").read_text())["finished"] is False
+
+
+def test_optuna_search_writes_trials_to_the_same_board_and_resumes(tmp_path):
+    pytest.importorskip("optuna")
+    frame = synthetic_frame(200)
+    polyfuse.compare(
+        frame, "kind", out=tmp_path, search="optuna", trials=4, fusions=["concat", "gmu"], **QUICK
+    )
+    board = pd.read_csv(tmp_path / "leaderboard.csv")
+    assert list(board["run_id"]) == [f"trial-{i:04d}" for i in range(4)]
+    assert set(board["status"]) <= {"ok", "pruned"}
+    params = json.loads(board.loc[0, "params_json"])
+    assert {"lr", "batch_size", "modality_dropout"} <= set(params)
+    result = polyfuse.compare(
+        frame, "kind", out=tmp_path, search="optuna", trials=5, fusions=["concat"], **QUICK
+    )
+    assert len(pd.read_csv(tmp_path / "leaderboard.csv")) == 5 and result.finished  # one more trial only
+
+
+def test_cli_compare_writes_the_leaderboard_and_best(tmp_path):
+    table = tmp_path / "t.csv"
+    synthetic_frame(150).to_csv(table, index=False)
+    out = tmp_path / "cmp"
+    args = [
+        "compare",
+        str(table),
+        "--label",
+        "kind",
+        "--out",
+        str(out),
+        "--fusions",
+        "concat",
+        "--encoder",
+        "text=text_bag",
+        "--max-epochs",
+        "2",
+        "--quiet",
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "best model in" in result.output
+    board = pd.read_csv(out / "leaderboard.csv")
+    assert len(board) == 3 and LEADERBOARD_COLUMNS <= set(board.columns)
+    assert (out / "best" / "model.safetensors").is_file()
