@@ -1,0 +1,325 @@
+"""Sections drawn from an explain directory (and the model's confusion matrix): Shapley, robustness,
+confusion, error analysis, correlation, attention and feature attribution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from pathlib import Path
+from typing import Any
+
+from polyfuse.htmlreport import figures
+from polyfuse.htmlreport.html import Section, facts, figure, fmt, note, table
+from polyfuse.htmlreport.sources import RunData, float_items
+
+EXAMPLES = 8  # example row ids shown per fix / break cell
+TOP_FEATURES = 15
+# explain.json["figures"] key -> the section that redraws it from data (its PNG is then not embedded).
+REDRAWN = {
+    "shapley": "shapley",
+    "robustness": "robustness",
+    "confusion": "confusion",
+    "correlation": "correlation",
+    "cka": "correlation",
+    "attention": "attention",
+}
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def shapley(run: RunData) -> Section | None:
+    data = run.shapley or {}
+    values = float_items(data.get("values"))
+    if not values:
+        return None
+    metric = data.get("metric", run.metric)
+    order = sorted(values, key=lambda k: -values[k])
+    subsets = float_items(data.get("subsets"))
+    series = {"masking (this model)": [values[m] for m in order]}
+    if subsets:
+        series["retrained subsets"] = [subsets.get(m, float("nan")) for m in order]
+    body = _efficiency(data, values, metric)
+    body += figure(
+        figures.grouped_bars(order, series, f"Shapley value ({metric})"),
+        "modality Shapley values",
+        "Each modality's average contribution to the metric over all orders of adding modalities.",
+    )
+    body += _shapley_table(run, order, values, subsets, data)
+    body += _coalitions(data.get("coalitions"), metric)
+    return Section("shapley", "Modality Shapley values", body)
+
+
+def _efficiency(data: dict[str, Any], values: dict[str, float], metric: str) -> str:
+    total = sum(values.values())
+    all_, none = data.get("metric_all"), data.get("metric_none")
+    pairs = [
+        (f"{metric}, all modalities", fmt(all_)),
+        (f"{metric}, no modality", fmt(none)),
+        ("sum of Shapley values", fmt(total)),
+    ]
+    html = facts(pairs)
+    if isinstance(all_, (int, float)) and isinstance(none, (int, float)):
+        gap = float(all_) - float(none)
+        if abs(total - gap) <= 1e-6:
+            html += note(f"Efficiency holds: the values sum to metric_all − metric_none = {gap:.4f}.")
+        else:
+            html += note(
+                f"The values sum to {total:.6f}, not metric_all − metric_none = {gap:.6f}.", warn=True
+            )
+    return html
+
+
+def _shapley_table(
+    run: RunData, order: list[str], values: dict[str, float], subsets: dict[str, float], data: dict[str, Any]
+) -> str:
+    gap = _gap(data)
+    per_sample = run.shapley_per_sample
+    headers = ["modality", "Shapley value", "share of gain"]
+    if subsets:
+        headers.append("retrained subsets")
+    if per_sample is not None:
+        headers.append(f"mean |value| per row ({len(per_sample)} rows)")
+    rows = []
+    for m in order:
+        row: list[Any] = [m, values[m], f"{100 * values[m] / gap:.1f}%" if gap else "–"]
+        if subsets:
+            row.append(subsets.get(m))
+        if per_sample is not None:
+            row.append(float(per_sample[m].abs().mean()) if m in per_sample else None)
+        rows.append(row)
+    return table(headers, rows, numeric=range(1, len(headers)))
+
+
+def _gap(data: dict[str, Any]) -> float:
+    try:
+        return float(data["metric_all"]) - float(data["metric_none"])
+    except (KeyError, TypeError, ValueError):
+        return 0.0
+
+
+def _coalitions(coalitions: Any, metric: str) -> str:
+    if not isinstance(coalitions, list) or not coalitions:
+        return ""
+    items = [c for c in coalitions if isinstance(c, dict) and "metric" in c]
+    items.sort(key=lambda c: (len(c.get("modalities") or []), -float(c["metric"])))
+    rows = [["+".join(c.get("modalities") or []) or "(none)", c["metric"]] for c in items]
+    return "<h3>Coalitions</h3>" + table(["modalities present", metric], rows, numeric=[1])
+
+
+def robustness(run: RunData) -> Section | None:
+    data = (run.explain or {}).get("robustness")
+    if not isinstance(data, dict) or not data:
+        return None
+    panels: list[tuple[str, str, str, figures.Curves]] = []
+    for kind, title, xlabel in (
+        ("drop", "modality dropped", "drop rate"),
+        ("noise", "noise added", "noise level"),
+    ):
+        curves = {str(m): _xy(v.get(kind)) for m, v in data.items() if isinstance(v, dict) and v.get(kind)}
+        if curves:
+            panels.append((title, xlabel, run.metric, curves))
+    if not panels:
+        return None
+    body = figure(
+        figures.line_panels(panels),
+        "robustness curves",
+        "Test metric as one modality at a time is dropped from a share of rows, or perturbed by noise.",
+    )
+    body += _robustness_table(data, run.metric)
+    return Section("robustness", "Robustness", body)
+
+
+def _xy(points: Any) -> tuple[list[float], list[float]]:
+    pairs = [p for p in points if isinstance(p, (list, tuple)) and len(p) == 2]
+    return [float(p[0]) for p in pairs], [float(p[1]) for p in pairs]
+
+
+def _robustness_table(data: dict[str, Any], metric: str) -> str:
+    rows = []
+    for m, kinds in data.items():
+        for kind, points in (kinds or {}).items():
+            xs, ys = _xy(points)
+            if ys:
+                rows.append([m, kind, ys[0], f"{ys[-1]:.4f} at {xs[-1]:g}", ys[-1] - ys[0]])
+    headers = ["modality", "perturbation", f"{metric} unperturbed", f"{metric} at the strongest", "change"]
+    return table(headers, rows, numeric=[2, 3, 4])
+
+
+def confusion(run: RunData) -> Section | None:
+    data = (run.explain or {}).get("confusion")
+    source = "explain.json"
+    if isinstance(data, dict) and data.get("matrix"):
+        matrix, classes = data["matrix"], data.get("classes")
+    else:
+        matrix, classes = ((run.metrics or {}).get("test") or {}).get("confusion_matrix"), run.classes
+        source = "metrics.json"
+    if not matrix or not isinstance(matrix, list):
+        return None
+    names = (
+        [str(c) for c in classes]
+        if classes and len(classes) == len(matrix)
+        else [str(i) for i in range(len(matrix))]
+    )
+    uri = figures.heatmaps([("test rows", matrix, names, names)], row_normalize=True, fmt="{:.0f}")
+    body = figure(
+        uri,
+        "confusion matrix",
+        f"Rows: true class, columns: predicted class; counts from {source}, "
+        "shaded by the share of each true class.",
+    )
+    rows = []
+    for name, counts in zip(names, matrix, strict=True):
+        total, hit = sum(counts), counts[names.index(name)]
+        rows.append([name, total, hit, hit / total if total else None])
+    return Section(
+        "confusion",
+        "Confusion matrix",
+        body + table(["class", "rows", "correct", "recall"], rows, numeric=[1, 2, 3]),
+    )
+
+
+def errors(run: RunData) -> Section | None:
+    explain = run.explain or {}
+    body = _presence(explain.get("presence"), run.metric) + _fix_break(explain.get("fix_break"))
+    return Section("errors", "Error analysis", body) if body else None
+
+
+def _presence(presence: Any, metric: str) -> str:
+    if not isinstance(presence, list) or not presence:
+        return ""
+    rows = [
+        ["+".join(p.get("present") or []) or "(none)", p.get("rows"), p.get("metric")]
+        for p in presence
+        if isinstance(p, dict)
+    ]
+    return (
+        "<h3>By modalities present</h3>"
+        + note("Test rows grouped by which modalities they actually carry.")
+        + table(["modalities present", "rows", metric], rows, numeric=[1, 2])
+    )
+
+
+def _fix_break(fix_break: Any) -> str:
+    if not isinstance(fix_break, dict) or not fix_break:
+        return ""
+    rows = []
+    for m, v in fix_break.items():
+        fixed, broken = int(v.get("fixed", 0)), int(v.get("broken", 0))
+        rows.append(
+            [
+                m,
+                fixed,
+                broken,
+                v.get("both_right"),
+                v.get("both_wrong"),
+                fixed - broken,
+                _ids(v.get("examples_fixed")),
+                _ids(v.get("examples_broken")),
+            ]
+        )
+    headers = [
+        "vs modality alone",
+        "fixed",
+        "broken",
+        "both right",
+        "both wrong",
+        "net",
+        "rows fixed (e.g.)",
+        "rows broken (e.g.)",
+    ]
+    return (
+        "<h3>Fixed and broken by fusion</h3>"
+        + note(
+            "Fixed: the fused model is right where the model of that modality alone is wrong; "
+            "broken: the reverse."
+        )
+        + table(headers, rows, numeric=[1, 2, 3, 4, 5])
+    )
+
+
+def _ids(ids: Any) -> str:
+    if not isinstance(ids, list) or not ids:
+        return "–"
+    shown = ", ".join(str(i) for i in ids[:EXAMPLES])
+    return shown + (f" … (+{len(ids) - EXAMPLES})" if len(ids) > EXAMPLES else "")
+
+
+def correlation(run: RunData) -> Section | None:
+    data = (run.explain or {}).get("correlation")
+    if not isinstance(data, dict) or not data.get("modalities"):
+        return None
+    names = [str(m) for m in data["modalities"]]
+    maps = [
+        (title, data[key], names, names)
+        for key, title in (("cka", "linear CKA"), ("cca", "mean CCA"))
+        if data.get(key)
+    ]
+    if not maps:
+        return None
+    body = figure(
+        figures.heatmaps(maps, cmap="Purples"),
+        "representation similarity between modalities",
+        "Similarity of the modality embeddings on the test rows "
+        "(1: the same information up to a linear map).",
+    )
+    return Section("correlation", "Correlation between modalities", body)
+
+
+def attention(run: RunData) -> Section | None:
+    weights = float_items((run.explain or {}).get("attention"))
+    if not weights:
+        return None
+    order = sorted(weights, key=lambda k: -weights[k])
+    uri = figures.hbars(
+        order,
+        [weights[m] for m in order],
+        [figures.series_color(i) for i in range(len(order))],
+        "mean weight",
+    )
+    body = figure(
+        uri, "fusion attention per modality", "Mean weight the fusion gives each modality over the test rows."
+    )
+    return Section("attention", "Fusion attention", body)
+
+
+def features(run: RunData, drawn: Collection[str] = ()) -> Section | None:
+    """Per-modality importance bars, then the explain PNGs whose section ``drawn`` does not already hold."""
+    explain, body = run.explain or {}, ""
+    for modality, summary in (explain.get("features") or {}).items():
+        scores = float_items(summary)
+        if scores:
+            top = sorted(scores, key=lambda k: -abs(scores[k]))[:TOP_FEATURES]
+            uri = figures.hbars(
+                top, [scores[k] for k in top], [figures.series_color(0)] * len(top), "importance"
+            )
+            body += figure(
+                uri, f"{modality} feature importance", f"{modality}: the {len(top)} most important features."
+            )
+    body += _embedded_figures(run, drawn)
+    return Section("features", "Feature attribution", body) if body else None
+
+
+def _embedded_figures(run: RunData, drawn: Collection[str]) -> str:
+    """The explain PNGs this report does not redraw, read from the explain folder and inlined."""
+    listed = (run.explain or {}).get("figures") or {}
+    if not isinstance(listed, dict) or run.explain_dir is None:
+        return ""
+    html = ""
+    for key, name in listed.items():
+        if REDRAWN.get(key) in drawn:
+            continue
+        data = _png(run.explain_dir, str(name))
+        if data is None:
+            html += note(
+                f"figure {key} ({name}) is listed in explain.json but is not a readable PNG.", warn=True
+            )
+        else:
+            html += figure(figures.png_uri(data), str(key), f"{key} ({name})")
+    return html
+
+
+def _png(folder: Path, name: str) -> bytes | None:
+    path = (folder / name).resolve()
+    if folder.resolve() not in path.parents or not path.is_file():  # only files inside the explain folder
+        return None
+    data = path.read_bytes()
+    return data if data.startswith(PNG_SIGNATURE) else None

@@ -1,0 +1,307 @@
+"""The summary line and the sections about models and comparisons: overview, leaderboard, training.
+
+Each builder takes the ``RunData`` and returns a ``Section`` or None when its data is absent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from polyfuse.htmlreport import figures
+from polyfuse.htmlreport.html import Section, esc, facts, figure, fmt, note, table
+from polyfuse.htmlreport.sources import RunData, float_items
+
+CHART_ROWS = 40  # configurations drawn in the leaderboard chart (the table lists all)
+
+
+def config_name(row: Any, sep: str = " with ") -> str:
+    """ "image+audio with gmu", or "image" alone for a single modality (fusion does not apply)."""
+    n = _int(row.get("n_modalities"), default=len(str(row.get("modalities", "")).split("+")))
+    return str(row["modalities"]) if n <= 1 else f"{row['modalities']}{sep}{row.get('fusion', '?')}"
+
+
+def _int(value: Any, default: int = 0) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _best(scores: dict[str, float], higher: bool) -> tuple[str, float] | None:
+    finite = {k: v for k, v in scores.items() if v == v}  # NaN != NaN
+    if not finite:
+        return None
+    name = (max if higher else min)(finite, key=lambda k: finite[k])
+    return name, finite[name]
+
+
+def summary_line(run: RunData) -> str:
+    """One line under the title: the best configuration, the best single modality, the top Shapley value."""
+    if run.summary is not None and len(run.summary):
+        parts = _compare_summary(run.summary, run.metric)
+    else:
+        parts = _model_summary(run.metrics or {}, run.metric, run.higher_is_better)
+    top = _best(float_items((run.shapley or {}).get("values")), True)
+    if top:
+        parts.append(f"largest Shapley value: <b>{esc(top[0])}</b> ({top[1]:+.3f})")
+    return "; ".join(parts) or "no results found"
+
+
+def _compare_summary(summary: pd.DataFrame, metric: str) -> list[str]:
+    top = summary.iloc[0]
+    score = f"{top[f'{metric}_mean']:.3f} ± {top.get(f'{metric}_std', 0.0):.3f}"
+    parts = [f"best: <b>{esc(config_name(top))}</b>, {esc(metric)} {esc(score)}"]
+    if "n_modalities" in summary:
+        single = summary[summary["n_modalities"].astype(int) == 1]
+        if len(single):
+            row = single.iloc[0]
+            parts.append(f"best single modality: <b>{esc(row['modalities'])}</b> {row[f'{metric}_mean']:.3f}")
+    return parts
+
+
+def _model_summary(m: dict[str, Any], metric: str, higher: bool) -> list[str]:
+    if not m:
+        return []
+    name = f"{'+'.join(m.get('modalities', []))} with {m.get('fusion', '?')}"
+    score = (m.get("test") or {}).get(metric)
+    parts = [f"model: <b>{esc(name)}</b>, test {esc(metric)} {esc(fmt(score, 3))}"]
+    baselines = {k: (v.get("test") or {}).get(metric) for k, v in (m.get("baselines") or {}).items()}
+    best = _best(float_items(baselines), higher)
+    if best:
+        parts.append(f"best single modality: <b>{esc(best[0])}</b> {best[1]:.3f}")
+    return parts
+
+
+def overview(run: RunData) -> Section | None:
+    m, c = run.metrics or {}, run.compare or {}
+    if not m and not c:
+        return None
+    body = facts(
+        [
+            ("task", m.get("task")),
+            ("label", c.get("label") or m.get("label")),
+            ("modalities", ", ".join(c.get("modalities") or m.get("modalities") or [])),
+            ("primary metric", run.metric),
+            ("fusions compared", ", ".join(c.get("fusions") or [])),
+            ("seeds", ", ".join(str(s) for s in c.get("seeds") or [])),
+            ("runs", _run_counts(run)),
+            ("data", _data_source(c.get("data") or m.get("data"), bool(m or c))),
+            ("data rows", _rows(m.get("rows"))),
+        ]
+    )
+    if m:
+        title = "Best model (best/)" if run.kind == "compare" else "Model"
+        body += f"<h3>{esc(title)}</h3>" + facts(
+            [
+                ("fusion", m.get("fusion")),
+                ("encoders", ", ".join(f"{k}={v}" for k, v in (m.get("encoders") or {}).items())),
+                ("epochs", _epochs(m)),
+                ("parameters", fmt(m.get("params"))),
+                ("train seconds", fmt(m.get("train_seconds"), 1)),
+                ("folder", str(run.model_dir) if run.model_dir else None),
+            ]
+        )
+        body += test_metrics_table(m)
+    return Section("overview", "Overview", body)
+
+
+def _run_counts(run: RunData) -> str | None:
+    board = run.leaderboard
+    if board is None or "status" not in board:
+        return None
+    ok = int((board["status"] == "ok").sum())
+    text = f"{ok} finished, {len(board) - ok} failed"
+    if run.compare and run.compare.get("finished") is False:
+        text += " (comparison not finished)"
+    return text
+
+
+def _data_source(data: Any, known: bool) -> str | None:
+    if isinstance(data, dict) and data.get("dataset"):
+        return f"{data['dataset']} (built-in dataset)"
+    if isinstance(data, dict) and data.get("table"):
+        return str(data["table"])
+    return "an in-memory table" if known and data is None else None
+
+
+def _rows(rows: Any) -> str | None:
+    if isinstance(rows, dict):
+        return ", ".join(f"{k} {fmt(v)}" for k, v in rows.items())
+    return None if rows is None else fmt(rows)
+
+
+def _epochs(m: dict[str, Any]) -> str | None:
+    if m.get("epochs") is None:
+        return None
+    best = m.get("best_epoch")
+    return f"{m['epochs']}" + (f" (best epoch {best})" if best is not None else "")
+
+
+def test_metrics_table(m: dict[str, Any]) -> str:
+    """Test metrics of the fused model beside each single-modality baseline: one row per metric."""
+    test = m.get("test") or {}
+    baselines = {k: v.get("test") or {} for k, v in (m.get("baselines") or {}).items()}
+    names = [k for k, v in test.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if not names:
+        return ""
+    headers = ["test metric", f"fused ({m.get('fusion', '?')})"] + [f"{k} alone" for k in baselines]
+    rows = [[name, test[name]] + [b.get(name) for b in baselines.values()] for name in names]
+    return table(headers, rows, numeric=range(1, len(headers)))
+
+
+def leaderboard(run: RunData) -> Section | None:
+    summary, metric = run.summary, run.metric
+    if summary is None or not len(summary):
+        return None
+    headers = [
+        "#",
+        "modalities",
+        "fusion",
+        "encoders",
+        "seeds",
+        f"test {metric} (mean ± std)",
+        "params",
+        "train s",
+        "ms / sample",
+    ]
+    rows = [
+        [
+            i + 1,
+            row["modalities"],
+            row.get("fusion") if _int(row.get("n_modalities"), 2) > 1 else "–",
+            str(row.get("encoders", "")).replace(";", ", "),
+            _int(row.get("seeds"), 1),
+            f"{row[f'{metric}_mean']:.4f} ± {row.get(f'{metric}_std', 0.0):.4f}",
+            _maybe_int(row.get("params")),
+            fmt(row.get("train_seconds_mean"), 1),
+            fmt(row.get("latency_ms"), 3),
+        ]
+        for i, (_, row) in enumerate(summary.iterrows())
+    ]
+    order = "higher is better" if run.higher_is_better else "lower is better"
+    body = note(f"{len(summary)} configurations, best first ({metric}: {order}); mean ± std over seeds.")
+    body += table(headers, rows, numeric=[0, 4, 5, 6, 7, 8], highlight_first=True)
+    body += figure(
+        _leaderboard_chart(summary, metric), f"test {metric} per configuration", _chart_caption(summary)
+    )
+    return Section("leaderboard", "Leaderboard", body + _failed_runs(run))
+
+
+def _maybe_int(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value == value else value
+
+
+def _leaderboard_chart(summary: pd.DataFrame, metric: str) -> str:
+    shown = summary.head(CHART_ROWS)
+    counts = [_int(n, 1) for n in shown.get("n_modalities", pd.Series([1] * len(shown)))]
+    legend = {f"{n} modalit{'y' if n == 1 else 'ies'}": figures.count_color(n) for n in sorted(set(counts))}
+    errors = shown[f"{metric}_std"].fillna(0.0).tolist() if f"{metric}_std" in shown else None
+    return figures.hbars(
+        [config_name(r, " · ") for _, r in shown.iterrows()],
+        shown[f"{metric}_mean"].tolist(),
+        [figures.count_color(n) for n in counts],
+        xlabel=f"test {metric}",
+        errors=errors,
+        legend=legend,
+    )
+
+
+def _chart_caption(summary: pd.DataFrame) -> str:
+    extra = f" (the best {CHART_ROWS} of {len(summary)})" if len(summary) > CHART_ROWS else ""
+    return (
+        f"Test metric per configuration{extra}, coloured by number of modalities; bars show ± std over seeds."
+    )
+
+
+def _failed_runs(run: RunData) -> str:
+    board = run.leaderboard
+    if board is None or "status" not in board:
+        return ""
+    failed = board[board["status"] != "ok"]
+    if failed.empty:
+        return ""
+    rows = [
+        [r.get("run_id"), r.get("modalities"), r.get("fusion"), str(r.get("error", ""))[:300]]
+        for _, r in failed.iterrows()
+    ]
+    return "<h3>Failed runs</h3>" + table(["run", "modalities", "fusion", "error"], rows)
+
+
+def training(run: RunData) -> Section | None:
+    body = ""
+    log = run.log if run.log is not None else _best_history(run)
+    if log is not None and len(log):
+        body += _loss_figure(log, run)
+    if len(run.histories) > 1:
+        body += _runs_figure(run)
+    return Section("training", "Training curves", body) if body else None
+
+
+def _best_history(run: RunData) -> pd.DataFrame | None:
+    best = (run.compare or {}).get("best") or {}
+    return run.histories.get(str(best.get("run_id"))) if best else None
+
+
+def _loss_figure(log: pd.DataFrame, run: RunData) -> str:
+    epochs = log["epoch"].tolist()
+    losses = {c: (epochs, log[c].tolist()) for c in ("train_loss", "val_loss") if c in log}
+    scores = {c: (epochs, log[c].tolist()) for c in log if c.startswith("val_") and c != "val_loss"}
+    panels = [
+        (title, "epoch", title, curves)
+        for title, curves in (("loss", losses), ("validation metric", scores))
+        if curves
+    ]
+    if not panels:
+        return ""
+    best_epoch = (run.metrics or {}).get("best_epoch")
+    uri = figures.line_panels(panels, vline=float(best_epoch) if best_epoch is not None else None)
+    where = "best/logs/metrics.csv" if run.kind == "compare" and run.log is not None else "the training log"
+    which = "best model" if run.kind == "compare" else "model"
+    caption = f"Per-epoch loss and validation metric of the {which} ({where})"
+    return figure(
+        uri,
+        "training curves",
+        caption + ("; dashed: the epoch whose weights were kept." if best_epoch is not None else "."),
+    )
+
+
+def _runs_figure(run: RunData) -> str:
+    column = f"val_{run.metric}"
+    counts: dict[str, int] = {}
+    if run.leaderboard is not None and {"run_id", "n_modalities"} <= set(run.leaderboard):
+        counts = {
+            str(r): _int(n, 1)
+            for r, n in zip(run.leaderboard["run_id"], run.leaderboard["n_modalities"], strict=True)
+        }
+    curves = {
+        rid: (h["epoch"].tolist(), h[column].tolist(), figures.count_color(counts.get(rid, 1)))
+        for rid, h in run.histories.items()
+        if {"epoch", column} <= set(h)
+    }
+    if not curves:
+        return ""
+    uri = figures.colored_lines("epoch", f"validation {run.metric}", curves)
+    caption = (
+        f"Validation {run.metric} per epoch of every run ({len(curves)} runs/*/history.csv), "
+        "coloured by number of modalities."
+    )
+    return figure(uri, "validation curves of every run", caption)
+
+
+def explain_hint(run: RunData) -> Section | None:
+    """Where explanations would go, and the command that produces them, when there are none."""
+    if run.explain is not None or run.shapley is not None or run.model_dir is None:
+        return None
+    out = run.root / "explain"
+    command = f"polyfuse explain {run.model_dir} --out {out}"
+    body = (
+        note(
+            "This run has no explain/ folder, so modality Shapley values, robustness curves, error analysis, "
+            "representation correlation, attention and feature attribution are not shown. Produce them with:"
+        )
+        + f"<p><code>{esc(command)}</code></p>"
+        + note(f"then run polyfuse report {run.root} again.")
+    )
+    return Section("explain-missing", "Explanations", body)
