@@ -5,8 +5,9 @@ import below. The contract tests in ``tests/test_fusions.py`` then cover it.
 """
 
 from polyfuse.fusions import attention  # noqa: F401  (each import registers its fusions)
-from polyfuse.fusions import concat  # noqa: F401
 from polyfuse.fusions import bilinear  # noqa: F401
+from polyfuse.fusions import concat  # noqa: F401
+from polyfuse.fusions import cross_attention  # noqa: F401
 from polyfuse.fusions import gmu  # noqa: F401
 from polyfuse.fusions import graph  # noqa: F401
 from polyfuse.fusions import hierarchical  # noqa: F401

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from torch import nn
+
 from polyfuse.config import ModelConfig
-from polyfuse.models.multimodal import MultimodalModel
+from polyfuse.models.multimodal import MultimodalModel, has_tokens
 
 
 class KnowsInputs(Protocol):
     def encoder_kwargs(self, modality: str) -> dict[str, Any]: ...
+
+
+def fusion_input_dim(encoder: nn.Module, wants_tokens: bool) -> int:
+    """What the fusion receives from ``encoder``: its ``token_dim`` for a token-level fusion (when it
+    has ``forward_tokens``), else its ``output_dim``."""
+    if wants_tokens and has_tokens(encoder):
+        return int(encoder.token_dim)  # type: ignore[arg-type]
+    return int(encoder.output_dim)  # type: ignore[arg-type]
 
 
 def build_model(config: ModelConfig, inputs: KnowsInputs) -> MultimodalModel:
@@ -24,7 +34,8 @@ def build_model(config: ModelConfig, inputs: KnowsInputs) -> MultimodalModel:
         name: build_encoder(cfg.name, **inputs.encoder_kwargs(name), **cfg.params, freeze=cfg.freeze)
         for name, cfg in config.encoders.items()
     }
-    in_dims = {name: int(enc.output_dim) for name, enc in encoders.items()}  # type: ignore[arg-type]
+    wants_tokens = bool(getattr(FUSIONS.get(config.fusion.name), "wants_tokens", False))
+    in_dims = {name: fusion_input_dim(enc, wants_tokens) for name, enc in encoders.items()}
     fusion = FUSIONS.build(config.fusion.name, in_dims=in_dims, **config.fusion.params)
     heads = {
         h.label: HEADS.build(h.task, in_dim=fusion.output_dim, num_outputs=h.num_outputs, **h.params)

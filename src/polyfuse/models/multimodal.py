@@ -1,4 +1,8 @@
-"""MultimodalModel: encoders per modality -> one fusion -> one head per label."""
+"""MultimodalModel: encoders per modality -> one fusion -> one head per label.
+
+A fusion with ``wants_tokens = True`` receives token sequences instead of one embedding per
+modality (see ``polyfuse.fusions.base``): the model then calls each encoder's ``forward_tokens``.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,31 @@ import torch
 from torch import Tensor, nn
 
 from polyfuse.data.batch import Batch
+
+
+def has_tokens(encoder: nn.Module) -> bool:
+    """Whether ``encoder`` offers ``forward_tokens(x) -> (tokens [B, T, token_dim], valid [B, T])``."""
+    return callable(getattr(encoder, "forward_tokens", None))
+
+
+def pack_tokens(tokens: Tensor, valid: Tensor) -> Tensor:
+    """Tokens [N, T, D] and validity [N, T] as one tensor [N, T, D + 1] (validity last), so a cache
+    of tokens is gathered, subset and selected like any other cached tensor."""
+    return torch.cat([tokens, valid.unsqueeze(-1).to(tokens.dtype)], dim=-1)
+
+
+def unpack_tokens(packed: Tensor) -> tuple[Tensor, Tensor]:
+    """The inverse of ``pack_tokens``."""
+    return packed[..., :-1], packed[..., -1] > 0.5
+
+
+def pad_tokens(parts: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+    """Concatenate chunks of (tokens [n, T_i, D], valid [n, T_i]) along rows, padding every chunk
+    to the longest T with invalid zero tokens (text chunks are trimmed to their own longest row)."""
+    length = max(t.shape[1] for t, _ in parts)
+    tokens = [nn.functional.pad(t, (0, 0, 0, length - t.shape[1])) for t, _ in parts]
+    valid = [nn.functional.pad(v, (0, length - v.shape[1]), value=False) for _, v in parts]
+    return torch.cat(tokens), torch.cat(valid)
 
 
 class MultimodalModel(nn.Module):
@@ -21,16 +50,53 @@ class MultimodalModel(nn.Module):
     def modalities(self) -> list[str]:
         return list(self.encoders.keys())
 
+    @property
+    def wants_tokens(self) -> bool:
+        """Whether the fusion takes token sequences (``forward_tokens``) rather than embeddings."""
+        return bool(getattr(self.fusion, "wants_tokens", False))
+
     def embed(self, batch: Batch) -> dict[str, Tensor]:
         """One embedding [B, D_m] per modality; frozen encoders' outputs may come precomputed."""
-        return {
-            name: batch.cached[name] if name in batch.cached else enc(batch.inputs[name])
-            for name, enc in self.encoders.items()
-        }
+        out = {}
+        for name, enc in self.encoders.items():
+            cached = batch.cached.get(name)
+            # A 3-D cache holds packed tokens (for a token-level fusion), not embeddings.
+            out[name] = cached if cached is not None and cached.dim() == 2 else enc(batch.inputs[name])
+        return out
+
+    def tokens(self, batch: Batch) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """Per modality: tokens [B, T_m, D_m] and their validity [B, T_m] (``forward_tokens``, or
+        packed tokens cached for a frozen encoder). An encoder without ``forward_tokens`` gives its
+        embedding [B, D_m], which token-level fusions read as a single valid token."""
+        tokens, valid = {}, {}
+        for name, enc in self.encoders.items():
+            cached = batch.cached.get(name)
+            if not has_tokens(enc):
+                cached = cached if cached is not None and cached.dim() == 2 else None
+                tokens[name] = enc(batch.inputs[name]) if cached is None else cached  # [B, D_m]
+            elif cached is not None and cached.dim() == 3:
+                tokens[name], valid[name] = unpack_tokens(cached)
+            else:
+                tokens[name], valid[name] = enc.forward_tokens(batch.inputs[name])  # type: ignore[operator]
+        return tokens, valid
+
+    def caches_tokens(self, name: str) -> bool:
+        """Whether a cache of modality ``name``'s frozen encoder should hold tokens (3-D, packed)."""
+        return self.wants_tokens and has_tokens(self.encoders[name])
+
+    def fusion_inputs(self, batch: Batch) -> tuple[dict[str, Tensor], dict[str, Tensor] | None]:
+        """What ``fuse`` hands the fusion: embeddings [B, D_m] and None, or, for a token-level
+        fusion, tokens [B, T_m, D_m] and their validity (pass it as ``tokens_valid=``)."""
+        if self.wants_tokens:
+            return self.tokens(batch)
+        return self.embed(batch), None
 
     def fuse(self, batch: Batch) -> Tensor:
         mask = {name: batch.mask[name] for name in self.encoders}
-        return self.fusion(self.embed(batch), mask)  # [B, D]
+        inputs, valid = self.fusion_inputs(batch)
+        if valid is not None:
+            return self.fusion(inputs, mask, tokens_valid=valid)  # type: ignore[no-any-return]  # [B, D]
+        return self.fusion(inputs, mask)  # type: ignore[no-any-return]  # [B, D]
 
     def forward(self, batch: Batch) -> dict[str, Tensor]:
         fused = self.fuse(batch)

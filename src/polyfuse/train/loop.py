@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -18,7 +18,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping
 
 from polyfuse.config import HeadConfig, TrainConfig
 from polyfuse.data.batch import EncodedTable
-from polyfuse.models.multimodal import MultimodalModel
+from polyfuse.models.multimodal import MultimodalModel, pack_tokens, pad_tokens
 from polyfuse.train.module import MultimodalTask, monitor_for
 
 
@@ -127,23 +127,47 @@ def _loader(
     )
 
 
+# Largest token cache, in values (1 GiB of float32): tokens are far bigger than embeddings (a
+# frozen MiniLM gives up to 128 x 384 values per row), so a large table computes them on the fly.
+TOKEN_CACHE_LIMIT = 2**28
+
+
 @torch.no_grad()
 def cache_frozen_outputs(model: MultimodalModel, tables: list[EncodedTable], batch_size: int = 256) -> None:
     """Run each fully frozen encoder once per table and store its outputs in ``table.cached``.
 
     A frozen pretrained encoder (e.g. MiniLM) costs most of a step on CPU; its output never
     changes, so computing it once turns every later epoch into work on the trainable parts only.
+    For a token-level fusion the cache holds tokens and their validity, packed as [N, T, D + 1]
+    (``pack_tokens``); a cache of the other kind (left by a model with another fusion) is replaced.
     """
     for name in model.frozen_modalities():
         enc = model.encoders[name].eval()
+        as_tokens = model.caches_tokens(name)
         for table in tables:
-            if name in table.cached or name not in table.inputs:
+            cached = table.cached.get(name)
+            if name not in table.inputs or (cached is not None and cached.dim() == (3 if as_tokens else 2)):
                 continue
-            outs = [
-                enc(table.take(list(range(i, min(i + batch_size, len(table))))).inputs[name])
+            chunks = (  # one batch of inputs at a time, never a copy of the whole table
+                table.take(list(range(i, min(i + batch_size, len(table))))).inputs[name]
                 for i in range(0, len(table), batch_size)
-            ]
-            table.cached[name] = torch.cat(outs)
+            )
+            out = _frozen_tokens(enc, chunks) if as_tokens else torch.cat([enc(x) for x in chunks])
+            if out is not None:  # None: too big to keep, the fusion's tokens are computed on the fly
+                table.cached[name] = out
+
+
+def _frozen_tokens(enc: torch.nn.Module, chunks: Iterable[Any]) -> torch.Tensor | None:
+    """Packed tokens [N, T, D + 1] of ``enc`` over the chunks, or None past TOKEN_CACHE_LIMIT."""
+    parts, values = [], 0
+    for x in chunks:
+        tokens, valid = enc.forward_tokens(x)  # type: ignore[operator]  # [n, T_i, D], [n, T_i]
+        values += tokens.numel()
+        if values > TOKEN_CACHE_LIMIT:
+            return None
+        parts.append((tokens, valid))
+    tokens, valid = pad_tokens(parts)  # [N, T, D], [N, T]
+    return pack_tokens(tokens, valid) if tokens.numel() <= TOKEN_CACHE_LIMIT else None
 
 
 @contextmanager
