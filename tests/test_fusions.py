@@ -105,3 +105,62 @@ def test_has_a_paper_citation(name: str) -> None:
     module = __import__(FUSIONS.get(name).__module__, fromlist=["_"])
     doc = (module.__doc__ or "") + (FUSIONS.get(name).__doc__ or "")
     assert any(str(year) in doc for year in range(1990, 2031)), "cite the paper (author, year, title)"
+
+
+WEIGHING = [n for n in FUSIONS.names() if hasattr(FUSIONS.get(n), "modality_weights")]
+
+
+def test_attention_like_fusions_weigh_modalities() -> None:
+    expected = {"attention", "cross_attention", "gmu", "graph", "late", "perceiver"}
+    assert expected | {"weighted_fixed", "weighted_learned"} <= set(WEIGHING)
+
+
+@pytest.mark.parametrize("name", WEIGHING)
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_modality_weights_of_the_last_forward_pass(name: str, mode: str) -> None:
+    fusion = build(name).train(mode == "train")
+    assert fusion.modality_weights() is None  # nothing to report before a forward pass
+    embeddings, mask = make_inputs()
+    mask["audio"][1] = mask["image"][1] = mask["text"][1] = False  # row 1: nothing present
+    with torch.no_grad():
+        fusion(embeddings, mask)
+    weights = fusion.modality_weights()
+    assert weights is not None and set(weights) == set(IN_DIMS)
+    stacked = torch.stack([weights[m] for m in IN_DIMS], dim=1)  # [B, M]
+    present = torch.stack([mask[m] for m in IN_DIMS], dim=1)
+    assert stacked.shape == (B, len(IN_DIMS)) and (stacked >= 0).all()
+    assert (stacked[~present] == 0).all()
+    sums = stacked.sum(dim=1)
+    torch.testing.assert_close(sums[present.any(1)], torch.ones(int(present.any(1).sum())))
+    assert sums[1] == 0
+
+
+def test_modality_weights_follow_the_learned_logits() -> None:
+    fusion = build("weighted_learned").eval()
+    with torch.no_grad():
+        fusion.logits.copy_(torch.log(torch.tensor([1.0, 2.0, 5.0])))  # audio, image, text (sorted)
+        embeddings, _ = make_inputs()
+        mask = {m: torch.ones(B, dtype=torch.bool) for m in IN_DIMS}
+        mask["text"][0] = False
+        fusion(embeddings, mask)
+    weights = fusion.modality_weights()
+    torch.testing.assert_close(weights["text"][1:], torch.full((B - 1,), 5 / 8))
+    torch.testing.assert_close(weights["audio"][0], torch.tensor(1 / 3))  # text absent: 1 : 2 over the rest
+
+
+def test_late_stacking_has_no_modality_weights() -> None:
+    fusion = FUSIONS.build("late", in_dims=IN_DIMS, combine="stacking").eval()
+    embeddings, mask = make_inputs()
+    with torch.no_grad():
+        fusion(embeddings, mask)
+    assert fusion.modality_weights() is None
+
+
+def test_attention_keeps_cls_attention_as_an_alias() -> None:
+    fusion = build("attention").eval()
+    embeddings, mask = make_inputs()
+    with torch.no_grad():
+        fusion(embeddings, mask)
+    alias, weights = fusion.cls_attention(), fusion.modality_weights()
+    assert alias is not None and weights is not None
+    assert all(torch.equal(alias[m], weights[m]) for m in IN_DIMS)

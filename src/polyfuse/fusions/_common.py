@@ -1,4 +1,5 @@
-"""Helpers shared by fusions: a fixed modality order, masking of absent embeddings, modality tokens."""
+"""Helpers shared by fusions: a fixed modality order, masking of absent embeddings, modality tokens,
+per-row modality weights."""
 
 from __future__ import annotations
 
@@ -24,6 +25,20 @@ def select(keep: Tensor, value: Tensor, fallback: Tensor) -> Tensor:
     """``value`` where ``keep`` else ``fallback``; a selection, not a product, so NaN or large
     values in an absent embedding cannot leak into the output or its gradients."""
     return torch.where(keep, value, fallback.to(value.dtype).expand_as(value))
+
+
+def renormalise(weights: Tensor, keep: Tensor) -> Tensor:
+    """Non-negative ``weights`` [B, M] rescaled to sum to 1 over the present modalities of each row
+    (``keep`` [B, M]); absent modalities get 0, and rows with none present are all 0, not NaN."""
+    w = torch.where(keep, weights, weights.new_zeros(()))
+    return w / w.sum(dim=1, keepdim=True).clamp(min=1e-12)
+
+
+def by_name(names: list[str], weights: Tensor | None) -> dict[str, Tensor] | None:
+    """Modality -> column of ``weights`` [B, M] (columns in the order of ``names``)."""
+    if weights is None:
+        return None
+    return {m: weights[:, i] for i, m in enumerate(names)}
 
 
 class ModalityTokens(nn.Module):

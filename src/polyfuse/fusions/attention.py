@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from polyfuse.fusions._common import ModalityTokens, ordered
+from polyfuse.fusions._common import ModalityTokens, by_name, ordered, renormalise
 from polyfuse.registry import FUSIONS
 
 
@@ -43,7 +43,8 @@ class AttentionFusion(nn.Module):
     learned [CLS] token and run a small Transformer whose keys exclude absent modalities.
 
     The [CLS] token is never masked, so rows with every modality absent still give finite output.
-    After a forward pass, ``cls_attention()`` gives how much [CLS] attended to each modality.
+    After a forward pass, ``modality_weights()`` gives how much [CLS] attended to each modality in
+    the last layer (renormalised over the present modalities, leaving out [CLS] itself).
 
     Args:
         in_dims: Modality -> embedding size.
@@ -71,6 +72,7 @@ class AttentionFusion(nn.Module):
         self.blocks = nn.ModuleList(_Block(hidden_dim, num_heads, dropout) for _ in range(num_layers))
         self.norm = nn.LayerNorm(hidden_dim)
         self.proj_out = nn.Linear(hidden_dim, self.output_dim)
+        self._weights: Tensor | None = None  # [B, M] of the last forward pass
 
     def _tokens(self, embeddings: dict[str, Tensor], mask: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         tokens, here = self.tokens(embeddings, mask)  # [B, M, d], [B, M]
@@ -83,12 +85,16 @@ class AttentionFusion(nn.Module):
         x, pad = self._tokens(embeddings, mask)  # [B, 1 + M, d], [B, 1 + M]
         for block in self.blocks:
             x = block(x, pad)
+        last = self.blocks[-1] if len(self.blocks) else None
+        if isinstance(last, _Block) and last.weights is not None:
+            self._weights = renormalise(last.weights[:, 0, 1:], ~pad[:, 1:])  # [CLS] -> modalities
         return self.proj_out(self.norm(x[:, 0]))  # type: ignore[no-any-return]  # [B, output_dim]
 
+    def modality_weights(self) -> dict[str, Tensor] | None:
+        """Modality -> [B] attention of [CLS] to it in the last layer of the last forward pass,
+        renormalised over the present modalities (None before any forward pass)."""
+        return by_name(self.names, self._weights)
+
     def cls_attention(self) -> dict[str, Tensor] | None:
-        """Modality -> [B] attention of [CLS] in the last layer of the last forward pass."""
-        last = self.blocks[-1] if len(self.blocks) else None
-        weights = last.weights if isinstance(last, _Block) else None
-        if weights is None:
-            return None
-        return {m: weights[:, 0, i + 1] for i, m in enumerate(self.names)}
+        """The former name of ``modality_weights``, kept so existing code keeps working."""
+        return self.modality_weights()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from polyfuse.fusions._common import ordered, present, select
+from polyfuse.fusions._common import by_name, ordered, present, select
 from polyfuse.registry import FUSIONS
 
 
@@ -16,7 +16,8 @@ class GMUFusion(nn.Module):
     inputs; fused = sum_m z_m h_m, then Dropout -> Linear to ``output_dim``.
 
     Absent modalities enter the gate's input as zeros and get -inf gate logits, so their weight is
-    exactly zero; rows with every modality absent fuse to zeros.
+    exactly zero; rows with every modality absent fuse to zeros. ``modality_weights()`` gives the
+    gates z of the last forward pass.
 
     Args:
         in_dims: Modality -> embedding size.
@@ -39,6 +40,7 @@ class GMUFusion(nn.Module):
         self.hidden = nn.ModuleDict({m: nn.Linear(in_dims[m], hidden_dim) for m in self.names})
         self.gate = nn.Linear(sum(in_dims[m] for m in self.names), len(self.names))
         self.proj_out = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden_dim, self.output_dim))
+        self._weights: Tensor | None = None  # [B, M] gates of the last forward pass
 
     def gates(self, xs: list[Tensor], keep: Tensor) -> Tensor:
         """Softmax gates [B, M] over the present modalities (zeros in all-absent rows)."""
@@ -58,5 +60,10 @@ class GMUFusion(nn.Module):
             hs.append(torch.tanh(self.hidden[m](x)))  # [B, d]
             keeps.append(keep)
         z = self.gates(xs, torch.cat(keeps, dim=1))  # [B, M]
+        self._weights = z.detach()
         fused = (z.unsqueeze(-1) * torch.stack(hs, dim=1)).sum(dim=1)  # [B, d]
         return self.proj_out(fused)  # type: ignore[no-any-return]  # [B, output_dim]
+
+    def modality_weights(self) -> dict[str, Tensor] | None:
+        """Modality -> [B] gate z_m of the last forward pass (0 where absent); None before any."""
+        return by_name(self.names, self._weights)

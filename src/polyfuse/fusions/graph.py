@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from polyfuse.fusions._common import ModalityTokens, ordered
+from polyfuse.fusions._common import ModalityTokens, by_name, ordered, renormalise
 from polyfuse.registry import FUSIONS
 
 
@@ -30,6 +30,7 @@ class _GATLayer(nn.Module):
         self.att_dst = nn.Parameter(torch.randn(num_heads, self.head_dim) * 0.1)
         self.out = nn.Linear(dim, dim)
         self.drop = nn.Dropout(dropout)
+        self.weights: Tensor | None = None  # [B, M_dst, M_src], mean over heads, before dropout
 
     def forward(self, h: Tensor, allowed: Tensor) -> Tensor:
         batch, nodes, _ = h.shape
@@ -38,7 +39,9 @@ class _GATLayer(nn.Module):
         dst = (wh * self.att_dst).sum(-1)  # [B, M, H]
         scores = F.leaky_relu(dst.unsqueeze(2) + src.unsqueeze(1), 0.2)  # [B, M_dst, M_src, H]
         scores = scores.masked_fill(~allowed.unsqueeze(-1), float("-inf"))
-        alpha = self.drop(scores.softmax(dim=2))  # each row keeps its self-loop, so never all -inf
+        alpha = scores.softmax(dim=2)  # each row keeps its self-loop, so never all -inf
+        self.weights = alpha.detach().mean(dim=-1)
+        alpha = self.drop(alpha)
         msg = torch.einsum("bijh,bjhd->bihd", alpha, wh).reshape(batch, nodes, -1)  # [B, M, d]
         return h + self.drop(self.out(F.elu(msg)))  # [B, M, d]
 
@@ -49,7 +52,9 @@ class GraphFusion(nn.Module):
     embedding. Two rounds of GAT message passing run over the fully connected graph; absent nodes
     neither send nor receive messages (they keep only their self-loop). The readout is the mean of
     the present node states together with a learned bias token, so a row with every modality
-    absent reads out the bias token alone and stays finite.
+    absent reads out the bias token alone and stays finite. ``modality_weights()`` gives the
+    attention each modality received in the last round of the last forward pass, averaged over the
+    present receiving nodes and the heads.
 
     Args:
         in_dims: Modality -> embedding size.
@@ -77,6 +82,7 @@ class GraphFusion(nn.Module):
         self.bias_token = nn.Parameter(torch.zeros(hidden_dim))
         self.norm = nn.LayerNorm(hidden_dim)
         self.proj_out = nn.Linear(hidden_dim, self.output_dim)
+        self._weights: Tensor | None = None  # [B, M] of the last forward pass
 
     def forward(self, embeddings: dict[str, Tensor], mask: dict[str, Tensor]) -> Tensor:
         h, here = self.nodes(embeddings, mask)  # [B, M, d], [B, M]
@@ -84,7 +90,21 @@ class GraphFusion(nn.Module):
         allowed = (here.unsqueeze(2) & here.unsqueeze(1)) | eye  # [B, M_dst, M_src]
         for layer in self.layers:
             h = layer(h, allowed)
+        self._weights = self._received(here)
         weight = here.unsqueeze(-1).to(h.dtype)  # [B, M, 1]
         summed = torch.where(here.unsqueeze(-1), h, h.new_zeros(())).sum(dim=1) + self.bias_token
         pooled = summed / (weight.sum(dim=1) + 1)  # [B, d]
         return self.proj_out(self.norm(pooled))  # type: ignore[no-any-return]  # [B, output_dim]
+
+    def _received(self, here: Tensor) -> Tensor | None:
+        """Mean over present receivers of the last round's attention to each sender [B, M]."""
+        last = self.layers[-1] if len(self.layers) else None
+        if not isinstance(last, _GATLayer) or last.weights is None:
+            return None
+        receivers = here.unsqueeze(-1).to(last.weights.dtype)  # [B, M_dst, 1]
+        # Present receivers only attend to present senders, so absent senders get 0.
+        return renormalise((last.weights * receivers).sum(dim=1), here)
+
+    def modality_weights(self) -> dict[str, Tensor] | None:
+        """Modality -> [B] attention it received (see the class docstring); None before any forward."""
+        return by_name(self.names, self._weights)

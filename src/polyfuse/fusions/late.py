@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from polyfuse.fusions._common import ordered, present, select
+from polyfuse.fusions._common import by_name, ordered, present, select
 from polyfuse.registry import FUSIONS
 
 COMBINES = ("mean", "learned", "stacking")
@@ -31,7 +31,9 @@ class LateFusion(nn.Module):
     exactly the same weighted average of per-modality head logits, ``W (sum_m w_m z_m) + b =
     sum_m w_m (W z_m + b)``: this is classic late fusion of per-modality decisions, kept inside the
     fusion contract so the rest of the model is unchanged. Rows with every modality absent give
-    zeros (``mean``, ``learned``) or the stacking layer's bias.
+    zeros (``mean``, ``learned``) or the stacking layer's bias. With ``mean`` and ``learned``,
+    ``modality_weights()`` gives each modality's weight in each row of the last forward pass
+    (stacking has no such weights: None).
 
     Args:
         in_dims: Modality -> embedding size.
@@ -61,6 +63,7 @@ class LateFusion(nn.Module):
         self.logits = nn.Parameter(torch.zeros(len(self.names)))  # used by "learned"
         width = len(self.names) * (self.output_dim + 1)
         self.stack = nn.Linear(width, self.output_dim) if combine == "stacking" else None
+        self._weights: Tensor | None = None  # [B, M] of the last forward pass ("mean", "learned")
 
     def _expert(self, in_dim: int, hidden_dim: int, dropout: float) -> nn.Module:
         return nn.Sequential(
@@ -92,4 +95,10 @@ class LateFusion(nn.Module):
         else:
             weights = here.to(outs.dtype)
         weights = weights / weights.sum(dim=1, keepdim=True).clamp_min(1e-12)  # all-absent -> zeros
+        self._weights = weights.detach()
         return (weights.unsqueeze(-1) * outs).sum(dim=1)  # [B, output_dim]
+
+    def modality_weights(self) -> dict[str, Tensor] | None:
+        """Modality -> [B] weight of its expert in the last forward pass; None for ``stacking`` or
+        before any forward pass."""
+        return by_name(self.names, self._weights)

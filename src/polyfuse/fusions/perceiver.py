@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from polyfuse.fusions._common import ModalityTokens, ordered
+from polyfuse.fusions._common import ModalityTokens, by_name, ordered, renormalise
 from polyfuse.fusions.attention import _Block
 from polyfuse.registry import FUSIONS
 
@@ -25,6 +25,8 @@ class PerceiverFusion(nn.Module):
     Absent modalities are removed from the keys with ``key_padding_mask``. One learned "null" key
     is always present, so no row's attention is ever entirely masked and rows with every modality
     absent still give finite output (the queries then read only the null key).
+    ``modality_weights()`` gives the queries' mean attention to each modality in the last forward
+    pass, renormalised over the present modalities (leaving out the null key).
 
     Args:
         in_dims: Modality -> embedding size.
@@ -58,6 +60,7 @@ class PerceiverFusion(nn.Module):
         self.block = _Block(hidden_dim, num_heads, dropout)
         self.norm = nn.LayerNorm(hidden_dim)
         self.proj_out = nn.Linear(hidden_dim, self.output_dim)
+        self._weights: Tensor | None = None  # [B, M] of the last forward pass
 
     def _keys(self, embeddings: dict[str, Tensor], mask: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         tokens, here = self.tokens(embeddings, mask)  # [B, M, d], [B, M]
@@ -71,8 +74,14 @@ class PerceiverFusion(nn.Module):
         keys, pad = self._keys(embeddings, mask)
         keys = self.norm_kv(keys)
         q = self.queries.expand(keys.shape[0], -1, -1)  # [B, K, d]
-        out, _ = self.cross(self.norm_q(q), keys, keys, key_padding_mask=pad, need_weights=False)
+        out, attn = self.cross(self.norm_q(q), keys, keys, key_padding_mask=pad, need_weights=True)
+        self._weights = renormalise(attn.detach().mean(dim=1)[:, 1:], ~pad[:, 1:])  # [B, M], null left out
         q = q + self.drop(out)  # [B, K, d]
         no_pad = torch.zeros(q.shape[:2], dtype=torch.bool, device=q.device)
         q = self.block(q, no_pad)  # [B, K, d]
         return self.proj_out(self.norm(q.mean(dim=1)))  # type: ignore[no-any-return]  # [B, output_dim]
+
+    def modality_weights(self) -> dict[str, Tensor] | None:
+        """Modality -> [B] attention of the queries (mean over queries and heads) in the last
+        forward pass, renormalised over the present modalities (None before any forward pass)."""
+        return by_name(self.names, self._weights)

@@ -11,15 +11,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from polyfuse.fusions._common import ModalityProjection, ordered
+from polyfuse.fusions._common import ModalityProjection, by_name, ordered, renormalise
 from polyfuse.registry import FUSIONS
 
 
-def weighted_average(h: Tensor, keep: Tensor, weights: Tensor) -> Tensor:
-    """Average of ``h`` [B, M, d] with ``weights`` [M] renormalised over the present modalities."""
-    w = weights.to(h.dtype) * keep.to(h.dtype)  # [B, M]; absent modalities weigh nothing
-    w = w / w.sum(dim=1, keepdim=True).clamp(min=1e-12)  # all absent: zeros, not NaN
-    return (w.unsqueeze(-1) * h).sum(dim=1)  # [B, d]
+def row_weights(weights: Tensor, keep: Tensor) -> Tensor:
+    """``weights`` [M] renormalised over the present modalities of each row: [B, M]."""
+    w = weights.to(keep.device).unsqueeze(0).expand(keep.shape[0], -1)  # [B, M]
+    return renormalise(w, keep)  # absent modalities weigh nothing; all absent: zeros, not NaN
 
 
 class _WeightedFusion(nn.Module):
@@ -33,15 +32,23 @@ class _WeightedFusion(nn.Module):
         self.output_dim = output_dim or hidden_dim
         self.project = ModalityProjection(in_dims, hidden_dim)
         self.proj_out = nn.Sequential(nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden_dim, self.output_dim))
+        self._weights: Tensor | None = None  # [B, M] of the last forward pass
 
-    def modality_weights(self) -> Tensor:
+    def base_weights(self) -> Tensor:
         """Weights [M] in sorted modality order, before renormalising over the present ones."""
         raise NotImplementedError
 
     def forward(self, embeddings: dict[str, Tensor], mask: dict[str, Tensor]) -> Tensor:
         h, keep = self.project(embeddings, mask)  # [B, M, d], [B, M]
-        fused = weighted_average(h, keep, self.modality_weights())  # [B, d]
+        w = row_weights(self.base_weights().to(h.dtype), keep)  # [B, M]
+        self._weights = w.detach()
+        fused = (w.unsqueeze(-1) * h).sum(dim=1)  # [B, d]; absent rows of h are zeros
         return self.proj_out(fused)  # type: ignore[no-any-return]  # [B, output_dim]
+
+    def modality_weights(self) -> dict[str, Tensor] | None:
+        """Modality -> [B] weight it had in each row of the last forward pass (the base weights
+        renormalised over the row's present modalities); None before any forward pass."""
+        return by_name(self.names, self._weights)
 
 
 @FUSIONS.register("weighted_fixed")
@@ -75,7 +82,7 @@ class WeightedFixedFusion(_WeightedFusion):
         self.weights: Tensor
         self.register_buffer("weights", torch.tensor([float(weights[m]) for m in self.names]))  # [M]
 
-    def modality_weights(self) -> Tensor:
+    def base_weights(self) -> Tensor:
         return self.weights
 
 
@@ -101,5 +108,5 @@ class WeightedLearnedFusion(_WeightedFusion):
         super().__init__(in_dims, output_dim, hidden_dim, dropout)
         self.logits = nn.Parameter(torch.zeros(len(self.names)))  # [M], equal weights at start
 
-    def modality_weights(self) -> Tensor:
+    def base_weights(self) -> Tensor:
         return torch.softmax(self.logits, dim=0)  # [M]
