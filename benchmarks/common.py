@@ -1,0 +1,58 @@
+"""Shared by the benchmarks: the machine they ran on, and results as markdown tables."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+from typing import Any
+
+
+def machine() -> dict[str, Any]:
+    import torch
+
+    return {
+        "cpu": _cpu_model(),
+        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "date": datetime.date.today().isoformat(),
+    }
+
+
+def machine_line() -> str:
+    m = machine()
+    gpu = f", GPU {m['gpu']}" if m["gpu"] else ", no GPU"
+    return (
+        f"{m['cpu']}, {m['cores']} cores ({m['torch_threads']} torch threads){gpu}, "
+        f"torch {m['torch']}, Python {m['python']}, {m['date']}"
+    )
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def summary_markdown(summary: Any, metric: str) -> list[str]:
+    """A compare summary (``CompareResult.summary``) as markdown table lines."""
+    lines = [
+        f"| modalities | fusion | test {metric} | seeds | params | train s | ms / sample |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for _, row in summary.iterrows():
+        fusion = row["fusion"] if row["n_modalities"] > 1 else "-"
+        lines.append(
+            f"| {row['modalities']} | {fusion} | {row[f'{metric}_mean']:.4f} ± {row[f'{metric}_std']:.4f} | "
+            f"{int(row['seeds'])} | {int(row['params']):,} | {row['train_seconds_mean']:.1f} | "
+            f"{row['latency_ms']:.3f} |"
+        )
+    return lines
