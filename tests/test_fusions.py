@@ -7,6 +7,7 @@ import torch
 from torch import Tensor, nn
 
 import polyfuse.fusions  # noqa: F401  (registers the fusions)
+from polyfuse.fusions import profile_fusions
 from polyfuse.registry import FUSIONS
 
 B = 6
@@ -164,3 +165,16 @@ def test_attention_keeps_cls_attention_as_an_alias() -> None:
     alias, weights = fusion.cls_attention(), fusion.modality_weights()
     assert alias is not None and weights is not None
     assert all(torch.equal(alias[m], weights[m]) for m in IN_DIMS)
+
+
+def test_profile_fusions_counts_parameters_and_times_every_fusion() -> None:
+    dims = {"image": 6, "text": 4}
+    rows = profile_fusions(dims, output_dim=10, batch_size=8, repeats=2)
+    assert [row["name"] for row in rows] == FUSIONS.names()
+    for row in rows:
+        torch.manual_seed(0)
+        fusion = FUSIONS.build(row["name"], in_dims=dims, output_dim=10)
+        assert row["params"] == sum(p.numel() for p in fusion.parameters()) > 0
+        assert row["output_dim"] == 10
+        assert isinstance(row["latency_ms"], float) and row["latency_ms"] > 0
+        assert row["doc"] and row["doc"] in FUSIONS.get(row["name"]).__doc__

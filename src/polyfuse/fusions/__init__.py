@@ -2,6 +2,7 @@
 
 To add one: write ``fusions/<name>.py`` with an ``@FUSIONS.register("<name>")`` class and add its
 import below. The contract tests in ``tests/test_fusions.py`` then cover it.
+``profile_fusions`` measures every registered fusion's size and speed.
 """
 
 from polyfuse.fusions import attention  # noqa: F401  (each import registers its fusions)
@@ -18,4 +19,6 @@ from polyfuse.fusions import pooling  # noqa: F401
 from polyfuse.fusions import tensor  # noqa: F401
 from polyfuse.fusions import weighted  # noqa: F401
 
-__all__: list[str] = []
+from polyfuse.fusions.profile import profile_fusions
+
+__all__ = ["profile_fusions"]
