@@ -1,0 +1,174 @@
+"""``polyfuse explain``: who contributes what, and where fusion fails; writes an explain directory.
+
+OUT/shapley.json, OUT/shapley_per_sample.csv, OUT/explain.json and the PNG figures it lists (the
+formats are in the project's notes: "An explain directory"). Everything is computed on one label
+(the model's first) over the given encoded rows.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from polyfuse.data.batch import EncodedTable
+from polyfuse.eval.attribution import attribute
+from polyfuse.eval.contributions import ModalityShapley, modality_shapley, shapley_record
+from polyfuse.eval.correlation import similarity_matrices
+from polyfuse.eval.errors import (
+    REGRESSION_TOLERANCE,
+    attention_weights,
+    confusion,
+    fix_break,
+    presence_patterns,
+)
+from polyfuse.eval.gradients import Attribution, require_captum
+from polyfuse.eval.probe import Probe, value_metric
+from polyfuse.eval.robustness import robustness
+
+GRADIENT_KINDS = ("image", "audio", "text")
+
+
+def explain_table(
+    predictor: Any,
+    table: EncodedTable,
+    out: str | Path | None = None,
+    compare_dir: str | Path | None = None,
+    *,
+    seed: int = 0,
+    samples: int = 8,
+    steps: int = 24,
+    batch_size: int = 256,
+) -> dict[str, Any]:
+    """Explain a Predictor on encoded, labelled rows; write the explain directory when ``out`` is set.
+
+    Returns explain.json's content, with shapley.json's under "shapley".
+    """
+    kinds = {spec.name: spec.kind for spec in predictor.schema.inputs}
+    if any(kind in GRADIENT_KINDS for kind in kinds.values()):
+        require_captum()  # fail before the work, with the extra's name
+    if out is not None:
+        from polyfuse.eval.figures import pyplot
+
+        pyplot()
+    spec = predictor.schema.labels[0]
+    probe = Probe.build(predictor.model, table, spec, batch_size)
+    contributions = modality_shapley(probe)
+    shapley = shapley_record(contributions, probe)
+    if compare_dir is not None:
+        from polyfuse.eval.subsets import subset_shapley
+
+        shapley.update(subset_shapley(compare_dir, spec.task, probe.targets, len(spec.classes)))
+    attributions = attribute(probe, kinds, predictor.preprocessor.processors, samples, steps, seed)
+    result = _analyses(probe, contributions, seed)
+    result["features"] = {m: a.summary for m, a in attributions.items()}
+    result["shapley"] = shapley
+    if out is not None:
+        write_directory(Path(out), result, contributions, attributions, kinds)
+    return result
+
+
+def _analyses(probe: Probe, contributions: ModalityShapley, seed: int) -> dict[str, Any]:
+    """Everything in explain.json that needs no gradients."""
+    everyone = contributions.outputs[frozenset(probe.modalities)]
+    singles = {m: contributions.outputs[frozenset({m})] for m in probe.modalities}
+    embeddings = {m: e.numpy() for m, e in probe.embeddings.items()}
+    present = {m: p.numpy() for m, p in probe.present.items()}
+    rule = (
+        "predicted label correct"
+        if probe.task != "regression"
+        else (f"|error| <= {REGRESSION_TOLERANCE} x std of the label")
+    )
+    return {
+        "metric": value_metric(probe.task),
+        "label": probe.spec.column,
+        "task": probe.task,
+        "modalities": probe.modalities,
+        "rows": len(probe),
+        "presence": presence_patterns(probe, everyone),
+        "fix_break": fix_break(probe, everyone, singles),
+        "fix_break_rule": rule,
+        "robustness": robustness(probe, seed=seed),
+        "correlation": similarity_matrices(embeddings, present),
+        "attention": attention_weights(probe),
+        "confusion": confusion(probe, everyone),
+        "figures": {},
+    }
+
+
+def write_directory(
+    out: Path,
+    result: dict[str, Any],
+    contributions: ModalityShapley,
+    attributions: dict[str, Attribution],
+    kinds: dict[str, str],
+) -> None:
+    """shapley.json, shapley_per_sample.csv, the figures, then explain.json (listing them)."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "shapley.json", result["shapley"])
+    contributions.per_sample.to_csv(out / "shapley_per_sample.csv", index=False)
+    result["figures"] = draw_figures(out, result, attributions, kinds)
+    write_json(out / "explain.json", result)
+
+
+def draw_figures(
+    out: Path, result: dict[str, Any], attributions: dict[str, Attribution], kinds: dict[str, str]
+) -> dict[str, str]:
+    """Figure name -> PNG file name inside ``out``."""
+    from polyfuse.eval import figures
+
+    metric, shapley = result["metric"], result["shapley"]
+    drawn = {
+        "shapley": figures.shapley_bars(
+            out / "shapley.png", shapley["values"], metric, shapley.get("subsets")
+        ),
+        "robustness": figures.robustness_curves(out / "robustness.png", result["robustness"], metric),
+        "correlation": figures.heatmap(
+            out / "correlation.png",
+            result["correlation"]["cka"],
+            result["modalities"],
+            "Linear CKA of embeddings",
+        ),
+    }
+    if result["confusion"] is not None:
+        drawn["confusion"] = figures.confusion_matrix(out / "confusion.png", **result["confusion"])
+    if result["attention"] is not None:
+        drawn["attention"] = figures.bars(
+            out / "attention.png", result["attention"], "Fusion weights", "mean weight"
+        )
+    for m, found in attributions.items():
+        if "skipped" in found.summary:
+            continue
+        kind = kinds.get(m)
+        if kind == "image":
+            drawn[f"ig_{m}"] = figures.image_map(out / f"ig_{m}.png", found.arrays)
+        elif kind == "audio":
+            drawn[f"ig_{m}"] = figures.audio_profile(out / f"ig_{m}.png", found.arrays)
+        elif kind == "text" and found.summary.get("top_tokens"):
+            tokens = {f"{t} ({n})": s for t, s, n in found.summary["top_tokens"]}
+            drawn[f"ig_{m}"] = figures.bars(
+                out / f"ig_{m}.png", tokens, f"{m}: token attributions", "mean IG"
+            )
+        elif kind == "tabular":
+            drawn[f"importance_{m}"] = figures.bars(
+                out / f"importance_{m}.png", found.summary, f"{m}: permutation importance", f"{metric} drop"
+            )
+    return {name: path.name for name, path in drawn.items()}
+
+
+def write_json(path: Path, data: Any) -> None:
+    """JSON with NaN / infinity written as null (strict JSON) and numpy scalars as numbers."""
+    path.write_text(json.dumps(_strict(data), indent=2) + "\n")
+
+
+def _strict(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

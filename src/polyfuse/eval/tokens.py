@@ -1,0 +1,112 @@
+"""Token attributions for text: integrated gradients on the token embeddings.
+
+Token ids are integers, so the path integral runs in embedding space: the encoder's embedding
+layer output is captured once, then replaced (by a forward hook) with points on the straight line
+from zero embeddings to it. Scores are summed over the embedding width, one per token.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from polyfuse.eval.gradients import Attribution, integrated_gradients, skipped
+from polyfuse.eval.probe import Probe
+
+TOP_TOKENS = 15
+EXAMPLES = 3  # sampled rows whose token scores are listed in full
+
+
+def token_embedding_layer(encoder: nn.Module) -> nn.Module | None:
+    """The layer that turns ids into token vectors: ``embed`` (builtin encoders) or a HuggingFace
+    backbone's ``get_input_embeddings()``; None when there is none."""
+    embed = getattr(encoder, "embed", None)
+    if isinstance(embed, nn.Embedding):
+        return embed
+    get = getattr(getattr(encoder, "backbone", None), "get_input_embeddings", None)
+    layer = get() if callable(get) else None
+    return layer if isinstance(layer, nn.Module) else None
+
+
+@torch.no_grad()
+def embedding_output(encoder: nn.Module, layer: nn.Module, ids: Tensor) -> Tensor:
+    """What ``layer`` outputs when ``encoder`` reads ``ids`` ([n, T, d], after any trimming)."""
+    captured: list[Tensor] = []
+    handle = layer.register_forward_hook(lambda _m, _i, out: captured.append(out.detach()))
+    try:
+        encoder(ids)
+    finally:
+        handle.remove()
+    return captured[0].float()
+
+
+def token_names(processor: Any, ids: Tensor) -> list[list[str]]:
+    """Ids [n, T] -> token strings, with the processor's builtin vocabulary or its HF tokenizer."""
+    if getattr(processor, "builtin", True):
+        table = ["<pad>", "<unk>", *(getattr(processor, "vocab", None) or [])]
+        return [[table[i] if 0 <= i < len(table) else "<unk>" for i in row] for row in ids.tolist()]
+    tokenizer = processor._hf_tokenizer()  # the processor's own (cached) tokenizer
+    return [list(tokenizer.convert_ids_to_tokens(row)) for row in ids.tolist()]
+
+
+def special_ids(processor: Any, pad_id: int) -> set[int]:
+    """Ids that are not words: padding, and the HF tokenizer's special tokens."""
+    if getattr(processor, "builtin", True):
+        return {pad_id}
+    return {pad_id, *processor._hf_tokenizer().all_special_ids}
+
+
+def text_attribution(
+    probe: Probe, modality: str, rows: np.ndarray, steps: int, processor: Any
+) -> Attribution:
+    """Per-token IG scores of the sampled rows: the most influential tokens and a few full rows."""
+    encoder = probe.model.encoders[modality]
+    layer = token_embedding_layer(encoder)
+    if layer is None:
+        return skipped("the text encoder has no token embedding layer to attribute on")
+    all_ids = probe.table.inputs[modality]
+    assert isinstance(all_ids, Tensor)
+    ids = all_ids[torch.as_tensor(rows, dtype=torch.long)].long()  # [n, L]
+    embedded = embedding_output(encoder, layer, ids)  # [n, T, d]
+
+    def encode(path_point: Tensor, ids_rows: Tensor) -> Tensor:
+        handle = layer.register_forward_hook(lambda _m, _i, _o: path_point)
+        try:
+            return encoder(ids_rows)  # type: ignore[no-any-return]
+        finally:
+            handle.remove()
+
+    attr, delta = integrated_gradients(probe, modality, rows, embedded, encode, ids, steps)
+    scores = attr.sum(dim=-1).numpy()  # [n, T]
+    length = scores.shape[1]
+    skip = special_ids(processor, int(getattr(encoder, "pad_id", 0)))
+    names = token_names(processor, ids[:, :length])
+    row_ids = probe.table.row_ids or list(range(len(probe)))
+    by_token: dict[str, list[float]] = defaultdict(list)
+    examples = []
+    for i, row in enumerate(rows):
+        tokens = [(names[i][t], float(scores[i, t])) for t in range(length) if int(ids[i, t]) not in skip]
+        for token, score in tokens:
+            by_token[token].append(score)
+        if i < EXAMPLES:
+            examples.append({"row_id": _plain(row_ids[row]), "tokens": [[t, round(s, 6)] for t, s in tokens]})
+    ranked = sorted(by_token.items(), key=lambda kv: -abs(float(np.mean(kv[1]))))[:TOP_TOKENS]
+    summary = {
+        "method": "integrated_gradients",
+        "on": "token embeddings",
+        "baseline": "zero embeddings",
+        "samples": len(rows),
+        "n_steps": steps,
+        "convergence_delta": delta,
+        "top_tokens": [[t, round(float(np.mean(s)), 6), len(s)] for t, s in ranked],
+        "examples": examples,
+    }
+    return Attribution(summary)
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
