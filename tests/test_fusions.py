@@ -178,3 +178,39 @@ def test_profile_fusions_counts_parameters_and_times_every_fusion() -> None:
         assert row["output_dim"] == 10
         assert isinstance(row["latency_ms"], float) and row["latency_ms"] > 0
         assert row["doc"] and row["doc"] in FUSIONS.get(row["name"]).__doc__
+
+
+def test_cli_fusions_list_shows_every_fusion_with_its_size() -> None:
+    from typer.testing import CliRunner
+
+    from polyfuse.cli import app
+
+    runner = CliRunner()
+    args = [
+        "fusions",
+        "list",
+        "--dims",
+        "image=8,text=4",
+        "--output-dim",
+        "6",
+        "--batch-size",
+        "4",
+        "--repeats",
+        "1",
+    ]
+    result = runner.invoke(app, args, terminal_width=200)
+    assert result.exit_code == 0, result.output
+    dims = {"image": 8, "text": 4}
+    rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in result.output.splitlines()]
+    first_lines = {cells[0]: cells for cells in rows if len(cells) == 5 and cells[0]}  # name, doc, params ...
+    assert set(first_lines) == set(FUSIONS.names())
+    for name, cells in first_lines.items():
+        torch.manual_seed(0)
+        params = sum(p.numel() for p in FUSIONS.build(name, in_dims=dims, output_dim=6).parameters())
+        assert cells[2:4] == [f"{params:,}", "6"] and float(cells[4]) > 0, (name, cells)
+    plain = runner.invoke(app, ["fusions"])  # the plain listing still works
+    assert plain.exit_code == 0 and {line.split()[0] for line in plain.output.splitlines()} == set(
+        FUSIONS.names()
+    )
+    bad = runner.invoke(app, ["fusions", "list", "--dims", "image=x"])
+    assert bad.exit_code == 2 and "MODALITY=SIZE" in bad.output

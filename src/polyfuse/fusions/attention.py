@@ -39,7 +39,9 @@ class _Block(nn.Module):
 
 @FUSIONS.register("attention")
 class AttentionFusion(nn.Module):
-    """Project each modality to width ``hidden_dim``, add a modality-type embedding, prepend a
+    """Self-attention over one token per modality plus a learned [CLS] token.
+
+    Project each modality to width ``hidden_dim``, add a modality-type embedding, prepend a
     learned [CLS] token and run a small Transformer whose keys exclude absent modalities.
 
     The [CLS] token is never masked, so rows with every modality absent still give finite output.

@@ -15,7 +15,9 @@ from polyfuse.registry import FUSIONS
 
 @FUSIONS.register("bilinear")
 class BilinearFusion(nn.Module):
-    """h = W [x_1; ...; x_M] + sum over pairs (a, b), a < b in sorted order, of
+    """Linear terms plus low-rank pairwise multiplicative interactions between modalities.
+
+    h = W [x_1; ...; x_M] + sum over pairs (a, b), a < b in sorted order, of
     (U_ab x_a) * (V_ab x_b); then ReLU -> Dropout -> Linear to ``output_dim``.
 
     Each input is LayerNorm-ed first so the products stay on a sane scale. An absent modality

@@ -12,7 +12,9 @@ from polyfuse.registry import FUSIONS
 
 @FUSIONS.register("concat")
 class ConcatFusion(nn.Module):
-    """Normalise each embedding, swap absent ones for a learned "missing" vector, concatenate
+    """Concatenation of normalised embeddings, then Linear + ReLU + Dropout.
+
+    Normalise each embedding, swap absent ones for a learned "missing" vector, concatenate
     in sorted modality order, then Linear + ReLU + Dropout.
 
     The per-modality LayerNorm puts embeddings of very different scales (a pretrained text model,

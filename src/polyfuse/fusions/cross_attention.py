@@ -55,7 +55,9 @@ class _CrossBlock(nn.Module):
 
 @FUSIONS.register("cross_attention")
 class CrossAttentionFusion(nn.Module):
-    """For each target modality, crossmodal Transformer layers in which its tokens query the tokens
+    """Crossmodal attention (MulT): each modality's tokens query every other modality's tokens.
+
+    For each target modality, crossmodal Transformer layers in which its tokens query the tokens
     of every other modality; each target's tokens are then mean-pooled, and the pooled vectors are
     combined by a softmax over the present modalities (attention pooling) and projected.
 

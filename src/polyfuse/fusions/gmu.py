@@ -12,7 +12,9 @@ from polyfuse.registry import FUSIONS
 
 @FUSIONS.register("gmu")
 class GMUFusion(nn.Module):
-    """h_m = tanh(W_m x_m); gates z = softmax over modalities of a linear map of the concatenated
+    """Gated Multimodal Unit: a softmax gate over modalities mixes their tanh projections.
+
+    h_m = tanh(W_m x_m); gates z = softmax over modalities of a linear map of the concatenated
     inputs; fused = sum_m z_m h_m, then Dropout -> Linear to ``output_dim``.
 
     Absent modalities enter the gate's input as zeros and get -inf gate logits, so their weight is

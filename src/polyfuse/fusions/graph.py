@@ -48,7 +48,9 @@ class _GATLayer(nn.Module):
 
 @FUSIONS.register("graph")
 class GraphFusion(nn.Module):
-    """Each modality is a node: its embedding projected to ``hidden_dim`` plus a learned node-type
+    """Graph attention (GAT) message passing between one node per modality.
+
+    Each modality is a node: its embedding projected to ``hidden_dim`` plus a learned node-type
     embedding. Two rounds of GAT message passing run over the fully connected graph; absent nodes
     neither send nor receive messages (they keep only their self-loop). The readout is the mean of
     the present node states together with a learned bias token, so a row with every modality

@@ -18,7 +18,9 @@ from polyfuse.registry import FUSIONS
 
 @FUSIONS.register("hierarchical")
 class HierarchicalFusion(nn.Module):
-    """Run three fusions built from the other registered classes, each to width ``hidden_dim``:
+    """Early, feature-level and decision-level fusions side by side, then projected.
+
+    Run three fusions built from the other registered classes, each to width ``hidden_dim``:
 
     * early: ``ConcatFusion`` (normalised embeddings concatenated, absent ones replaced by a learned
       "missing" vector);

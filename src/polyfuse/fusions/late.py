@@ -18,7 +18,9 @@ COMBINES = ("mean", "learned", "stacking")
 
 @FUSIONS.register("late")
 class LateFusion(nn.Module):
-    """Each modality goes through its own MLP "expert" to an ``output_dim`` vector; the experts'
+    """Decision-level fusion: one expert per modality, combined by a mean, learned weights or stacking.
+
+    Each modality goes through its own MLP "expert" to an ``output_dim`` vector; the experts'
     outputs are then combined by ``combine``:
 
     * ``"mean"``: the mean over present modalities;

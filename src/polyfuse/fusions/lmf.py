@@ -13,7 +13,9 @@ from polyfuse.registry import FUSIONS
 
 @FUSIONS.register("lmf")
 class LMFFusion(nn.Module):
-    """f_m = [x_m; 1] W_m with W_m of shape [rank, D_m + 1, output_dim]; fused = sum over rank of
+    """Low-rank multimodal fusion: the tensor fusion computed with modality-specific low-rank factors.
+
+    f_m = [x_m; 1] W_m with W_m of shape [rank, D_m + 1, output_dim]; fused = sum over rank of
     w_r * prod_m f_m[r] + bias, then Dropout.
 
     An absent modality keeps only the constant 1 of [x_m; 1], so its factor contributes just the

@@ -18,7 +18,9 @@ from polyfuse.registry import FUSIONS
 
 @FUSIONS.register("perceiver")
 class PerceiverFusion(nn.Module):
-    """Project each modality to one token (plus a type embedding); ``num_queries`` learned queries
+    """A few learned queries cross-attend to the modality tokens (Perceiver, Q-Former).
+
+    Project each modality to one token (plus a type embedding); ``num_queries`` learned queries
     cross-attend to those tokens, then a self-attention + MLP block mixes the queries, and their
     mean is projected to ``output_dim``.
 

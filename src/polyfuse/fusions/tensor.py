@@ -26,7 +26,9 @@ def fit_tensor_dim(tensor_dim: int, num_modalities: int, limit: int = MAX_TENSOR
 
 @FUSIONS.register("tensor")
 class TensorFusion(nn.Module):
-    """z_m = ReLU(W_m x_m) of size ``tensor_dim``; the flattened outer product of all [z_m; 1]
+    """Tensor fusion (TFN): the outer product of every modality's [z_m; 1].
+
+    z_m = ReLU(W_m x_m) of size ``tensor_dim``; the flattened outer product of all [z_m; 1]
     holds every unimodal, bimodal, ..., M-modal interaction; then Dropout -> Linear -> ReLU.
 
     An absent modality's vector is [0, ..., 0, 1]: only the constant, so exactly the terms without

@@ -88,7 +88,9 @@ class WeightedFixedFusion(_WeightedFusion):
 
 @FUSIONS.register("weighted_learned")
 class WeightedLearnedFusion(_WeightedFusion):
-    """Weighted average with weights softmax(logits), one learned logit per modality, renormalised
+    """Weighted average of projected embeddings with learned softmax weights.
+
+    Weighted average with weights softmax(logits), one learned logit per modality, renormalised
     over the present modalities (the same as a softmax over the present modalities' logits).
 
     Args:
