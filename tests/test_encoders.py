@@ -243,3 +243,12 @@ def test_hf_text_loads_offline_minilm() -> None:
 def test_hf_text_refuses_builtin_tokenizer_ids(hf_models: dict[str, str]) -> None:
     with pytest.raises(ValueError, match="tokenizer"):
         build_encoder("hf_text", pretrained=hf_models["hf_text"], tokenizer="builtin")
+
+
+@pytest.mark.parametrize(("side", "extra", "dim"), [(28, 3, 48), (112, 5, 192)])
+def test_lenet_matches_multibench_sizes(side: int, extra: int, dim: int) -> None:
+    enc = build_encoder("lenet", additional_layers=extra).eval()
+    x = torch.randint(0, 256, (2, 1, side, side), dtype=torch.uint8)
+    assert enc.output_dim == dim and enc(x).shape == (2, dim)
+    assert enc.features(x).shape[-2:] == (1, 1)  # MultiBench's sizes end at a 1x1 map
+    torch.testing.assert_close(enc(x), enc(x.float() / 255))

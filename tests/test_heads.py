@@ -57,3 +57,13 @@ def test_regression_with_several_targets_keeps_columns() -> None:
 def test_binary_rejects_two_outputs() -> None:
     with pytest.raises(ValueError, match="one output"):
         HEADS.build("binary", in_dim=IN_DIM, num_outputs=2)
+
+
+def test_leaky_relu_head_uses_the_given_slope() -> None:
+    head = HEADS.build(
+        "multiclass", in_dim=4, num_outputs=3, hidden_dim=5, dropout=0.0, activation="leaky_relu"
+    )
+    acts = [m for m in head.modules() if isinstance(m, torch.nn.LeakyReLU)]
+    assert len(acts) == 1 and acts[0].negative_slope == 0.2
+    with pytest.raises(ValueError, match="swish"):
+        HEADS.build("multiclass", in_dim=4, num_outputs=3, hidden_dim=5, activation="swish")

@@ -25,7 +25,7 @@ from polyfuse.models.multimodal import MultimodalModel
 from polyfuse.registry import FUSIONS, HEADS, LOSSES
 from polyfuse.train import module as train_module
 from polyfuse.train.loop import cache_frozen_outputs, train_model
-from polyfuse.train.module import drop_modalities, monitor_for
+from polyfuse.train.module import OPTIMIZERS, drop_modalities, make_optimizer, monitor_for
 
 NAMES = ("image", "audio", "text")
 
@@ -193,3 +193,18 @@ def test_modality_dropout_trains_the_fused_model_only(make_frame, monkeypatch):
     assert set(metrics["baselines"]) == {"text", "tabular"}
     assert predictor.train_config.modality_dropout == 0.5
     assert metrics["test"]["accuracy"] >= 0.6  # still learns; chance is 0.33
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_every_optimizer_takes_a_step(name: str) -> None:
+    layer = torch.nn.Linear(3, 1)
+    before = layer.weight.detach().clone()
+    opt = make_optimizer(name, list(layer.parameters()), lr=0.1, weight_decay=1e-4)
+    layer(torch.ones(2, 3)).sum().backward()
+    opt.step()
+    assert not torch.equal(before, layer.weight)
+
+
+def test_unknown_optimizer_is_named() -> None:
+    with pytest.raises(ValueError, match="rmsprop"):
+        make_optimizer("rmsprop", [torch.nn.Parameter(torch.zeros(1))], 0.1, 0.0)

@@ -81,8 +81,10 @@ class ModelConfig:
 class TrainConfig:
     max_epochs: int = 30  # upper bound; early stopping usually ends sooner
     batch_size: int = 64
-    lr: float = 2e-3  # AdamW learning rate
+    lr: float = 2e-3  # learning rate
     weight_decay: float = 1e-4
+    optimizer: str = "adamw"  # "adamw", "adam", "sgd" (plain) or "sgd_momentum" (0.9, Nesterov)
+    scheduler: str = "cosine"  # "cosine" (annealed over max_epochs) or "none" (constant)
     patience: int = 6  # epochs without validation improvement before stopping
     seed: int = 0
     precision: str = "32-true"  # Lightning precision string, e.g. "bf16-mixed"

@@ -5,6 +5,8 @@ All heads share the same body; they differ only in how logits become what a user
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
@@ -19,19 +21,36 @@ class TaskHead(nn.Module):
         num_outputs: Number of logits (classes; 1 for binary and single-target regression).
         hidden_dim: Width of one hidden layer; 0 means a single linear layer.
         dropout: Dropout applied to the input (and the hidden layer).
+        activation: Of the hidden layer: "relu", "gelu" or "leaky_relu".
+        negative_slope: Slope of "leaky_relu" for negative inputs (MultiBench's heads use 0.2).
     """
 
     task: str = ""
 
-    def __init__(self, in_dim: int, num_outputs: int, hidden_dim: int = 0, dropout: float = 0.1) -> None:
+    def __init__(
+        self,
+        in_dim: int,
+        num_outputs: int,
+        hidden_dim: int = 0,
+        dropout: float = 0.1,
+        activation: str = "relu",
+        negative_slope: float = 0.2,
+    ) -> None:
         super().__init__()
+        acts: dict[str, Callable[[], nn.Module]] = {
+            "relu": nn.ReLU,
+            "gelu": nn.GELU,
+            "leaky_relu": lambda: nn.LeakyReLU(negative_slope),
+        }
+        if activation not in acts:
+            raise ValueError(f"unknown activation {activation!r}; choose from {sorted(acts)}")
         self.in_dim = in_dim
         self.num_outputs = num_outputs
         if hidden_dim > 0:
             self.net: nn.Module = nn.Sequential(
                 nn.Dropout(dropout),
                 nn.Linear(in_dim, hidden_dim),
-                nn.ReLU(),
+                acts[activation](),
                 nn.Dropout(dropout),
                 nn.Linear(hidden_dim, num_outputs),
             )

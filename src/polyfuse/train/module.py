@@ -65,9 +65,30 @@ class MultimodalTask(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         params = [p for p in self.model.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        opt = make_optimizer(self.cfg.optimizer, params, self.cfg.lr, self.cfg.weight_decay)
+        if self.cfg.scheduler == "none":
+            return opt
+        if self.cfg.scheduler != "cosine":
+            raise ValueError(f"unknown scheduler {self.cfg.scheduler!r}; choose cosine or none")
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.cfg.max_epochs))
         return {"optimizer": opt, "lr_scheduler": sched}
+
+
+OPTIMIZERS: dict[str, Any] = {
+    "adamw": lambda params, lr, wd: torch.optim.AdamW(params, lr=lr, weight_decay=wd),
+    "adam": lambda params, lr, wd: torch.optim.Adam(params, lr=lr, weight_decay=wd),
+    "sgd": lambda params, lr, wd: torch.optim.SGD(params, lr=lr, weight_decay=wd),
+    "sgd_momentum": lambda params, lr, wd: torch.optim.SGD(
+        params, lr=lr, weight_decay=wd, momentum=0.9, nesterov=True
+    ),
+}
+
+
+def make_optimizer(name: str, params: list[nn.Parameter], lr: float, weight_decay: float) -> Any:
+    """The optimizer ``name`` (a key of OPTIMIZERS) over ``params``."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; choose from {sorted(OPTIMIZERS)}")
+    return OPTIMIZERS[name](params, lr, weight_decay)
 
 
 def drop_modalities(batch: Batch, rate: float) -> Batch:

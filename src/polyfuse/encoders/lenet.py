@@ -1,0 +1,70 @@
+"""LeNet-style CNN of MultiBench, for parity with its AV-MNIST baselines.
+
+LeCun et al., 1998, "Gradient-Based Learning Applied to Document Recognition"; the variant of
+Liang et al., 2021, "MultiBench: Multiscale Benchmarks for Multimodal Representation Learning"
+(``unimodals/common_models.LeNet``): a 5x5 conv, then ``additional_layers`` 3x3 convs doubling the
+channels, each followed by BatchNorm, ReLU and a 2x2 max-pool; Kaiming-uniform conv weights.
+At MultiBench's sizes the last feature map is 1x1 (28 px with 3 extra layers, 112 px with 5) and
+its channels are the embedding; other sizes stop pooling at 1 px and average the last map.
+
+Input: [B, 1, H, W] (or [B, H, W]), uint8 0..255 or float 0..1, e.g. an image or a spectrogram.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from polyfuse.encoders.image import as_float_image
+from polyfuse.registry import ENCODERS
+
+
+@ENCODERS.register("lenet")
+class LeNet(nn.Module):
+    """LeNet of MultiBench: ``channels * 2**additional_layers`` outputs.
+
+    Args:
+        in_channels: Input channels.
+        channels: Channels of the first conv.
+        additional_layers: 3x3 conv blocks after the first (3 for 28 px, 5 for 112 px).
+        channels_last: Run convolutions in channels-last memory format (faster with oneDNN on CPU).
+    """
+
+    modality = "image"
+
+    def __init__(
+        self, in_channels: int = 1, channels: int = 6, additional_layers: int = 3, channels_last: bool = True
+    ) -> None:
+        super().__init__()
+        widths = [in_channels] + [channels * 2**i for i in range(additional_layers + 1)]
+        self.convs = nn.ModuleList(
+            nn.Conv2d(c_in, c_out, 5 if i == 0 else 3, padding=2 if i == 0 else 1, bias=False)
+            for i, (c_in, c_out) in enumerate(zip(widths[:-1], widths[1:], strict=True))
+        )
+        self.bns = nn.ModuleList(nn.BatchNorm2d(c) for c in widths[1:])
+        self.output_dim = widths[-1]
+        self.channels_last = channels_last
+        for conv in self.convs:
+            nn.init.kaiming_uniform_(conv.weight)  # type: ignore[arg-type]
+
+    @property
+    def token_dim(self) -> int:
+        return self.output_dim
+
+    def features(self, x: Tensor) -> Tensor:
+        out = as_float_image(x)  # [B, C, H, W]
+        if self.channels_last:
+            out = out.contiguous(memory_format=torch.channels_last)
+        for conv, bn in zip(self.convs, self.bns, strict=True):
+            out = F.relu(bn(conv(out)))
+            if min(out.shape[-2:]) >= 2:
+                out = F.max_pool2d(out, 2)  # halves H and W
+        return out  # [B, output_dim, h, w]; 1x1 at MultiBench's sizes
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.features(x).mean(dim=(2, 3))  # [B, output_dim]
+
+    def forward_tokens(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        tokens = self.features(x).flatten(2).transpose(1, 2)  # [B, h*w, output_dim]
+        return tokens, tokens.new_ones(tokens.shape[:2], dtype=torch.bool)
