@@ -20,20 +20,36 @@ class ConcatFusion(nn.Module):
     The per-modality LayerNorm puts embeddings of very different scales (a pretrained text model,
     a CNN trained from scratch) on an equal footing before they are mixed.
 
+    ``norm=False, project=False`` is plain concatenation (MultiBench's ``Concat``), for parity runs.
+
     Args:
         in_dims: Modality -> embedding size.
-        output_dim: Size of the fused vector.
+        output_dim: Size of the fused vector (ignored without ``project``: the sum of the sizes).
         dropout: Dropout after the projection.
+        norm: LayerNorm each embedding first.
+        project: Linear + ReLU + Dropout after the concatenation.
     """
 
-    def __init__(self, in_dims: dict[str, int], output_dim: int = 256, dropout: float = 0.1) -> None:
+    def __init__(
+        self,
+        in_dims: dict[str, int],
+        output_dim: int = 256,
+        dropout: float = 0.1,
+        norm: bool = True,
+        project: bool = True,
+    ) -> None:
         super().__init__()
         self.names = ordered(in_dims)
-        self.output_dim = output_dim
-        self.norms = nn.ModuleDict({m: nn.LayerNorm(in_dims[m]) for m in self.names})
+        width = sum(in_dims.values())
+        self.output_dim = output_dim if project else width
+        self.norms = nn.ModuleDict(
+            {m: nn.LayerNorm(in_dims[m]) if norm else nn.Identity() for m in self.names}
+        )
         self.missing = nn.ParameterDict({m: nn.Parameter(torch.zeros(in_dims[m])) for m in self.names})
-        self.proj = nn.Sequential(
-            nn.Linear(sum(in_dims.values()), output_dim), nn.ReLU(), nn.Dropout(dropout)
+        self.proj = (
+            nn.Sequential(nn.Linear(width, output_dim), nn.ReLU(), nn.Dropout(dropout))
+            if project
+            else nn.Identity()
         )
 
     def forward(self, embeddings: dict[str, Tensor], mask: dict[str, Tensor]) -> Tensor:

@@ -19,7 +19,8 @@ class LMFFusion(nn.Module):
     w_r * prod_m f_m[r] + bias, then Dropout.
 
     An absent modality keeps only the constant 1 of [x_m; 1], so its factor contributes just the
-    last row of W_m, exactly as in the tensor fusion. Inputs are LayerNorm-ed first.
+    last row of W_m, exactly as in the tensor fusion. Inputs are LayerNorm-ed first unless
+    ``norm=False`` (MultiBench's ``LowRankTensorFusion`` has no norm).
 
     Args:
         in_dims: Modality -> embedding size.
@@ -27,6 +28,7 @@ class LMFFusion(nn.Module):
         hidden_dim: Default output size.
         dropout: Dropout on the fused vector.
         rank: Number of factors per modality.
+        norm: LayerNorm each embedding first.
     """
 
     def __init__(
@@ -36,11 +38,14 @@ class LMFFusion(nn.Module):
         hidden_dim: int = 128,
         dropout: float = 0.1,
         rank: int = 8,
+        norm: bool = True,
     ) -> None:
         super().__init__()
         self.names = ordered(in_dims)
         self.output_dim = output_dim or hidden_dim
-        self.norms = nn.ModuleDict({m: nn.LayerNorm(in_dims[m]) for m in self.names})
+        self.norms = nn.ModuleDict(
+            {m: nn.LayerNorm(in_dims[m]) if norm else nn.Identity() for m in self.names}
+        )
         self.factors = nn.ParameterDict(
             {m: nn.Parameter(torch.empty(rank, in_dims[m] + 1, self.output_dim)) for m in self.names}
         )
