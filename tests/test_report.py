@@ -25,7 +25,7 @@ import polyfuse
 from conftest import FAST, synthetic_frame
 from polyfuse.cli import app
 from polyfuse.data.errors import PolyfuseError
-from polyfuse.htmlreport import analysis, build_report, build_sections, load_run, sections
+from polyfuse.htmlreport import analysis, build_report, build_sections, features, load_run, sections
 from polyfuse.htmlreport.html import fmt
 from polyfuse.htmlreport.sources import epoch_rows, summarize
 
@@ -80,9 +80,10 @@ def write_png(path: Path, color: tuple[int, int, int], size: tuple[int, int] = (
 
 
 def write_explain_dir(out: Path, modalities: list[str] = MODALITIES, classes: list[str] = CLASSES) -> Path:
-    """shapley.json, shapley_per_sample.csv, explain.json and its PNG figures (two of them redrawn)."""
+    """shapley.json, shapley_per_sample.csv, explain.json and its PNG figures, as ``polyfuse explain``
+    writes them (the report redraws five of the figures from the data and inlines the other two)."""
     out.mkdir(parents=True, exist_ok=True)
-    shapley = dict(SHAPLEY, subsets={"text": 0.32, "tabular": 0.18})
+    shapley = dict(SHAPLEY, subsets={"text": 0.32, "tabular": 0.18}, subsets_metric="accuracy")
     shapley["coalitions"] = [
         {"modalities": [], "metric": 0.33},
         {"modalities": ["text"], "metric": 0.72},
@@ -94,12 +95,14 @@ def write_explain_dir(out: Path, modalities: list[str] = MODALITIES, classes: li
         {"row_id": [3, 7, 11, 19], "text": [0.4, -0.1, 0.5, 0.2], "tabular": [0.1, 0.3, -0.2, 0.0]}
     )
     per_sample.to_csv(out / "shapley_per_sample.csv", index=False)
-    figures = {"shapley": "shapley.png", "robustness": "robustness.png", "ig_text": "ig_text.png"}
-    figures["ig_tabular"] = "ig_tabular.png"
+    redrawn = ["shapley", "robustness", "correlation", "confusion", "attention"]
+    figures = {name: f"{name}.png" for name in [*redrawn, "ig_text", "importance_tabular"]}
     for i, name in enumerate(figures.values()):
         write_png(out / name, ((40 * i) % 255, 120, 200))
     explain = {
         "metric": "accuracy",
+        "label": "kind",
+        "task": "multiclass",
         "modalities": modalities,
         "rows": 18,
         "presence": [
@@ -124,10 +127,12 @@ def write_explain_dir(out: Path, modalities: list[str] = MODALITIES, classes: li
                 "examples_broken": [],
             },
         },
+        "fix_break_rule": "predicted label correct",
         "robustness": {
             m: {
                 "drop": [[0.0, 0.83], [0.5, 0.7 - 0.1 * i], [1.0, 0.6 - 0.2 * i]],
                 "noise": [[0.0, 0.83], [0.5, 0.8], [1.0, 0.74]],
+                "noise_on": "embedding" if m == "text" else "input",
             }
             for i, m in enumerate(modalities)
         },
@@ -140,9 +145,15 @@ def write_explain_dir(out: Path, modalities: list[str] = MODALITIES, classes: li
         "confusion": {"classes": classes, "matrix": [[5, 1, 0], [1, 4, 1], [0, 0, 6]]},
         "features": {
             "tabular": {"x1": 0.41, "colour": 0.12, "x2": 0.03},
-            "text": {"notes": "integrated gradients"},
+            "text": {
+                "method": "integrated_gradients",
+                "on": "token embeddings",
+                "samples": 8,
+                "top_tokens": [["late", 0.21, 9], ["early", 0.17, 7]],
+            },
         },
         "figures": figures,
+        "shapley": shapley,
     }
     (out / "explain.json").write_text(json.dumps(explain))
     return out
@@ -304,8 +315,8 @@ def test_compare_report_has_every_section_in_order(compare_dir: Path, compare_ht
 def test_figures_are_inline_pngs_and_nothing_is_external(compare_html: str):
     images = png_images(compare_html)
     # leaderboard chart, shapley, robustness, confusion, training (loss + all runs), correlation,
-    # attention, tabular feature bars, and the two explain PNGs that are not redrawn (ig_text, ig_tabular).
-    assert len(images) == 11
+    # attention, and the two explain PNGs the report does not redraw (ig_text, importance_tabular).
+    assert len(images) == 10
     assert all(img.width >= 60 and img.height >= 40 for img in images)
     assert compare_html.count("<img ") == len(images)
     assert not re.search(r"https?://", compare_html)
@@ -405,20 +416,16 @@ def test_explain_dir_alone(tmp_path: Path):
     write_png(tmp_path / "secret.png", (1, 2, 3))
     (folder / "explain.json").write_text(json.dumps(explain))
     page = build_report(folder, tmp_path / "out" / "report.html").read_text()
-    assert section_ids(page) == [
-        "shapley",
-        "robustness",
-        "confusion",
-        "errors",
-        "correlation",
-        "attention",
-        "features",
-    ]
+    assert section_ids(page) == [s for s in ALL_SECTIONS if s not in ("leaderboard", "training")]
+    assert "<dt>data rows</dt><dd>18 test rows explained</dd>" in section_html(page, "overview")
     features = section_html(page, "features")
-    assert features.count("<img ") == 3  # tabular importance bars + ig_text + ig_tabular
+    assert features.count("<img ") == 2
+    assert "<figcaption>text: integrated gradients (ig_text.png)</figcaption>" in features
+    assert "<figcaption>tabular: permutation importance (importance_tabular.png)</figcaption>" in features
+    assert "<dt>on</dt><dd>token embeddings</dd>" in features  # the text summary's facts under its figure
     assert "figure missing (nope.png) is listed in explain.json but is not a readable PNG." in features
     assert "figure outside (../secret.png)" in features  # refused: outside the explain folder
-    assert "<h2>Overview</h2>" not in page
+    assert "<h2>Training curves</h2>" not in page
 
 
 def test_report_of_an_explain_dir_inside_a_model_uses_the_model(model_dir: Path, tmp_path: Path):
@@ -429,6 +436,40 @@ def test_report_of_an_explain_dir_inside_a_model_uses_the_model(model_dir: Path,
 
 
 # --- section builders ------------------------------------------------------------------------------
+
+
+def test_feature_summaries_are_drawn_when_explain_drew_no_figure(tmp_path: Path):
+    folder = write_explain_dir(tmp_path)
+    explain = json.loads((folder / "explain.json").read_text())
+    explain["figures"] = {}
+    explain["features"]["image"] = {"skipped": "only cached embeddings, no inputs to attribute"}
+    (folder / "explain.json").write_text(json.dumps(explain))
+    section = features.features(load_run(folder))
+    assert section is not None
+    assert len(png_images(section.body)) == 1  # the tabular importance bars
+    assert "tabular: the 3 most important features." in section.body
+    assert [r[0] for r in table_rows(section.body)] == ["late", "early"]  # text tokens, as a table
+    assert '<h3>image</h3><p class="note">No attribution: only cached embeddings' in section.body
+    assert "<dt>method</dt><dd>integrated_gradients</dd>" in section.body
+
+
+def test_nulls_from_strict_json_are_tolerated(tmp_path: Path):
+    # explain writes NaN as null: an undefined CCA, a metric over no rows, a failed noise point.
+    folder = write_explain_dir(tmp_path)
+    explain = json.loads((folder / "explain.json").read_text())
+    explain["correlation"]["cca"] = [[1.0, None], [None, 1.0]]
+    explain["presence"].append({"present": ["tabular"], "rows": 0, "metric": None})
+    explain["robustness"]["text"]["noise"] = [[0.0, 0.83], [0.5, None]]
+    (folder / "explain.json").write_text(json.dumps(explain))
+    run = load_run(folder)
+    errors = analysis.errors(run)
+    assert (
+        errors is not None and '<td>tabular</td><td class="num">0</td><td class="num">–</td>' in errors.body
+    )
+    assert len(png_images(analysis.correlation(run).body)) == 1
+    robustness = analysis.robustness(run)
+    assert robustness is not None and "<td>text</td><td>noise</td>" in robustness.body
+    assert "added to the embedding of text" in robustness.body
 
 
 def test_sections_are_omitted_without_their_data(compare_dir: Path, tmp_path: Path):

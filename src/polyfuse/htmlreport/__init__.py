@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 
 from polyfuse import __version__
-from polyfuse.htmlreport import analysis, sections
+from polyfuse.htmlreport import analysis, features, sections
 from polyfuse.htmlreport.figures import require_matplotlib
 from polyfuse.htmlreport.html import Section, page
 from polyfuse.htmlreport.sources import RunData, load_run
@@ -34,7 +34,7 @@ KIND_TITLES = {"compare": "comparison", "model": "model", "explain": "explanatio
 def build_sections(run: RunData) -> list[Section]:
     """Every section that has data, in page order; the explain hint last when explanations are missing."""
     built = [s for s in (build(run) for build in BUILDERS) if s is not None]
-    attribution = analysis.features(run, drawn={s.id for s in built})
+    attribution = features.features(run, drawn={s.id for s in built})
     hint = sections.explain_hint(run)
     return built + [s for s in (attribution, hint) if s is not None]
 

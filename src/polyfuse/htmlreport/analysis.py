@@ -1,11 +1,9 @@
 """Sections drawn from an explain directory (and the model's confusion matrix): Shapley, robustness,
-confusion, error analysis, correlation, attention and feature attribution.
+confusion, error analysis, correlation and attention.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from pathlib import Path
 from typing import Any
 
 from polyfuse.htmlreport import figures
@@ -13,17 +11,14 @@ from polyfuse.htmlreport.html import Section, facts, figure, fmt, note, table
 from polyfuse.htmlreport.sources import RunData, float_items
 
 EXAMPLES = 8  # example row ids shown per fix / break cell
-TOP_FEATURES = 15
-# explain.json["figures"] key -> the section that redraws it from data (its PNG is then not embedded).
-REDRAWN = {
-    "shapley": "shapley",
-    "robustness": "robustness",
-    "confusion": "confusion",
-    "correlation": "correlation",
-    "cka": "correlation",
-    "attention": "attention",
-}
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def explain_metric(run: RunData) -> str:
+    """The metric explain measured (higher is better: e.g. r2 for regression, not the model's mse)."""
+    for source in (run.explain, run.shapley):
+        if source and source.get("metric"):
+            return str(source["metric"])
+    return run.metric
 
 
 def shapley(run: RunData) -> Section | None:
@@ -31,19 +26,23 @@ def shapley(run: RunData) -> Section | None:
     values = float_items(data.get("values"))
     if not values:
         return None
-    metric = data.get("metric", run.metric)
+    metric = explain_metric(run)
     order = sorted(values, key=lambda k: -values[k])
     subsets = float_items(data.get("subsets"))
     series = {"masking (this model)": [values[m] for m in order]}
+    subsets_metric = data.get("subsets_metric", metric)
     if subsets:
-        series["retrained subsets"] = [subsets.get(m, float("nan")) for m in order]
+        name = "retrained subsets" + ("" if subsets_metric == metric else f" ({subsets_metric})")
+        series[name] = [subsets.get(m, float("nan")) for m in order]
     body = _efficiency(data, values, metric)
+    if data.get("subsets_note"):
+        body += note(str(data["subsets_note"]))
     body += figure(
         figures.grouped_bars(order, series, f"Shapley value ({metric})"),
         "modality Shapley values",
         "Each modality's average contribution to the metric over all orders of adding modalities.",
     )
-    body += _shapley_table(run, order, values, subsets, data)
+    body += _shapley_table(run, order, values, subsets, data, subsets_metric)
     body += _coalitions(data.get("coalitions"), metric)
     return Section("shapley", "Modality Shapley values", body)
 
@@ -69,13 +68,18 @@ def _efficiency(data: dict[str, Any], values: dict[str, float], metric: str) -> 
 
 
 def _shapley_table(
-    run: RunData, order: list[str], values: dict[str, float], subsets: dict[str, float], data: dict[str, Any]
+    run: RunData,
+    order: list[str],
+    values: dict[str, float],
+    subsets: dict[str, float],
+    data: dict[str, Any],
+    subsets_metric: str,
 ) -> str:
     gap = _gap(data)
     per_sample = run.shapley_per_sample
     headers = ["modality", "Shapley value", "share of gain"]
     if subsets:
-        headers.append("retrained subsets")
+        headers.append(f"retrained subsets ({subsets_metric})")
     if per_sample is not None:
         headers.append(f"mean |value| per row ({len(per_sample)} rows)")
     rows = []
@@ -99,7 +103,7 @@ def _gap(data: dict[str, Any]) -> float:
 def _coalitions(coalitions: Any, metric: str) -> str:
     if not isinstance(coalitions, list) or not coalitions:
         return ""
-    items = [c for c in coalitions if isinstance(c, dict) and "metric" in c]
+    items = [c for c in coalitions if isinstance(c, dict) and isinstance(c.get("metric"), (int, float))]
     items.sort(key=lambda c: (len(c.get("modalities") or []), -float(c["metric"])))
     rows = [["+".join(c.get("modalities") or []) or "(none)", c["metric"]] for c in items]
     return "<h3>Coalitions</h3>" + table(["modalities present", metric], rows, numeric=[1])
@@ -109,35 +113,42 @@ def robustness(run: RunData) -> Section | None:
     data = (run.explain or {}).get("robustness")
     if not isinstance(data, dict) or not data:
         return None
+    metric = explain_metric(run)
     panels: list[tuple[str, str, str, figures.Curves]] = []
     for kind, title, xlabel in (
         ("drop", "modality dropped", "drop rate"),
         ("noise", "noise added", "noise level"),
     ):
-        curves = {str(m): _xy(v.get(kind)) for m, v in data.items() if isinstance(v, dict) and v.get(kind)}
+        curves = {str(m): _xy(v.get(kind)) for m, v in data.items() if isinstance(v, dict)}
+        curves = {m: xy for m, xy in curves.items() if xy[0]}
         if curves:
-            panels.append((title, xlabel, run.metric, curves))
+            panels.append((title, xlabel, metric, curves))
     if not panels:
         return None
-    body = figure(
-        figures.line_panels(panels),
-        "robustness curves",
-        "Test metric as one modality at a time is dropped from a share of rows, or perturbed by noise.",
-    )
-    body += _robustness_table(data, run.metric)
+    on_embedding = [
+        str(m) for m, v in data.items() if isinstance(v, dict) and v.get("noise_on") == "embedding"
+    ]
+    caption = "Test metric as one modality at a time is dropped from a share of rows, or perturbed by noise"
+    if on_embedding:
+        caption += f" (added to the embedding of {', '.join(on_embedding)}, whose inputs are not numeric)"
+    body = figure(figures.line_panels(panels), "robustness curves", caption + ".")
+    body += _robustness_table(data, metric)
     return Section("robustness", "Robustness", body)
 
 
 def _xy(points: Any) -> tuple[list[float], list[float]]:
-    pairs = [p for p in points if isinstance(p, (list, tuple)) and len(p) == 2]
+    """[[x, y], ...] -> (xs, ys), leaving out points without a value (NaN is written as null)."""
+    if not isinstance(points, list):
+        return [], []
+    pairs = [p for p in points if isinstance(p, (list, tuple)) and len(p) == 2 and None not in p]
     return [float(p[0]) for p in pairs], [float(p[1]) for p in pairs]
 
 
 def _robustness_table(data: dict[str, Any], metric: str) -> str:
     rows = []
     for m, kinds in data.items():
-        for kind, points in (kinds or {}).items():
-            xs, ys = _xy(points)
+        for kind in ("drop", "noise"):
+            xs, ys = _xy((kinds or {}).get(kind))
             if ys:
                 rows.append([m, kind, ys[0], f"{ys[-1]:.4f} at {xs[-1]:g}", ys[-1] - ys[0]])
     headers = ["modality", "perturbation", f"{metric} unperturbed", f"{metric} at the strongest", "change"]
@@ -159,7 +170,12 @@ def confusion(run: RunData) -> Section | None:
         if classes and len(classes) == len(matrix)
         else [str(i) for i in range(len(matrix))]
     )
-    uri = figures.heatmaps([("test rows", matrix, names, names)], row_normalize=True, fmt="{:.0f}")
+    uri = figures.heatmaps(
+        [("test rows", matrix, names, names)],
+        row_normalize=True,
+        fmt="{:.0f}",
+        axis_labels=("predicted", "true"),
+    )
     body = figure(
         uri,
         "confusion matrix",
@@ -179,7 +195,8 @@ def confusion(run: RunData) -> Section | None:
 
 def errors(run: RunData) -> Section | None:
     explain = run.explain or {}
-    body = _presence(explain.get("presence"), run.metric) + _fix_break(explain.get("fix_break"))
+    body = _presence(explain.get("presence"), explain_metric(run))
+    body += _fix_break(explain.get("fix_break"), explain.get("fix_break_rule"))
     return Section("errors", "Error analysis", body) if body else None
 
 
@@ -198,12 +215,12 @@ def _presence(presence: Any, metric: str) -> str:
     )
 
 
-def _fix_break(fix_break: Any) -> str:
+def _fix_break(fix_break: Any, rule: Any) -> str:
     if not isinstance(fix_break, dict) or not fix_break:
         return ""
     rows = []
     for m, v in fix_break.items():
-        fixed, broken = int(v.get("fixed", 0)), int(v.get("broken", 0))
+        fixed, broken = int(v.get("fixed") or 0), int(v.get("broken") or 0)
         rows.append(
             [
                 m,
@@ -230,7 +247,7 @@ def _fix_break(fix_break: Any) -> str:
         "<h3>Fixed and broken by fusion</h3>"
         + note(
             "Fixed: the fused model is right where the model of that modality alone is wrong; "
-            "broken: the reverse."
+            "broken: the reverse." + (f" Right means: {rule}." if rule else "")
         )
         + table(headers, rows, numeric=[1, 2, 3, 4, 5])
     )
@@ -279,47 +296,3 @@ def attention(run: RunData) -> Section | None:
         uri, "fusion attention per modality", "Mean weight the fusion gives each modality over the test rows."
     )
     return Section("attention", "Fusion attention", body)
-
-
-def features(run: RunData, drawn: Collection[str] = ()) -> Section | None:
-    """Per-modality importance bars, then the explain PNGs whose section ``drawn`` does not already hold."""
-    explain, body = run.explain or {}, ""
-    for modality, summary in (explain.get("features") or {}).items():
-        scores = float_items(summary)
-        if scores:
-            top = sorted(scores, key=lambda k: -abs(scores[k]))[:TOP_FEATURES]
-            uri = figures.hbars(
-                top, [scores[k] for k in top], [figures.series_color(0)] * len(top), "importance"
-            )
-            body += figure(
-                uri, f"{modality} feature importance", f"{modality}: the {len(top)} most important features."
-            )
-    body += _embedded_figures(run, drawn)
-    return Section("features", "Feature attribution", body) if body else None
-
-
-def _embedded_figures(run: RunData, drawn: Collection[str]) -> str:
-    """The explain PNGs this report does not redraw, read from the explain folder and inlined."""
-    listed = (run.explain or {}).get("figures") or {}
-    if not isinstance(listed, dict) or run.explain_dir is None:
-        return ""
-    html = ""
-    for key, name in listed.items():
-        if REDRAWN.get(key) in drawn:
-            continue
-        data = _png(run.explain_dir, str(name))
-        if data is None:
-            html += note(
-                f"figure {key} ({name}) is listed in explain.json but is not a readable PNG.", warn=True
-            )
-        else:
-            html += figure(figures.png_uri(data), str(key), f"{key} ({name})")
-    return html
-
-
-def _png(folder: Path, name: str) -> bytes | None:
-    path = (folder / name).resolve()
-    if folder.resolve() not in path.parents or not path.is_file():  # only files inside the explain folder
-        return None
-    data = path.read_bytes()
-    return data if data.startswith(PNG_SIGNATURE) else None

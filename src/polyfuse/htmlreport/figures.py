@@ -85,9 +85,9 @@ def hbars(
     xlabel: str,
     errors: Sequence[float] | None = None,
     legend: dict[str, str] | None = None,
-    reference: float | None = None,
+    zoom: bool = False,
 ) -> str:
-    """Horizontal bars, first label on top; ``reference`` draws a dashed vertical line (e.g. chance)."""
+    """Horizontal bars, first label on top; ``zoom`` starts the axis near the smallest value."""
     height = min(1.0 + 0.26 * len(labels), 9.0)
     with _figure(height) as (fig, (ax,)):
         ys = list(range(len(labels)))
@@ -96,9 +96,8 @@ def hbars(
         ax.invert_yaxis()
         ax.set_xlabel(xlabel)
         ax.grid(axis="y", visible=False)
-        if reference is not None:
-            ax.axvline(reference, color="#62707f", ls="--", lw=0.8)
-        _zoom_x(ax, values, errors)
+        if zoom:
+            _zoom_x(ax, values, errors)
         if legend:
             handles = [_patch(color) for color in legend.values()]
             ax.legend(handles, plain(legend), loc="lower right")
@@ -146,23 +145,18 @@ def line_panels(
     panels: Sequence[tuple[str, str, str, Curves]],
     marker: str = "o",
     vline: float | None = None,
-    highlight: str | None = None,
+    integer_x: bool = False,
 ) -> str:
-    """Side-by-side line plots; each panel is (title, xlabel, ylabel, {name: (xs, ys)})."""
+    """Side-by-side line plots; each panel is (title, xlabel, ylabel, {name: (xs, ys)}).
+
+    ``vline`` marks one x (e.g. the best epoch); ``integer_x`` keeps ticks on whole numbers (epochs).
+    """
     with _figure(2.8, ncols=len(panels)) as (fig, axes):
         for ax, (title, xlabel, ylabel, curves) in zip(axes, panels, strict=True):
             for i, (name, (xs, ys)) in enumerate(curves.items()):
-                strong = highlight is None or name == highlight
-                ax.plot(
-                    xs,
-                    ys,
-                    marker=marker,
-                    ms=3,
-                    lw=1.6 if strong else 0.9,
-                    alpha=1.0 if strong else 0.55,
-                    color=series_color(i),
-                    label=plain([name])[0],
-                )
+                ax.plot(xs, ys, marker=marker, ms=3, lw=1.6, color=series_color(i), label=plain([name])[0])
+            if integer_x:
+                ax.xaxis.set_major_locator(_integer_locator())
             if vline is not None:
                 ax.axvline(vline, color="#62707f", ls="--", lw=0.8)
             ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
@@ -172,54 +166,86 @@ def line_panels(
 
 
 def colored_lines(
-    xlabel: str, ylabel: str, curves: Mapping[str, tuple[Sequence[float], Sequence[float], str]]
+    xlabel: str,
+    ylabel: str,
+    curves: Mapping[str, tuple[Sequence[float], Sequence[float], str]],
+    legend: dict[str, str] | None = None,
 ) -> str:
-    """One line per name in a given colour (e.g. a run's validation metric coloured by modality count)."""
+    """One line per name in a given colour (e.g. each run's validation metric coloured by modality count)."""
     with _figure(3.0) as (fig, (ax,)):
         for xs, ys, color in curves.values():
             ax.plot(xs, ys, lw=1.0, alpha=0.75, color=color)
         ax.set(xlabel=xlabel, ylabel=ylabel)
+        ax.xaxis.set_major_locator(_integer_locator())
+        if legend:
+            ax.legend([_patch(color) for color in legend.values()], plain(legend), loc="lower right")
         return to_uri(fig)
 
 
-Heatmap = tuple[str, Sequence[Sequence[float]], Sequence[str], Sequence[str]]  # title, matrix, rows, cols
+def _integer_locator() -> Any:
+    from matplotlib.ticker import MaxNLocator
+
+    return MaxNLocator(integer=True)
+
+
+# title, matrix, row names, column names
+Heatmap = tuple[str, Sequence[Sequence[float | None]], Sequence[str], Sequence[str]]
 
 
 def heatmaps(
-    maps: Sequence[Heatmap], cmap: str = "Blues", row_normalize: bool = False, fmt: str = "{:.2f}"
+    maps: Sequence[Heatmap],
+    cmap: str = "Blues",
+    row_normalize: bool = False,
+    fmt: str = "{:.2f}",
+    axis_labels: tuple[str, str] | None = None,
 ) -> str:
-    """Annotated heatmaps side by side; ``row_normalize`` colours by row share (confusion matrices)."""
-    import numpy as np
+    """Annotated heatmaps side by side; ``row_normalize`` colours by row share (confusion matrices).
 
+    Missing cells (None / NaN) stay blank; ``axis_labels`` is (x label, y label).
+    """
     size = max(len(m[2]) for m in maps)
     side = min(max(2.6, 0.42 * size + 1.4), 7.0)
     with _figure(side, ncols=len(maps), width=min(WIDTH, side * len(maps) + 0.6)) as (fig, axes):
         for ax, (title, matrix, rows, cols) in zip(axes, maps, strict=True):
-            values = np.asarray(matrix, dtype=float)
-            shade = values / np.maximum(values.sum(axis=1, keepdims=True), 1e-12) if row_normalize else values
-            ax.imshow(shade, cmap=cmap, vmin=0.0, vmax=max(float(np.nanmax(shade)), 1e-12), aspect="equal")
+            values, shade = _shades(matrix, row_normalize)
+            ax.imshow(shade, cmap=cmap, vmin=0.0, vmax=max(_nanmax(shade), 1e-12), aspect="equal")
+            turn = size > 6
             ax.set_xticks(
                 range(len(cols)),
                 labels=plain(cols),
-                rotation=45 if size > 6 else 0,
-                ha="right" if size > 6 else "center",
+                rotation=45 if turn else 0,
+                ha="right" if turn else "center",
             )
             ax.set_yticks(range(len(rows)), labels=plain(rows))
             ax.set_title(title)
             ax.grid(visible=False)
+            if axis_labels:
+                ax.set(xlabel=axis_labels[0], ylabel=axis_labels[1])
             if size <= 16:
                 _annotate(ax, values, shade, fmt)
         return to_uri(fig)
 
 
+def _shades(matrix: Sequence[Sequence[float | None]], row_normalize: bool) -> tuple[Any, Any]:
+    import numpy as np
+
+    values = np.array([[np.nan if v is None else v for v in row] for row in matrix], dtype=float)
+    if not row_normalize:
+        return values, values
+    return values, values / np.maximum(np.nansum(values, axis=1, keepdims=True), 1e-12)
+
+
+def _nanmax(values: Any) -> float:
+    import numpy as np
+
+    finite = values[np.isfinite(values)]
+    return float(finite.max()) if finite.size else 0.0
+
+
 def _annotate(ax: Any, values: Any, shade: Any, fmt: str) -> None:
-    top = max(float(shade.max()), 1e-12)
-    for (i, j), value in _cells(values):
-        color = "white" if shade[i, j] > 0.6 * top else "#1f2933"
-        ax.text(j, i, fmt.format(value), ha="center", va="center", fontsize=7.5, color=color)
-
-
-def _cells(values: Any) -> Iterator[tuple[tuple[int, int], float]]:
+    top = max(_nanmax(shade), 1e-12)
     for i in range(values.shape[0]):
         for j in range(values.shape[1]):
-            yield (i, j), float(values[i, j])
+            if values[i, j] == values[i, j]:  # not NaN
+                color = "white" if shade[i, j] > 0.6 * top else "#1f2933"
+                ax.text(j, i, fmt.format(values[i, j]), ha="center", va="center", fontsize=7.5, color=color)

@@ -31,6 +31,7 @@ nav a:hover { background: var(--bg); }
 main { max-width: 1120px; margin: 0 auto; padding: 18px 40px 40px; }
 section { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 16px 22px;
           margin: 18px 0; }
+section { scroll-margin-top: 64px; }  /* headings stay clear of the sticky nav after a jump */
 section h2 { margin: 0 0 10px; font-size: 17px; font-weight: 600; }
 p.note { color: var(--muted); margin: 6px 0 10px; }
 p.warn { color: #9a4b00; background: #fff4e5; padding: 6px 10px; border-radius: 4px; }

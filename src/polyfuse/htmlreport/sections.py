@@ -75,20 +75,24 @@ def _model_summary(m: dict[str, Any], metric: str, higher: bool) -> list[str]:
 
 
 def overview(run: RunData) -> Section | None:
-    m, c = run.metrics or {}, run.compare or {}
-    if not m and not c:
+    m, c, e = run.metrics or {}, run.compare or {}, run.explain or {}
+    if not (m or c or e):
         return None
+    explained = f"{e['rows']} test rows explained" if e.get("rows") else None
     body = facts(
         [
-            ("task", m.get("task")),
-            ("label", c.get("label") or m.get("label")),
-            ("modalities", ", ".join(c.get("modalities") or m.get("modalities") or [])),
+            ("task", m.get("task") or e.get("task")),
+            ("label", c.get("label") or m.get("label") or e.get("label")),
+            (
+                "modalities",
+                ", ".join(c.get("modalities") or m.get("modalities") or e.get("modalities") or []),
+            ),
             ("primary metric", run.metric),
             ("fusions compared", ", ".join(c.get("fusions") or [])),
             ("seeds", ", ".join(str(s) for s in c.get("seeds") or [])),
             ("runs", _run_counts(run)),
             ("data", _data_source(c.get("data") or m.get("data"), bool(m or c))),
-            ("data rows", _rows(m.get("rows"))),
+            ("data rows", _rows(m.get("rows")) or explained),
         ]
     )
     if m:
@@ -205,6 +209,7 @@ def _leaderboard_chart(summary: pd.DataFrame, metric: str) -> str:
         xlabel=f"test {metric}",
         errors=errors,
         legend=legend,
+        zoom=True,
     )
 
 
@@ -256,7 +261,9 @@ def _loss_figure(log: pd.DataFrame, run: RunData) -> str:
     if not panels:
         return ""
     best_epoch = (run.metrics or {}).get("best_epoch")
-    uri = figures.line_panels(panels, vline=float(best_epoch) if best_epoch is not None else None)
+    uri = figures.line_panels(
+        panels, vline=float(best_epoch) if best_epoch is not None else None, integer_x=True
+    )
     where = "best/logs/metrics.csv" if run.kind == "compare" and run.log is not None else "the training log"
     which = "best model" if run.kind == "compare" else "model"
     caption = f"Per-epoch loss and validation metric of the {which} ({where})"
@@ -282,7 +289,9 @@ def _runs_figure(run: RunData) -> str:
     }
     if not curves:
         return ""
-    uri = figures.colored_lines("epoch", f"validation {run.metric}", curves)
+    used = sorted({counts.get(rid, 1) for rid in curves})
+    legend = {f"{n} modalit{'y' if n == 1 else 'ies'}": figures.count_color(n) for n in used}
+    uri = figures.colored_lines("epoch", f"validation {run.metric}", curves, legend)
     caption = (
         f"Validation {run.metric} per epoch of every run ({len(curves)} runs/*/history.csv), "
         "coloured by number of modalities."

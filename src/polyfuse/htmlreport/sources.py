@@ -204,4 +204,6 @@ def _read_explain(run: RunData, folder: Path) -> None:
     run.explain_dir = folder
     run.explain = read_json(folder / "explain.json") if (folder / "explain.json").is_file() else None
     run.shapley = read_json(folder / "shapley.json") if (folder / "shapley.json").is_file() else None
+    if run.shapley is None and run.explain and isinstance(run.explain.get("shapley"), dict):
+        run.shapley = run.explain["shapley"]  # explain.json carries a copy of shapley.json
     run.shapley_per_sample = read_csv(folder / "shapley_per_sample.csv")
