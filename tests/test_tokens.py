@@ -13,7 +13,7 @@ from torch import Tensor
 import polyfuse
 import polyfuse.fusions  # noqa: F401  (registers the fusions)
 import polyfuse.heads  # noqa: F401
-from conftest import FAST, synthetic_frame
+from conftest import FAST, MEDIA_OPTIONS, synthetic_frame
 from polyfuse.data.batch import EncodedTable
 from polyfuse.encoders import build_encoder
 from polyfuse.models.build import fusion_input_dim
@@ -202,3 +202,55 @@ def test_cross_attention_fit_save_load_round_trip(tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(loaded.predict_proba(rows), predictor.predict_proba(rows), check_exact=True)
     again = loaded.save(tmp_path / "again")
     assert (again / "model.safetensors").read_bytes() == (out / "model.safetensors").read_bytes()
+
+
+def test_a_cache_never_stands_in_for_an_encoder_that_trains() -> None:
+    model = _model()
+    table = _table(20, 0)
+    cache_frozen_outputs(model, [table])
+    rows = list(range(20))
+    model.encoders["t"].requires_grad_(True)  # the same table, now with a trainable text encoder
+    stale = table.take(rows)
+    tokens, valid = unpack_tokens(stale.cached["t"])
+    stale.cached["t"] = pack_tokens(torch.randn_like(tokens) * 10, torch.ones_like(valid))
+    fresh = _table(20, 0).take(rows)
+    torch.testing.assert_close(model.predict(stale)["y"], model.predict(fresh)["y"])
+
+
+@pytest.fixture(scope="module")
+def tiny_vit(tmp_path_factory: pytest.TempPathFactory) -> str:
+    transformers = pytest.importorskip("transformers")
+    path = tmp_path_factory.mktemp("vit") / "vit"
+    config = transformers.ViTConfig(image_size=16, patch_size=8, hidden_size=32, num_hidden_layers=1,
+                                    num_attention_heads=2, intermediate_size=64, num_channels=3)  # fmt: skip
+    torch.manual_seed(0)
+    transformers.ViTModel(config).save_pretrained(path)
+    return str(path)
+
+
+def test_frozen_hf_backbone_tokens_are_cached_for_cross_attention(media_table: Path, tiny_vit: str) -> None:
+    # The adapter's projection still trains, but the fusion reads the backbone's tokens before it,
+    # so for cross_attention those tokens never change: they are computed once.
+    predictor = polyfuse.fit(
+        media_table,
+        label="label",
+        fusion="cross_attention",
+        on_error="skip",
+        verbose=False,
+        baselines=False,
+        max_epochs=1,
+        encoders={"img": "hf_image", "clip": "audio_cnn", "text": "text_bag"},
+        encoder_params={"img": {"pretrained": tiny_vit}},
+        freeze={"img": True},
+        processor_options=MEDIA_OPTIONS,
+    )
+    model = predictor.model
+    assert model.frozen_modalities() == [] and model.cacheable_modalities() == ["img"]
+    assert model.fusion.proj["img"][0].in_features == 32  # the ViT's hidden size, not output_dim
+    table, _ = predictor.encode(media_table, on_error="skip")
+    fresh = table.take(list(range(len(table))))
+    cache_frozen_outputs(model, [table])
+    tokens, valid = unpack_tokens(table.cached["img"])
+    assert tokens.shape == (len(table), 1 + 2 * 2, 32) and valid.all()  # [CLS] + 2 x 2 patches
+    cached = table.take(list(range(len(table))))
+    torch.testing.assert_close(model.predict(cached)["label"], model.predict(fresh)["label"])

@@ -59,9 +59,8 @@ class MultimodalModel(nn.Module):
         """One embedding [B, D_m] per modality; frozen encoders' outputs may come precomputed."""
         out = {}
         for name, enc in self.encoders.items():
-            cached = batch.cached.get(name)
-            # A 3-D cache holds packed tokens (for a token-level fusion), not embeddings.
-            out[name] = cached if cached is not None and cached.dim() == 2 else enc(batch.inputs[name])
+            cached = self._cached(batch, name, dims=2)
+            out[name] = enc(batch.inputs[name]) if cached is None else cached
         return out
 
     def tokens(self, batch: Batch) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
@@ -70,15 +69,23 @@ class MultimodalModel(nn.Module):
         embedding [B, D_m], which token-level fusions read as a single valid token."""
         tokens, valid = {}, {}
         for name, enc in self.encoders.items():
-            cached = batch.cached.get(name)
+            cached = self._cached(batch, name, dims=3 if has_tokens(enc) else 2)
             if not has_tokens(enc):
-                cached = cached if cached is not None and cached.dim() == 2 else None
                 tokens[name] = enc(batch.inputs[name]) if cached is None else cached  # [B, D_m]
-            elif cached is not None and cached.dim() == 3:
+            elif cached is not None:
                 tokens[name], valid[name] = unpack_tokens(cached)
             else:
                 tokens[name], valid[name] = enc.forward_tokens(batch.inputs[name])  # type: ignore[operator]
         return tokens, valid
+
+    def _cached(self, batch: Batch, name: str, dims: int) -> Tensor | None:
+        """The batch's cached output for ``name`` when it is of the wanted kind (2-D embeddings or
+        3-D packed tokens) and the encoder is still frozen; a cache never stands in for an encoder
+        that trains (a table may carry caches left by another model)."""
+        cached = batch.cached.get(name)
+        if cached is None or cached.dim() != dims or name not in self.cacheable_modalities():
+            return None
+        return cached
 
     def caches_tokens(self, name: str) -> bool:
         """Whether a cache of modality ``name``'s frozen encoder should hold tokens (3-D, packed)."""
@@ -115,4 +122,15 @@ class MultimodalModel(nn.Module):
         """Modalities whose encoder has no trainable parameter (their outputs can be cached)."""
         return [
             name for name, enc in self.encoders.items() if not any(p.requires_grad for p in enc.parameters())
+        ]
+
+    def cacheable_modalities(self) -> list[str]:
+        """Modalities whose input to the fusion never changes in training, so it can be computed once:
+        fully frozen encoders and, for a token-level fusion, pretrained adapters with a frozen
+        backbone (their tokens come before the trainable projection, which the fusion skips)."""
+        frozen = set(self.frozen_modalities())
+        return [
+            name
+            for name, enc in self.encoders.items()
+            if name in frozen or (self.caches_tokens(name) and bool(getattr(enc, "frozen", False)))
         ]

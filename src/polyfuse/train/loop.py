@@ -134,14 +134,15 @@ TOKEN_CACHE_LIMIT = 2**28
 
 @torch.no_grad()
 def cache_frozen_outputs(model: MultimodalModel, tables: list[EncodedTable], batch_size: int = 256) -> None:
-    """Run each fully frozen encoder once per table and store its outputs in ``table.cached``.
+    """Run each frozen encoder once per table and store its outputs in ``table.cached``.
 
     A frozen pretrained encoder (e.g. MiniLM) costs most of a step on CPU; its output never
     changes, so computing it once turns every later epoch into work on the trainable parts only.
     For a token-level fusion the cache holds tokens and their validity, packed as [N, T, D + 1]
     (``pack_tokens``); a cache of the other kind (left by a model with another fusion) is replaced.
+    Which encoders count as frozen: ``MultimodalModel.cacheable_modalities``.
     """
-    for name in model.frozen_modalities():
+    for name in model.cacheable_modalities():
         enc = model.encoders[name].eval()
         as_tokens = model.caches_tokens(name)
         for table in tables:
