@@ -239,6 +239,7 @@ def write_compare_dir(out: Path, best_model: Path, with_explain: bool = True) ->
             "fusion": "concat",
             "accuracy": 0.813,
         },
+        "selection": "best validation score of a single run",
         "data": {"table": "/data/parcels.csv"},
         "finished": True,
     }
@@ -493,6 +494,59 @@ def test_summary_is_computed_from_the_leaderboard_when_absent():
     row = summary[(summary["modalities"] == "text+tabular") & (summary["fusion"] == "gmu")].iloc[0]
     assert row["accuracy_mean"] == pytest.approx(0.88 + np.mean(SEED_OFFSETS))
     assert row["seeds"] == 3 and row["params"] == 85_000
+
+
+def test_saved_model_is_named_when_it_is_not_the_top_configuration(compare_dir: Path, tmp_path: Path):
+    folder = tmp_path / "compare"
+    shutil.copytree(compare_dir, folder)
+    compare = json.loads((folder / "compare.json").read_text())
+    assert "saved model" not in sections.summary_line(load_run(folder))  # best/ is the top row
+    compare["best"] = compare["best_single"]  # validation picked the text-only run
+    (folder / "compare.json").write_text(json.dumps(compare))
+    run = load_run(folder)
+    assert sections.summary_line(run).endswith(
+        "; saved model (best/, chosen on validation): <b>text</b>"
+        "; largest Shapley value: <b>text</b> (+0.300)"
+    )
+    overview = sections.overview(run)
+    assert overview is not None
+    assert "<dt>chosen by</dt><dd>best validation score of a single run</dd>" in overview.body
+
+
+def test_searched_options_get_a_leaderboard_column(compare_dir: Path, tmp_path: Path):
+    folder = tmp_path / "compare"
+    shutil.copytree(compare_dir, folder)
+    summary = pd.read_csv(folder / "summary.csv", keep_default_na=False, na_values=[""])
+    summary["params_json"] = [json.dumps({"lr": 0.001, "fusion": {"hidden_dim": 64}})] + [""] * (
+        len(summary) - 1
+    )
+    summary.to_csv(folder / "summary.csv", index=False)
+    section = sections.leaderboard(load_run(folder))
+    assert section is not None and "<th>options</th>" in section.body
+    cells = [r[4] for r in table_rows(section.body)]
+    assert sorted(cells) == ["lr=0.001, fusion.hidden_dim=64"] + ["–"] * (len(summary) - 1)
+
+
+def test_subset_shapley_covers_modalities_the_model_lacks(tmp_path: Path):
+    shapley = {
+        "values": {"text": 0.5},
+        "metric": "accuracy",
+        "metric_all": 0.86,
+        "metric_none": 0.36,
+        "subsets": {"text": 0.27, "tabular": 0.27},
+        "subsets_metric": "accuracy",
+        "subsets_coalitions": [
+            {"modalities": [], "metric": 0.36, "fusion": None},
+            {"modalities": ["text", "tabular"], "metric": 0.91, "fusion": "concat"},
+        ],
+    }
+    (tmp_path / "shapley.json").write_text(json.dumps(shapley))
+    section = analysis.shapley(load_run(tmp_path))
+    assert section is not None
+    rows = table_rows(section.body)
+    assert rows[0] == ["text", "0.5000", "100.0%", "0.2700"] and rows[1] == ["tabular", "–", "–", "0.2700"]
+    assert '<td>text+tabular</td><td>concat</td><td class="num">0.9100</td>' in section.body
+    assert len(png_images(section.body)) == 1
 
 
 def test_lower_is_better_metric_sorts_ascending(tmp_path: Path):

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from polyfuse.htmlreport import figures
-from polyfuse.htmlreport.html import Section, facts, figure, fmt, note, table
+from polyfuse.htmlreport.html import Section, esc, facts, figure, fmt, note, table
 from polyfuse.htmlreport.sources import RunData, float_items
 
 EXAMPLES = 8  # example row ids shown per fix / break cell
@@ -27,24 +27,33 @@ def shapley(run: RunData) -> Section | None:
     if not values:
         return None
     metric = explain_metric(run)
-    order = sorted(values, key=lambda k: -values[k])
     subsets = float_items(data.get("subsets"))
-    series = {"masking (this model)": [values[m] for m in order]}
-    subsets_metric = data.get("subsets_metric", metric)
-    if subsets:
-        name = "retrained subsets" + ("" if subsets_metric == metric else f" ({subsets_metric})")
-        series[name] = [subsets.get(m, float("nan")) for m in order]
+    subsets_metric = str(data.get("subsets_metric", metric))
+    # Subsets may span more modalities than the explained model has (compare tried them all).
+    order = sorted(values, key=lambda k: -values[k]) + [m for m in subsets if m not in values]
     body = _efficiency(data, values, metric)
+    body += _shapley_figure(order, values, subsets, metric, subsets_metric)
+    body += _shapley_table(run, order, values, subsets, _gap(data), subsets_metric)
     if data.get("subsets_note"):
         body += note(str(data["subsets_note"]))
-    body += figure(
-        figures.grouped_bars(order, series, f"Shapley value ({metric})"),
-        "modality Shapley values",
-        "Each modality's average contribution to the metric over all orders of adding modalities.",
-    )
-    body += _shapley_table(run, order, values, subsets, data, subsets_metric)
-    body += _coalitions(data.get("coalitions"), metric)
+    body += _coalitions(data.get("coalitions"), metric, "Coalitions of this model (others masked)")
+    body += _coalitions(data.get("subsets_coalitions"), subsets_metric, "Retrained subsets (compare runs)")
     return Section("shapley", "Modality Shapley values", body)
+
+
+def _shapley_figure(
+    order: list[str], values: dict[str, float], subsets: dict[str, float], metric: str, subsets_metric: str
+) -> str:
+    nan = float("nan")
+    series = {"masking (this model)": [values.get(m, nan) for m in order]}
+    if subsets:
+        name = "retrained subsets" + ("" if subsets_metric == metric else f" ({subsets_metric})")
+        series[name] = [subsets.get(m, nan) for m in order]
+    caption = "Each modality's average contribution to the metric over all orders of adding modalities"
+    if subsets:
+        caption += ": by masking it in this model, and from the compare runs trained on each subset"
+    uri = figures.grouped_bars(order, series, f"Shapley value ({metric})")
+    return figure(uri, "modality Shapley values", caption + ".")
 
 
 def _efficiency(data: dict[str, Any], values: dict[str, float], metric: str) -> str:
@@ -72,10 +81,9 @@ def _shapley_table(
     order: list[str],
     values: dict[str, float],
     subsets: dict[str, float],
-    data: dict[str, Any],
+    gap: float,
     subsets_metric: str,
 ) -> str:
-    gap = _gap(data)
     per_sample = run.shapley_per_sample
     headers = ["modality", "Shapley value", "share of gain"]
     if subsets:
@@ -84,7 +92,9 @@ def _shapley_table(
         headers.append(f"mean |value| per row ({len(per_sample)} rows)")
     rows = []
     for m in order:
-        row: list[Any] = [m, values[m], f"{100 * values[m] / gap:.1f}%" if gap else "–"]
+        value = values.get(m)
+        share = f"{100 * value / gap:.1f}%" if gap and value is not None else "–"
+        row: list[Any] = [m, value, share]
         if subsets:
             row.append(subsets.get(m))
         if per_sample is not None:
@@ -100,13 +110,21 @@ def _gap(data: dict[str, Any]) -> float:
         return 0.0
 
 
-def _coalitions(coalitions: Any, metric: str) -> str:
+def _coalitions(coalitions: Any, metric: str, title: str) -> str:
+    """Metric per set of modalities present, smallest sets first (with the fusion when recorded)."""
     if not isinstance(coalitions, list) or not coalitions:
         return ""
     items = [c for c in coalitions if isinstance(c, dict) and isinstance(c.get("metric"), (int, float))]
     items.sort(key=lambda c: (len(c.get("modalities") or []), -float(c["metric"])))
-    rows = [["+".join(c.get("modalities") or []) or "(none)", c["metric"]] for c in items]
-    return "<h3>Coalitions</h3>" + table(["modalities present", metric], rows, numeric=[1])
+    with_fusion = any("fusion" in c for c in items)
+    headers = ["modalities present"] + (["fusion"] if with_fusion else []) + [metric]
+    rows = [
+        ["+".join(c.get("modalities") or []) or "(none)"]
+        + ([c.get("fusion") or "–"] if with_fusion else [])
+        + [c["metric"]]
+        for c in items
+    ]
+    return f"<h3>{esc(title)}</h3>" + table(headers, rows, numeric=[len(headers) - 1])
 
 
 def robustness(run: RunData) -> Section | None:

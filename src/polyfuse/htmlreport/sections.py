@@ -5,6 +5,7 @@ Each builder takes the ``RunData`` and returns a ``Section`` or None when its da
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pandas as pd
@@ -40,7 +41,7 @@ def _best(scores: dict[str, float], higher: bool) -> tuple[str, float] | None:
 def summary_line(run: RunData) -> str:
     """One line under the title: the best configuration, the best single modality, the top Shapley value."""
     if run.summary is not None and len(run.summary):
-        parts = _compare_summary(run.summary, run.metric)
+        parts = _compare_summary(run.summary, run.metric) + _saved_model(run)
     else:
         parts = _model_summary(run.metrics or {}, run.metric, run.higher_is_better)
     top = _best(float_items((run.shapley or {}).get("values")), True)
@@ -59,6 +60,18 @@ def _compare_summary(summary: pd.DataFrame, metric: str) -> list[str]:
             row = single.iloc[0]
             parts.append(f"best single modality: <b>{esc(row['modalities'])}</b> {row[f'{metric}_mean']:.3f}")
     return parts
+
+
+def _saved_model(run: RunData) -> list[str]:
+    """compare saves one run as best/ (chosen on validation): name it when it is not the top row."""
+    best = (run.compare or {}).get("best") or {}
+    if not best.get("modalities") or run.summary is None:
+        return []
+    top = run.summary.iloc[0]
+    if (str(best["modalities"]), str(best.get("fusion"))) == (str(top["modalities"]), str(top.get("fusion"))):
+        return []
+    name = config_name({**best, "n_modalities": len(str(best["modalities"]).split("+"))})
+    return [f"saved model (best/, chosen on validation): <b>{esc(name)}</b>"]
 
 
 def _model_summary(m: dict[str, Any], metric: str, higher: bool) -> list[str]:
@@ -99,7 +112,9 @@ def overview(run: RunData) -> Section | None:
         title = "Best model (best/)" if run.kind == "compare" else "Model"
         body += f"<h3>{esc(title)}</h3>" + facts(
             [
-                ("fusion", m.get("fusion")),
+                ("modalities", "+".join(m.get("modalities") or [])),
+                ("fusion", m.get("fusion") if len(m.get("modalities") or []) != 1 else None),
+                ("chosen by", c.get("selection")),
                 ("encoders", ", ".join(f"{k}={v}" for k, v in (m.get("encoders") or {}).items())),
                 ("epochs", _epochs(m)),
                 ("parameters", fmt(m.get("params"))),
@@ -184,13 +199,37 @@ def leaderboard(run: RunData) -> Section | None:
         ]
         for i, (_, row) in enumerate(summary.iterrows())
     ]
+    options = [_options(v) for v in summary.get("params_json", pd.Series([""] * len(summary)))]
+    if any(options):  # searched hyper-parameters tell otherwise identical rows apart
+        headers.insert(4, "options")
+        rows = [[*r[:4], o or "–", *r[4:]] for r, o in zip(rows, options, strict=True)]
+    numeric = [0] + list(range(len(headers) - 5, len(headers)))
     order = "higher is better" if run.higher_is_better else "lower is better"
     body = note(f"{len(summary)} configurations, best first ({metric}: {order}); mean ± std over seeds.")
-    body += table(headers, rows, numeric=[0, 4, 5, 6, 7, 8], highlight_first=True)
+    body += table(headers, rows, numeric=numeric, highlight_first=True)
     body += figure(
         _leaderboard_chart(summary, metric), f"test {metric} per configuration", _chart_caption(summary)
     )
     return Section("leaderboard", "Leaderboard", body + _failed_runs(run))
+
+
+def _options(params_json: Any) -> str:
+    """'{"fusion": {"hidden_dim": 64}, "lr": 0.001}' -> 'fusion.hidden_dim=64, lr=0.001'; "" for none."""
+    if not isinstance(params_json, str) or params_json.strip() in ("", "{}"):
+        return ""
+    try:
+        value = json.loads(params_json)
+    except ValueError:
+        return params_json
+    return ", ".join(f"{k}={v}" for k, v in _flat(value)) if isinstance(value, dict) else str(value)
+
+
+def _flat(value: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    items: list[tuple[str, Any]] = []
+    for key, item in value.items():
+        name = f"{prefix}{key}"
+        items += _flat(item, f"{name}.") if isinstance(item, dict) else [(name, item)]
+    return items
 
 
 def _maybe_int(value: Any) -> Any:
