@@ -400,6 +400,20 @@ def test_model_dir_report_without_explain(model_dir: Path, tmp_path: Path):
     assert len(png_images(page)) == 2  # confusion, training curves
 
 
+def test_regression_model_report(tmp_path: Path):
+    out = tmp_path / "model"
+    predictor = polyfuse.fit(
+        synthetic_frame(120, task="regression"), label="price", out=out, max_epochs=2, **FAST
+    )
+    page = build_report(out).read_text()
+    assert section_ids(page) == ["overview", "training", "explain-missing"]  # no confusion matrix
+    test, baselines = predictor.metrics["test"], predictor.metrics["baselines"]
+    best = min(baselines, key=lambda m: baselines[m]["test"]["mse"])  # mse: lower is better
+    single = baselines[best]["test"]["mse"]
+    assert f"test mse {test['mse']:.3f}; best single modality: <b>{best}</b> {single:.3f}" in page
+    assert len(png_images(page)) == 1
+
+
 def test_model_dir_with_an_explain_subfolder(model_dir: Path, tmp_path: Path):
     folder = tmp_path / "model"
     shutil.copytree(model_dir, folder)
