@@ -83,10 +83,7 @@ def image_attribution(probe: Probe, modality: str, rows: np.ndarray, steps: int)
     images = probe.table.inputs[modality]
     assert isinstance(images, Tensor)
     x = as_float_pixels(images[torch.as_tensor(rows)])  # [n, C, H, W] in 0..1
-    encoder = probe.model.encoders[modality]
-    attr, delta = integrated_gradients(
-        probe, modality, rows, x, lambda v, _: encoder(v), torch.zeros(len(rows)), steps
-    )
+    attr, delta = integrated_gradients(probe, modality, rows, x, torch.zeros(len(rows)), steps)
     pixel = attr.abs().sum(dim=1)  # [n, H, W]
     mean_map = pixel.mean(dim=0).numpy()  # [H, W]
     h, w = mean_map.shape
@@ -111,10 +108,7 @@ def audio_attribution(probe: Probe, modality: str, rows: np.ndarray, steps: int)
     clips = probe.table.inputs[modality]
     assert isinstance(clips, Tensor)
     x = clips[torch.as_tensor(rows)].float()  # [n, n_mels, T] log-mels or [n, S] waveforms
-    encoder = probe.model.encoders[modality]
-    attr, delta = integrated_gradients(
-        probe, modality, rows, x, lambda v, _: encoder(v), torch.zeros(len(rows)), steps
-    )
+    attr, delta = integrated_gradients(probe, modality, rows, x, torch.zeros(len(rows)), steps)
     magnitude = attr.abs().reshape(len(rows), -1, attr.shape[-1]) if attr.dim() > 2 else attr.abs()
     if magnitude.dim() == 3:  # [n, n_mels, T]
         profile, kind = magnitude.sum(dim=1).mean(dim=0).numpy(), "logmel"

@@ -73,7 +73,7 @@ def _analyses(probe: Probe, contributions: ModalityShapley, seed: int) -> dict[s
     """Everything in explain.json that needs no gradients."""
     everyone = contributions.outputs[frozenset(probe.modalities)]
     singles = {m: contributions.outputs[frozenset({m})] for m in probe.modalities}
-    embeddings = {m: e.numpy() for m, e in probe.embeddings.items()}
+    embeddings = {m: e.numpy() for m, e in probe.embeddings().items()}
     present = {m: p.numpy() for m, p in probe.present.items()}
     rule = (
         "predicted label correct"

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from polyfuse.data.errors import PolyfuseError
-from polyfuse.eval.probe import Probe
+from polyfuse.eval.probe import Feature, Probe
 
 EXPLAIN_EXTRA = "pip install 'polyfuse[explain]'"
 
@@ -74,9 +74,9 @@ def integrated_gradients(
     modality: str,
     rows: np.ndarray,
     x: Tensor,
-    encode: Callable[[Tensor, Tensor], Tensor],
     aux: Tensor,
     steps: int,
+    encode: Callable[[Tensor, Tensor], Feature] | None = None,
 ) -> tuple[Tensor, float]:
     """IG of the fused true-class score w.r.t. ``x`` (from a zero baseline); (attributions, mean
     |convergence delta|).
@@ -86,30 +86,35 @@ def integrated_gradients(
         modality: The modality whose input ``x`` is.
         rows: Row positions of ``x``.
         x: The input to attribute, [n, ...] float.
-        encode: (x, aux) -> the modality's embeddings [n, D].
         aux: Per-row extra tensor the encoder needs (token ids), repeated along with ``x``.
         steps: Integration steps.
+        encode: (x, aux) -> the modality's fusion input; default: its encoder on ``x``.
     """
     attr_module = require_captum()
     names, idx = probe.modalities, torch.as_tensor(rows, dtype=torch.long)
     others = [m for m in names if m != modality]
-    head, fusion = probe.model.heads[probe.spec.column], probe.model.fusion
+    held = [probe.features[m].take(idx) for m in others]
+    encode = encode or (lambda inputs, _: probe.encode_rows(modality, inputs))
 
-    def forward(inputs: Tensor, aux_rows: Tensor, mask: Tensor, y: Tensor, *embedded: Tensor) -> Tensor:
-        emb = dict(zip(others, embedded, strict=True))
-        emb[modality] = encode(inputs, aux_rows)
-        fused = fusion(emb, {m: mask[:, i] for i, m in enumerate(names)})
-        return score_tensor(probe.task, y, head.predict(head(fused)))  # type: ignore[operator]
+    def forward(inputs: Tensor, aux_rows: Tensor, mask: Tensor, y: Tensor, *flat: Tensor) -> Tensor:
+        parts = iter(flat)  # each other modality's values, then its validity for tokens
+        features = {
+            m: Feature(next(parts), next(parts) if f.valid is not None else None)
+            for m, f in zip(others, held, strict=True)
+        }
+        features[modality] = encode(inputs, aux_rows)
+        out = probe.fuse(features, {m: mask[:, i] for i, m in enumerate(names)})
+        return score_tensor(probe.task, y, out)
 
     mask = torch.stack([probe.present[m][idx] for m in names], dim=1)  # [n, M]
     y = torch.as_tensor(probe.targets[rows])
-    extra = (aux, mask, y, *[probe.embeddings[m][idx] for m in others])
+    flat = [t for f in held for t in ((f.values,) if f.valid is None else (f.values, f.valid))]
     ig = attr_module.IntegratedGradients(forward)
     with differentiable(probe.model.encoders[modality]):
         attr, delta = ig.attribute(
             x,
             baselines=torch.zeros_like(x),
-            additional_forward_args=extra,
+            additional_forward_args=(aux, mask, y, *flat),
             n_steps=steps,
             return_convergence_delta=True,
         )

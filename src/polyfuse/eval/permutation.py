@@ -59,7 +59,7 @@ def permutation_importance(
         drops = []
         for _ in range(repeats):
             order = torch.as_tensor(rng.permutation(rows), dtype=torch.long)
-            emb = probe.encode(modality, permute_columns(inputs, parts, where, order))
-            drops.append(base - probe.metric(probe.outputs(embeddings={modality: emb})))
+            feature = probe.encode(modality, permute_columns(inputs, parts, where, order))
+            drops.append(base - probe.metric(probe.outputs(replace={modality: feature})))
         importance[column] = float(np.mean(drops))
     return Attribution(importance)

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from polyfuse.config import LabelSpec
 from polyfuse.data.batch import EncodedTable, Inputs
-from polyfuse.models.multimodal import MultimodalModel
+from polyfuse.models.multimodal import MultimodalModel, has_tokens, pad_tokens
 
 # The value of a coalition: the task's metric in a higher-is-better form (R² rather than MSE).
 VALUE_METRIC = {"multiclass": "accuracy", "binary": "accuracy", "multilabel": "f1_macro", "regression": "r2"}
@@ -70,13 +70,32 @@ def is_right(task: str, y: np.ndarray, output: np.ndarray, tolerance: float) -> 
 
 
 @dataclass
+class Feature:
+    """What the fusion receives for one modality: embeddings [N, D], or tokens [N, T, D] with their
+    validity [N, T] for a token-level fusion (``MultimodalModel.wants_tokens``)."""
+
+    values: Tensor
+    valid: Tensor | None = None
+
+    def take(self, rows: Tensor) -> Feature:
+        return Feature(self.values[rows], self.valid[rows] if self.valid is not None else None)
+
+    def pooled(self) -> Tensor:
+        """One vector per row [N, D]: tokens mean-pooled over their valid positions."""
+        if self.valid is None:
+            return self.values
+        weights = self.valid.to(self.values.dtype).unsqueeze(-1)  # [N, T, 1]
+        return (self.values * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+
+
+@dataclass
 class Probe:
     """One label of a model on an encoded table, ready for masking experiments."""
 
     model: MultimodalModel
     spec: LabelSpec
     table: EncodedTable
-    embeddings: dict[str, Tensor]  # modality -> [N, D_m], computed once
+    features: dict[str, Feature]  # modality -> what the fusion receives, computed once
     batch_size: int = 256
 
     @classmethod
@@ -84,7 +103,7 @@ class Probe:
         cls, model: MultimodalModel, table: EncodedTable, spec: LabelSpec, batch_size: int = 256
     ) -> Probe:
         model.eval()
-        return cls(model, spec, table, embed_table(model, table, batch_size), batch_size)
+        return cls(model, spec, table, fusion_features(model, table, batch_size), batch_size)
 
     @property
     def modalities(self) -> list[str]:
@@ -103,6 +122,10 @@ class Probe:
         """Modality -> bool [N]: present in the data (never changed by the experiments)."""
         return {m: self.table.mask[m].bool() for m in self.modalities}
 
+    def embeddings(self) -> dict[str, Tensor]:
+        """Modality -> one vector per row [N, D_m] (tokens mean-pooled)."""
+        return {m: f.pooled() for m, f in self.features.items()}
+
     def __len__(self) -> int:
         return len(self.table)
 
@@ -111,69 +134,92 @@ class Probe:
         keep = set(keep)
         return {m: p if m in keep else torch.zeros_like(p) for m, p in self.present.items()}
 
+    def fuse(self, features: dict[str, Feature], mask: dict[str, Tensor]) -> Tensor:
+        """The label's outputs (probabilities or values) from fusion inputs of the same rows."""
+        values = {m: f.values for m, f in features.items()}
+        if self.model.wants_tokens:
+            valid = {m: f.valid for m, f in features.items() if f.valid is not None}
+            fused = self.model.fusion(values, mask, tokens_valid=valid)
+        else:
+            fused = self.model.fusion(values, mask)
+        head = self.model.heads[self.spec.column]
+        return head.predict(head(fused))  # type: ignore[operator,no-any-return]
+
     @torch.no_grad()
     def outputs(
         self,
         mask: dict[str, Tensor] | None = None,
-        embeddings: dict[str, Tensor] | None = None,
+        replace: dict[str, Feature] | None = None,
         after_batch: Callable[[nn.Module, Tensor], None] | None = None,
     ) -> np.ndarray:
         """Probabilities [N, K] / [N] or values [N] of the label under ``mask`` (default: the data's).
 
         Args:
             mask: Modality -> bool [N].
-            embeddings: Replacement embeddings for some modalities ([N, D_m] each).
+            replace: Replacement fusion inputs for some modalities (all N rows).
             after_batch: Called with the fusion and the batch's row index after each fusion pass
                 (to read attention weights of that pass).
         """
         mask = mask if mask is not None else self.present
-        emb = {**self.embeddings, **(embeddings or {})}
-        head = self.model.heads[self.spec.column]
+        features = {**self.features, **(replace or {})}
         outs = []
         for start in range(0, len(self), self.batch_size):
             rows = torch.arange(start, min(start + self.batch_size, len(self)))
-            fused = self.model.fusion(
-                {m: e[rows] for m, e in emb.items()}, {m: k[rows] for m, k in mask.items()}
+            out = self.fuse(
+                {m: f.take(rows) for m, f in features.items()}, {m: k[rows] for m, k in mask.items()}
             )
             if after_batch is not None:
                 after_batch(self.model.fusion, rows)
-            outs.append(head.predict(head(fused)).float())  # type: ignore[operator]
+            outs.append(out.float())
         return torch.cat(outs).numpy()
 
     def metric(self, output: np.ndarray, rows: np.ndarray | None = None) -> float:
         y = self.targets
-        return (
-            metric_value(self.task, y[rows], output[rows])
-            if rows is not None
-            else metric_value(self.task, y, output)
-        )
+        if rows is None:
+            return metric_value(self.task, y, output)
+        return metric_value(self.task, y[rows], output[rows])
 
     def scores(self, output: np.ndarray) -> np.ndarray:
         return true_score(self.task, self.targets, output)
 
-    @torch.no_grad()
-    def encode(self, modality: str, inputs: Inputs) -> Tensor:
-        """Embeddings [N, D] of one modality from replacement inputs (e.g. noisy or permuted)."""
+    def encode_rows(self, modality: str, inputs: Inputs) -> Feature:
+        """The fusion input of one modality for a batch of inputs (differentiable)."""
         encoder = self.model.encoders[modality]
+        if self.model.wants_tokens and has_tokens(encoder):
+            tokens, valid = encoder.forward_tokens(inputs)  # type: ignore[operator]
+            return Feature(tokens.float(), valid)
+        return Feature(encoder(inputs).float())
+
+    @torch.no_grad()
+    def encode(self, modality: str, inputs: Inputs) -> Feature:
+        """The fusion input of one modality for every row, from replacement inputs (noisy, permuted)."""
         n = len(self)
         parts = [
-            encoder(_rows(inputs, slice(i, min(i + self.batch_size, n))))
+            self.encode_rows(modality, _rows(inputs, slice(i, min(i + self.batch_size, n))))
             for i in range(0, n, self.batch_size)
         ]
-        return torch.cat(parts).float()
+        return _concat(parts)
 
 
 @torch.no_grad()
-def embed_table(model: MultimodalModel, table: EncodedTable, batch_size: int = 256) -> dict[str, Tensor]:
-    """Modality -> embeddings [N, D_m] of every row (precomputed ``table.cached`` ones reused)."""
+def fusion_features(model: MultimodalModel, table: EncodedTable, batch_size: int = 256) -> dict[str, Feature]:
+    """Modality -> what the fusion receives for every row (valid precomputed ``table.cached`` reused)."""
     model.eval()
     n = len(table)
-    parts: dict[str, list[Tensor]] = {m: [] for m in model.modalities}
+    parts: dict[str, list[Feature]] = {m: [] for m in model.modalities}
     for start in range(0, n, batch_size):
-        emb = model.embed(table.take(list(range(start, min(start + batch_size, n)))))
-        for m, e in emb.items():
-            parts[m].append(e.float())
-    return {m: torch.cat(p) for m, p in parts.items()}
+        values, valid = model.fusion_inputs(table.take(list(range(start, min(start + batch_size, n)))))
+        for m, v in values.items():
+            parts[m].append(Feature(v.float(), (valid or {}).get(m)))
+    return {m: _concat(p) for m, p in parts.items()}
+
+
+def _concat(parts: list[Feature]) -> Feature:
+    """Row chunks as one Feature; token chunks are padded to the longest with invalid zero tokens."""
+    if parts[0].valid is None:
+        return Feature(torch.cat([p.values for p in parts]))
+    tokens, valid = pad_tokens([(p.values, p.valid) for p in parts if p.valid is not None])
+    return Feature(tokens, valid)
 
 
 def _rows(inputs: Inputs, index: Any) -> Inputs:

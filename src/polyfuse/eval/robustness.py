@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from polyfuse.data.batch import Inputs
-from polyfuse.eval.probe import Probe
+from polyfuse.eval.probe import Feature, Probe
 
 DROP_RATES = (0.0, 0.25, 0.5, 0.75, 1.0)
 NOISE_LEVELS = (0.0, 0.5, 1.0, 2.0)  # noise std in units of the input's std
@@ -89,13 +89,12 @@ def noise_curve(
     curve = []
     for level in levels:
         generator.manual_seed(seed + 1000 * probe.modalities.index(modality))
-        if level == 0:
-            emb = probe.embeddings[modality]
-        elif where == "input":
-            emb = probe.encode(modality, noisy_inputs(inputs, level, present, generator))  # type: ignore[arg-type]
-        else:
-            emb = noisy(probe.embeddings[modality], level, present, generator)  # type: ignore[assignment]
-        curve.append([float(level), probe.metric(probe.outputs(embeddings={modality: emb}))])
+        feature = probe.features[modality]
+        if level > 0 and where == "input":
+            feature = probe.encode(modality, noisy_inputs(inputs, level, present, generator))  # type: ignore[arg-type]
+        elif level > 0:
+            feature = Feature(noisy(feature.values, level, present, generator), feature.valid)  # type: ignore[arg-type]
+        curve.append([float(level), probe.metric(probe.outputs(replace={modality: feature}))])
     return curve, where
 
 

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from polyfuse.eval.gradients import Attribution, integrated_gradients, skipped
-from polyfuse.eval.probe import Probe
+from polyfuse.eval.probe import Feature, Probe
 
 TOP_TOKENS = 15
 EXAMPLES = 3  # sampled rows whose token scores are listed in full
@@ -33,12 +33,12 @@ def token_embedding_layer(encoder: nn.Module) -> nn.Module | None:
 
 
 @torch.no_grad()
-def embedding_output(encoder: nn.Module, layer: nn.Module, ids: Tensor) -> Tensor:
-    """What ``layer`` outputs when ``encoder`` reads ``ids`` ([n, T, d], after any trimming)."""
+def embedding_output(probe: Probe, modality: str, layer: nn.Module, ids: Tensor) -> Tensor:
+    """What ``layer`` outputs when the modality's encoder reads ``ids`` ([n, T, d], after trimming)."""
     captured: list[Tensor] = []
     handle = layer.register_forward_hook(lambda _m, _i, out: captured.append(out.detach()))
     try:
-        encoder(ids)
+        probe.encode_rows(modality, ids)
     finally:
         handle.remove()
     return captured[0].float()
@@ -71,16 +71,16 @@ def text_attribution(
     all_ids = probe.table.inputs[modality]
     assert isinstance(all_ids, Tensor)
     ids = all_ids[torch.as_tensor(rows, dtype=torch.long)].long()  # [n, L]
-    embedded = embedding_output(encoder, layer, ids)  # [n, T, d]
+    embedded = embedding_output(probe, modality, layer, ids)  # [n, T, d]
 
-    def encode(path_point: Tensor, ids_rows: Tensor) -> Tensor:
+    def encode(path_point: Tensor, ids_rows: Tensor) -> Feature:
         handle = layer.register_forward_hook(lambda _m, _i, _o: path_point)
         try:
-            return encoder(ids_rows)  # type: ignore[no-any-return]
+            return probe.encode_rows(modality, ids_rows)
         finally:
             handle.remove()
 
-    attr, delta = integrated_gradients(probe, modality, rows, embedded, encode, ids, steps)
+    attr, delta = integrated_gradients(probe, modality, rows, embedded, ids, steps, encode)
     scores = attr.sum(dim=-1).numpy()  # [n, T]
     length = scores.shape[1]
     skip = special_ids(processor, int(getattr(encoder, "pad_id", 0)))
