@@ -335,3 +335,29 @@ HARD_INFO = _register(
     True,
     "AV-MNIST with 4 PCA components, speakers held out for val and test, and noisy audio.",
 )
+
+
+def encoded_splits(arrays: dict[str, np.ndarray], label: str = "digit") -> dict[str, Any]:
+    """``load_arrays`` output as train / val / test ``EncodedTable``s, ready for ``train_model``.
+
+    Pixels stay uint8 (encoders scale them to 0..1 per batch): 60,000 spectrograms take 0.75 GB
+    instead of 3 GB as float32 (MultiBench keeps float64: 6 GB).
+    """
+    import torch
+
+    from polyfuse.data.batch import EncodedTable
+
+    tables = {}
+    for split in ("train", "val", "test"):
+        rows = np.flatnonzero(arrays["split"] == split)
+        n = len(rows)
+        tables[split] = EncodedTable(
+            inputs={
+                "image": torch.from_numpy(arrays["x_image"][rows]).unsqueeze(1),  # [N, 1, 28, 28] uint8
+                "audio": torch.from_numpy(arrays["x_audio"][rows]).unsqueeze(1),  # [N, 1, 112, 112] uint8
+            },
+            mask={m: torch.ones(n, dtype=torch.bool) for m in ("image", "audio")},
+            targets={label: torch.from_numpy(arrays["y"][rows].astype(np.int64))},
+            row_ids=rows.tolist(),
+        )
+    return tables
