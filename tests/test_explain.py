@@ -13,7 +13,7 @@ import torch
 from typer.testing import CliRunner
 
 import polyfuse
-from conftest import CLASS_WORDS, FAST, synthetic_frame
+from conftest import CLASS_WORDS, FAST, MEDIA_ROWS, synthetic_frame
 from polyfuse.config import FusionConfig, ModelConfig
 from polyfuse.data.batch import EncodedTable
 from polyfuse.data.errors import PolyfuseError
@@ -331,3 +331,42 @@ def test_cli_explains_the_digits_model_on_its_own_test_split(digits_model, tmp_p
     assert explain["rows"] == predictor.metrics["rows"]["test"]
     assert {"ig_image", "ig_audio", "ig_text"} <= set(explain["figures"])
     assert explain["features"]["audio"]["input"] == "logmel" and explain["features"]["image"]["samples"] == 4
+
+
+@pytest.mark.slow
+def test_frozen_pretrained_adapters_are_attributed_through_their_fixed_weights(media_table, tmp_path):
+    from transformers import ViTConfig, ViTModel, Wav2Vec2Config, Wav2Vec2Model
+
+    vit = ViTConfig(image_size=16, patch_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                    intermediate_size=64, num_channels=3)  # fmt: skip
+    w2v = Wav2Vec2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                         conv_dim=(16, 16), conv_kernel=(10, 3), conv_stride=(5, 2),
+                         num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)  # fmt: skip
+    ViTModel(vit).save_pretrained(tmp_path / "vit")
+    Wav2Vec2Model(w2v).save_pretrained(tmp_path / "w2v")
+    predictor = polyfuse.fit(
+        media_table,
+        label="label",
+        on_error="skip",
+        verbose=False,
+        baselines=False,
+        max_epochs=1,
+        encoders={"img": "hf_image", "clip": "hf_audio", "text": "text_bag"},
+        encoder_params={
+            "img": {"pretrained": str(tmp_path / "vit")},
+            "clip": {"pretrained": str(tmp_path / "w2v")},
+        },
+        freeze={"img": True, "clip": True},
+        processor_options={"clip": {"duration": 0.2}},
+    )
+    result = polyfuse.explain(
+        predictor, media_table, out=tmp_path / "explain", on_error="skip", samples=3, steps=8
+    )
+    image, audio = result["features"]["img"], result["features"]["clip"]
+    assert image["frozen_encoder"] and audio["frozen_encoder"]
+    assert image["mean_abs"] > 0  # gradients reached the pixels through the frozen ViT
+    assert audio["input"] == "waveform" and max(audio["profile"]) > 0
+    assert {"ig_img", "ig_clip", "ig_text"} <= set(result["figures"])
+    assert result["rows"] == MEDIA_ROWS - 1  # the truncated image's row is skipped
+    without_clip = [p for p in result["presence"] if "clip" not in p["present"]]
+    assert [p["rows"] for p in without_clip] == [1]  # the missing clip's row is kept, clip absent

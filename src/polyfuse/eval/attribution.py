@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from polyfuse.eval.gradients import Attribution, integrated_gradients, sample_rows, skipped
 from polyfuse.eval.permutation import permutation_importance
@@ -69,7 +69,15 @@ def attribute(
                 out[m] = skipped(f"no attribution method for {kind!r} inputs")
         except (RuntimeError, TypeError, AttributeError) as err:  # e.g. an encoder that cuts gradients
             out[m] = skipped(f"attribution failed: {err}")
+        if kind in ("image", "audio", "text") and "skipped" not in out[m].summary:
+            # Gradients went through weights that training kept fixed: worth knowing when reading.
+            out[m].summary["frozen_encoder"] = is_frozen(probe.model.encoders[m])
     return out
+
+
+def is_frozen(encoder: nn.Module) -> bool:
+    """A pretrained adapter with a frozen backbone, or an encoder without trainable parameters."""
+    return bool(getattr(encoder, "frozen", False)) or not any(p.requires_grad for p in encoder.parameters())
 
 
 def as_float_pixels(x: Tensor) -> Tensor:
