@@ -235,11 +235,12 @@ def test_a_token_level_fusion_is_explained_on_tokens(tiny):
 
 
 def _compare_dir(folder: Path) -> Path:
+    """summary.csv without compare.json: the metric is read from the <metric>_mean column."""
     folder.mkdir()
     rows = [
-        {"modalities": "tabular", "fusion": "concat", "accuracy_mean": 0.7},
-        {"modalities": "text", "fusion": "concat", "accuracy_mean": 0.75},
-        {"modalities": "tabular+text", "fusion": "concat", "accuracy_mean": 0.9},
+        {"modalities": "tabular", "fusion": "concat", "val_score_mean": 0.5, "accuracy_mean": 0.7},
+        {"modalities": "text", "fusion": "concat", "val_score_mean": 0.5, "accuracy_mean": 0.75},
+        {"modalities": "tabular+text", "fusion": "concat", "val_score_mean": 0.5, "accuracy_mean": 0.9},
     ]
     pd.DataFrame(rows).to_csv(folder / "summary.csv", index=False)
     return folder

@@ -60,7 +60,8 @@ def subset_scores(folder: str | Path) -> SubsetScores:
 
 
 def _metric_from_columns(frame: pd.DataFrame) -> str:
-    names = [c[: -len("_mean")] for c in frame.columns if c.endswith("_mean") and c != "train_seconds_mean"]
+    other = {"train_seconds_mean", "val_score_mean"}
+    names = [c[: -len("_mean")] for c in frame.columns if c.endswith("_mean") and c not in other]
     if not names:
         raise PolyfuseError("summary.csv has no <metric>_mean column")
     return names[0]
