@@ -1,8 +1,9 @@
-"""A trained model opened up for explanation: embeddings computed once, fusion re-run under any mask.
+"""A trained model opened up for explanation: fusion inputs computed once, fusion re-run under any mask.
 
 Encoders do not see the presence mask, so "what if modality m were absent" needs only the fusion
 and the head again: every coalition, drop rate or presence pattern costs one pass of the (small)
-fusion over the stored embeddings, not a pass of the encoders.
+fusion over the stored fusion inputs (embeddings, or token sequences for a token-level fusion),
+not a pass of the encoders.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ Drop: a seeded random share of the rows loses the modality (mask only; rows wher
 the data stay absent), so rate 1.0 equals the coalition of all the other modalities.
 Noise: Gaussian noise scaled by the input's standard deviation (over present rows) is added to the
 modality's input tensor and the encoder is run again. Inputs without a continuous tensor (token
-ids) and modalities known only by cached embeddings get the noise on their embedding instead.
+ids) and modalities known only by cached embeddings get the noise on what the fusion receives
+(their embedding, or tokens), scaled by its std, instead.
 """
 
 from __future__ import annotations
