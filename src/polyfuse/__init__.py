@@ -16,6 +16,8 @@ _API = {
     "compare": "polyfuse.sweep",
     "load": "polyfuse.api",
     "Predictor": "polyfuse.api",
+    "explain": "polyfuse.api",
+    "report": "polyfuse.api",
     "read_table": "polyfuse.data.table",
     "infer_schema": "polyfuse.data.schema",
     "list_datasets": "polyfuse.data.datasets",

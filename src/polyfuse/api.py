@@ -303,9 +303,65 @@ def data_split(predictor: Predictor, split: str = "test", data: Any = None) -> t
     return frame.iloc[rows], base_dir
 
 
+def explain(
+    model: Predictor | str | Path,
+    data: Any = None,
+    out: str | Path | None = None,
+    compare_dir: str | Path | None = None,
+    *,
+    seed: int = 0,
+    samples: int = 8,
+    steps: int = 24,
+    on_error: str = "raise",
+) -> dict[str, Any]:
+    """Who contributes what, and where fusion fails: modality Shapley values (by masking),
+    feature attributions, errors by presence pattern, fixes / breaks, robustness, embedding
+    similarity, fusion weights. Needs ``pip install polyfuse[explain]``.
+
+    Args:
+        model: A Predictor or a saved model directory.
+        data: Labelled rows to explain (path, DataFrame or ``(frame, folder)``); default the
+            model's own test split (``data_split``).
+        out: Write the explain directory here (shapley.json, shapley_per_sample.csv,
+            explain.json, PNG figures).
+        compare_dir: A ``polyfuse compare`` directory: also Shapley values over its retrained subsets.
+        seed: Seeds the sampled rows, drops, noise and permutations.
+        samples: Rows per modality explained by integrated gradients.
+        steps: Integration steps of integrated gradients.
+        on_error: "raise" or "skip" bad rows of ``data``.
+
+    Returns:
+        explain.json's content, with shapley.json's under "shapley".
+    """
+    from polyfuse.eval.explain import explain_table
+
+    predictor = model if isinstance(model, Predictor) else load(model)
+    rows = data_split(predictor, "test") if data is None else _frame(data)
+    table, _ = predictor.encode(rows, targets=True, on_error=on_error)
+    if len(table) == 0:
+        raise PolyfuseError("no labelled rows left to explain")
+    return explain_table(predictor, table, out, compare_dir, seed=seed, samples=samples, steps=steps)
+
+
 def _frame(data: Any) -> tuple[pd.DataFrame, Path]:
     """A table source, or an already-read ``(frame, folder)`` pair, as a frame and its folder."""
     return data if isinstance(data, tuple) else read_table(data)
+
+
+def report(run_dir: str | Path, out: str | Path | None = None) -> Path:
+    """Write one self-contained HTML report of a compare, model or explain directory.
+
+    Args:
+        run_dir: A ``polyfuse compare`` output, a saved model directory (with an optional
+            ``explain/`` folder) or a ``polyfuse explain`` output.
+        out: The HTML file to write; default ``run_dir/report.html``.
+
+    Returns:
+        The path of the written file. Needs matplotlib (``pip install polyfuse[explain]``).
+    """
+    from polyfuse.htmlreport import build_report
+
+    return build_report(run_dir, out)
 
 
 def list_encoders() -> list[dict[str, str]]:
@@ -339,8 +395,10 @@ def _first_line(obj: Any) -> str:
 
 __all__ = [
     "Predictor",
+    "explain",
     "fit",
     "load",
+    "report",
     "list_encoders",
     "list_fusions",
     "list_heads",

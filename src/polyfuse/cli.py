@@ -232,6 +232,51 @@ def _scores(test: dict[str, Any]) -> str:
     return ", ".join(f"{k} {v:.4f}" for k, v in test.items() if isinstance(v, float))
 
 
+@app.command()
+def report(
+    run_dir: Path = typer.Argument(..., help="compare, model or explain directory"),
+    out: Optional[Path] = typer.Option(None, help="HTML file to write; default: RUN_DIR/report.html"),
+) -> None:
+    """Write a self-contained HTML report (tables, figures) of a compare, model or explain directory."""
+    import polyfuse
+
+    typer.echo(str(polyfuse.report(run_dir, out=out)))
+
+
+@app.command()
+def explain(
+    model: Path = typer.Argument(..., help="saved model directory"),
+    table: Optional[Path] = typer.Argument(None, help="labelled table; default: the model's own test split"),
+    out: Path = typer.Option(..., help="folder to write shapley.json, explain.json and the figures"),
+    compare: Optional[Path] = typer.Option(None, help="compare directory: Shapley over retrained subsets"),
+    samples: int = typer.Option(8, help="rows per modality explained by integrated gradients"),
+    steps: int = typer.Option(24, help="integration steps of integrated gradients"),
+    seed: int = typer.Option(0),
+    on_error: str = typer.Option("raise", help=ON_ERROR_HELP),
+) -> None:
+    """Modality Shapley values, feature attributions, robustness and fusion errors of a saved model."""
+    import polyfuse
+
+    result = polyfuse.explain(
+        model,
+        str(table) if table else None,
+        out=out,
+        compare_dir=compare,
+        seed=seed,
+        samples=samples,
+        steps=steps,
+        on_error=on_error,
+    )
+    shapley = result["shapley"]
+    typer.echo(
+        f"{result['metric']}: {shapley['metric_all']:.4f} with every modality, "
+        f"{shapley['metric_none']:.4f} with none ({result['rows']} rows)"
+    )
+    for name, value in sorted(shapley["values"].items(), key=lambda kv: -kv[1]):
+        typer.echo(f"  Shapley {name:12s} {value:+.4f}")
+    typer.echo(f"wrote {out}")
+
+
 @app.command("encoders")
 def list_encoders() -> None:
     """List registered encoders."""
@@ -241,13 +286,54 @@ def list_encoders() -> None:
         typer.echo(f"{item['name']:18s} {item['modality']:8s} {item['doc']}")
 
 
-@app.command("fusions")
-def list_fusions() -> None:
-    """List registered fusion strategies."""
+fusions_app = typer.Typer(help="Fusion strategies.", invoke_without_command=True)
+app.add_typer(fusions_app, name="fusions")
+
+
+@fusions_app.callback()
+def list_fusions(ctx: typer.Context) -> None:
+    """List registered fusion strategies (`polyfuse fusions list`: with sizes and speeds)."""
     import polyfuse
 
-    for item in polyfuse.list_fusions():
-        typer.echo(f"{item['name']:18s} {item['doc']}")
+    if ctx.invoked_subcommand is None:
+        for item in polyfuse.list_fusions():
+            typer.echo(f"{item['name']:18s} {item['doc']}")
+
+
+@fusions_app.command("list")
+def fusions_table(
+    dims: str = typer.Option(
+        "image=128,audio=128,text=128", help="MODALITY=SIZE,... embedding sizes the fusions are built for"
+    ),
+    output_dim: Optional[int] = typer.Option(None, help="output size of every fusion (default: its own)"),
+    batch_size: int = typer.Option(64, help="rows per timed forward pass"),
+    repeats: int = typer.Option(5, help="timed forward passes per fusion (the median is shown)"),
+) -> None:
+    """Table of every fusion: first doc line, parameters, forward latency (eval, no grad, CPU)."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from polyfuse.fusions import profile_fusions
+
+    in_dims = _dims(dims)
+    rows = profile_fusions(in_dims, output_dim=output_dim, batch_size=batch_size, repeats=repeats)
+    shown = ", ".join(f"{m}={d}" for m, d in in_dims.items())
+    table = Table(title=f"fusions for {shown}; ms per batch of {batch_size} (median of {repeats})")
+    for column in ("fusion", "description", "params", "output", "ms / batch"):
+        table.add_column(column, justify="left" if column in ("fusion", "description") else "right")
+    for row in rows:
+        cells = (escape(row["doc"]), f"{row['params']:,}", str(row["output_dim"]), f"{row['latency_ms']:.3g}")
+        table.add_row(row["name"], *cells)
+    Console(width=max(120, Console().width)).print(table)
+
+
+def _dims(text: str) -> dict[str, int]:
+    """``image=64,audio=64`` -> {"image": 64, "audio": 64}."""
+    pairs = _pairs([item for item in text.split(",") if item], "--dims")
+    if not pairs or not all(size.isdigit() and int(size) > 0 for size in pairs.values()):
+        raise typer.BadParameter(f"expected MODALITY=SIZE,... with positive integer sizes, got {text!r}")
+    return {name: int(size) for name, size in pairs.items()}
 
 
 @datasets_app.command("list")
