@@ -14,7 +14,7 @@ from polyfuse.cli import app
 from polyfuse.sweep.board import summarize
 from polyfuse.sweep.grid import SINGLE_FUSION, build_grid, modality_subsets
 
-QUICK = {"verbose": False, "encoder_choices": {"text": ["text_bag"]}, "max_epochs": 3}
+QUICK = {"verbose": False, "encoder_choices": {"text": ["text_bag"]}, "max_epochs": 3, "explain": False}
 LEADERBOARD_COLUMNS = {"modalities", "fusion", "seed", "test_accuracy", "params", "train_seconds"}
 
 
@@ -92,8 +92,9 @@ def test_summary_averages_over_seeds_best_first():
 @pytest.fixture(scope="module")
 def compared(tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("compare")
+    options = {**QUICK, "explain": True}  # the one comparison here that also explains its best model
     result = polyfuse.compare(
-        synthetic_frame(240), "kind", out=out, fusions=["concat", "gmu"], seeds=2, **QUICK
+        synthetic_frame(240), "kind", out=out, fusions=["concat", "gmu"], seeds=2, **options
     )
     return out, result
 
@@ -191,3 +192,32 @@ def test_cli_compare_writes_the_leaderboard_and_best(tmp_path):
     board = pd.read_csv(out / "leaderboard.csv")
     assert len(board) == 3 and LEADERBOARD_COLUMNS <= set(board.columns)
     assert (out / "best" / "model.safetensors").is_file()
+
+
+def test_the_best_model_is_explained_with_subset_shapley_and_reported(compared):
+    out, _ = compared
+    shapley = json.loads((out / "explain" / "shapley.json").read_text())
+    assert set(shapley["values"]) == set(polyfuse.load(out / "best").model.modalities)
+    total = sum(shapley["values"].values())
+    assert total == pytest.approx(shapley["metric_all"] - shapley["metric_none"], abs=1e-6)
+    # Over the retrained subsets: every modality of the comparison gets a value.
+    assert set(shapley["subsets"]) == {"text", "tabular"}
+    html = polyfuse.report(out).read_text()
+    assert 'id="leaderboard"' in html and 'id="shapley"' in html and "data:image/png;base64," in html
+
+
+def test_the_default_pretrained_text_encoder_stays_frozen_in_every_run():
+    from polyfuse.api import fit_inputs
+    from polyfuse.encoders import default_text_model_path
+    from polyfuse.sweep.engine import CompareRequest, Workspace
+    from polyfuse.sweep.grid import RunSpec
+
+    if default_text_model_path() is None:
+        pytest.skip("the offline MiniLM package is not installed")
+    frame, base, fit_request, _ = fit_inputs(synthetic_frame(60), "kind")
+    choices = {"text": ["hf_text", "text_bag"]}
+    ws = Workspace(frame, base, CompareRequest(fit=fit_request, encoder_choices=choices))
+    minilm = ws.prepared(RunSpec(("text",), "concat", (("text", "hf_text"),), 0))
+    bag = ws.prepared(RunSpec(("text",), "concat", (("text", "text_bag"),), 0))
+    # As in fit: the default MiniLM is frozen (computed once per table), a trainable choice trains.
+    assert minilm.encoders["text"].freeze is True and bag.encoders["text"].freeze is False

@@ -117,10 +117,11 @@ def compare(
     budget: Optional[float] = typer.Option(None, help="wall-clock budget in seconds"),
     search: str = typer.Option("grid", help="grid (every run) or optuna (TPE + pruning)"),
     trials: int = typer.Option(20, help="optuna trials"),
+    explain: bool = typer.Option(True, help="explain best/ into OUT/explain (for polyfuse report)"),
     role: list[str] = typer.Option([], help="COLUMN=ROLE (text, image, audio, numeric, categorical, ignore)"),
     split_column: Optional[str] = typer.Option(None, help="column with train / val / test values"),
-    max_epochs: int = typer.Option(30, help="upper bound on epochs per run"),
-    patience: int = typer.Option(6, help="epochs without validation improvement before stopping"),
+    max_epochs: int = typer.Option(20, help="upper bound on epochs per run"),
+    patience: int = typer.Option(5, help="epochs without validation improvement before stopping"),
     lr: float = typer.Option(2e-3, help="AdamW learning rate"),
     modality_dropout: float = typer.Option(0.2, help="chance of masking a modality per training row"),
     on_error: str = typer.Option("raise", help=ON_ERROR_HELP),
@@ -141,6 +142,7 @@ def compare(
         budget_s=budget,
         search=search,
         trials=trials,
+        explain=explain,
         roles=_pairs(role, "--role"),
         split_column=split_column,
         on_error=on_error,
@@ -152,6 +154,7 @@ def compare(
     )
     state = "finished" if result.finished else "stopped by the budget (run again to resume)"
     typer.echo(f"comparison {state}: {out / 'leaderboard.csv'}, best model in {result.best_dir}")
+    typer.echo(f"HTML report: polyfuse report {out}")
 
 
 def _hf_encoder_for(modality: str) -> str:

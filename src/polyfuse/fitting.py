@@ -154,7 +154,7 @@ def train_and_test(
 ) -> Trained:
     from polyfuse.losses import default_loss
     from polyfuse.registry import LOSSES
-    from polyfuse.train.loop import train_model
+    from polyfuse.train.loop import cache_frozen_outputs, train_model
 
     torch.manual_seed(cfg.seed)  # initial weights follow the seed too
     model = build_model(config, pre)
@@ -162,6 +162,7 @@ def train_and_test(
     rep.start(title, model)
     result = train_model(model, config.heads, losses, tables["train"], tables["val"], cfg, log_dir, callbacks)
     start = time.perf_counter()
+    cache_frozen_outputs(model, [tables["test"]])  # kept on the table: later models reuse it
     test = evaluate_table(model, pre.schema, tables["test"])
     summary = {
         "train_seconds": round(result.seconds, 2),

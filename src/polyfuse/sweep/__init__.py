@@ -23,6 +23,7 @@ def compare(
     budget_s: float | None = None,
     search: str = "grid",
     trials: int = 20,
+    explain: bool = True,
     roles: dict[str, str] | None = None,
     split_column: str | None = None,
     encoder_params: dict[str, dict[str, Any]] | None = None,
@@ -49,18 +50,27 @@ def compare(
         search: ``"grid"`` (every run) or ``"optuna"`` (TPE over fusions, subsets and hyper-parameters,
             with pruning of weak trials).
         trials: Number of optuna trials.
-        **train_options: ``TrainConfig`` fields; ``modality_dropout`` defaults to
-            ``DEFAULT_MODALITY_DROPOUT`` here (single-modality runs use none).
+        explain: Explain the best model into ``out/explain`` (modality Shapley values, including over
+            the retrained subsets, attributions, robustness), ready for ``polyfuse report``.
+        **train_options: ``TrainConfig`` fields. Defaults differ from ``fit``'s: ``modality_dropout``
+            0.2 (single-modality runs use none), ``max_epochs`` 20, ``patience`` 5.
 
     Returns:
         A ``CompareResult`` (rows, summary frame, metric, whether every run finished).
     """
     from polyfuse.api import fit_inputs
     from polyfuse.reporting import Reporter
-    from polyfuse.sweep.engine import DEFAULT_MODALITY_DROPOUT, CompareRequest
+    from polyfuse.sweep.engine import (
+        DEFAULT_MAX_EPOCHS,
+        DEFAULT_MODALITY_DROPOUT,
+        DEFAULT_PATIENCE,
+        CompareRequest,
+    )
     from polyfuse.sweep.runner import run_compare
 
     train_options.setdefault("modality_dropout", DEFAULT_MODALITY_DROPOUT)
+    train_options.setdefault("max_epochs", DEFAULT_MAX_EPOCHS)
+    train_options.setdefault("patience", DEFAULT_PATIENCE)
     frame, base_dir, fit_request, source = fit_inputs(
         data,
         label,
@@ -82,5 +92,6 @@ def compare(
         budget_s=budget_s,
         search=search,
         trials=trials,
+        explain=explain,
     )
     return run_compare(frame, base_dir, request, Path(out), Reporter(verbose), data=source)

@@ -29,6 +29,11 @@ from polyfuse.sweep.grid import DEFAULT_FUSIONS, RunSpec, build_grid, modality_s
 # Modality dropout of multi-modality runs unless the user sets one: it makes a model usable (and its
 # masking-based Shapley values meaningful) when a modality is missing at inference.
 DEFAULT_MODALITY_DROPOUT = 0.2
+# Many runs share the budget: fewer epochs than a single fit (30 / patience 6) by default.
+DEFAULT_MAX_EPOCHS = 20
+DEFAULT_PATIENCE = 5
+# Inference latency is timed on at most this many test rows (every encoder run, no cache).
+LATENCY_ROWS = 128
 
 
 @dataclass
@@ -44,6 +49,7 @@ class CompareRequest:
     budget_s: float | None = None  # wall-clock budget: no run starts after it, a running one is cut
     search: str = "grid"  # "grid" or "optuna"
     trials: int = 20  # optuna trials
+    explain: bool = True  # explain the best model into ``out/explain`` (needs the explain extra)
 
 
 @dataclass
@@ -64,8 +70,10 @@ class Workspace:
         self.schema: Schema = infer_schema(
             frame, fit.label, base_dir, declared=fit.roles, split_column=fit.split_column
         )
-        defaults, _ = choose_encoders(self.schema, fit)
-        self.choices = {m: req.encoder_choices.get(m) or [defaults[m].name] for m in self.schema.modalities}
+        self.defaults, _ = choose_encoders(self.schema, fit)
+        self.choices = {
+            m: req.encoder_choices.get(m) or [self.defaults[m].name] for m in self.schema.modalities
+        }
         self.splits = split_indices(
             frame, self.schema, fit.train.seed, fit.train.val_fraction, fit.train.test_fraction
         )
@@ -78,7 +86,12 @@ class Workspace:
         assignment = {m: c[0] for m, c in self.choices.items()} | dict(spec.encoders)
         key = tuple(sorted(assignment.items()))
         if key not in self._prepared:
-            request = dataclasses.replace(self.fit, encoders={**self.fit.encoders, **assignment})
+            # A default encoder keeps its default freezing (the offline MiniLM stays frozen, so
+            # its outputs are computed once) unless the user said otherwise.
+            freeze = {m: d.freeze for m, d in self.defaults.items() if assignment[m] == d.name}
+            request = dataclasses.replace(
+                self.fit, encoders={**self.fit.encoders, **assignment}, freeze={**freeze, **self.fit.freeze}
+            )
             encoders, options = choose_encoders(self.schema, request)
             train_rows = self.frame.iloc[self.splits["train"]]
             pre = Preprocessor(self.schema, options).fit(train_rows, self.base_dir)
@@ -152,14 +165,15 @@ def _share_cache(parents: dict[str, EncodedTable], children: dict[str, EncodedTa
 
 
 @torch.no_grad()
-def latency_ms(model: Any, table: EncodedTable, batch_size: int = 256) -> float:
-    """Inference milliseconds per row over the test table (batched, every encoder run)."""
+def latency_ms(model: Any, table: EncodedTable, rows: int = LATENCY_ROWS) -> float:
+    """Inference milliseconds per row on up to ``rows`` test rows, in one batch, every encoder run."""
     from polyfuse.models.inference import predict_table
 
-    fresh = EncodedTable(table.inputs, table.mask, table.targets, {}, table.row_ids)  # no cached shortcuts
+    sample = table.subset(list(range(min(rows, len(table)))))
+    sample.cached = {}  # no precomputed shortcuts: a served model runs every encoder
     start = time.perf_counter()
-    predict_table(model, fresh, batch_size)
-    return 1000 * (time.perf_counter() - start) / len(table)
+    predict_table(model, sample, batch_size=rows)
+    return 1000 * (time.perf_counter() - start) / len(sample)
 
 
 def result_row(spec: RunSpec, metric: str, trained: Trained, latency: float) -> dict[str, Any]:

@@ -127,7 +127,28 @@ def run_compare(
         finished = run_search(session)
     else:
         finished = _run_grid(session, default_grid(ws, req))
-    return _finish(session, finished)
+    result = _finish(session, finished)
+    if req.explain and (out / "best" / "config.json").is_file():
+        explain_best(session)
+    return result
+
+
+def explain_best(session: Session) -> None:
+    """``polyfuse explain`` of best/ on the test split, with Shapley values over the retrained subsets."""
+    from polyfuse.api import explain
+    from polyfuse.data.errors import PolyfuseError
+
+    ws = session.ws
+    rows = (ws.frame.iloc[ws.splits["test"]], ws.base_dir)
+    try:
+        result = explain(session.out / "best", rows, out=session.out / "explain", compare_dir=session.out)
+    except PolyfuseError as err:  # e.g. the explain extra is not installed: the comparison still stands
+        session.rep.line(f"explain skipped: {err}")
+        return
+    values = ", ".join(f"{m} {v:+.3f}" for m, v in result["shapley"]["values"].items())
+    session.rep.line(
+        f"modality Shapley values of best/ ({result['metric']}): {values}; see {session.out / 'explain'}"
+    )
 
 
 def _run_grid(session: Session, grid: list[RunSpec]) -> bool:
