@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install browser demo test lint clean
+.PHONY: install browser demo test lint clean bench-compare bench-fusions bench-avmnist
 
 install: $(VENV)/.installed
 
@@ -35,8 +35,18 @@ browser:
 test: install browser
 	$(PY) -m pytest -q -p no:cacheprovider
 
+# Benchmarks (minutes to hours; results with their machine go to benchmarks/results/).
+bench-compare: install
+	$(PY) -m benchmarks.compare_digits_av
+
+bench-fusions: install
+	$(PY) -m benchmarks.fusions_digits_av
+
+bench-avmnist: install
+	$(PY) -m benchmarks.avmnist
+
 lint: install
-	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/mypy src
 
 clean:

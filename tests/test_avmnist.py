@@ -12,7 +12,7 @@ from polyfuse.data.datasets import avmnist, list_datasets
 from polyfuse.registry import DATASETS
 
 SOURCE = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-LIMIT = 350  # 275 train / 25 val / 50 test
+LIMIT = 700  # 1% of the 70,000 rows: 550 train / 50 val / 100 test
 needs_data = pytest.mark.skipif(not (SOURCE / "mnist" / "mnist.npz").is_file(), reason="no ../shared/data")
 
 
@@ -67,7 +67,7 @@ def test_shapes_and_splits(builds: dict, name: str) -> None:
     assert d["x_image"].shape == (LIMIT, 28, 28) and d["x_image"].dtype == np.uint8
     assert d["x_audio"].shape == (LIMIT, 112, 112) and d["x_audio"].dtype == np.uint8
     counts = {s: int((d["split"] == s).sum()) for s in ("train", "val", "test")}
-    assert counts == {"train": 275, "val": 25, "test": 50}  # 55,000 / 5,000 / 10,000 scaled
+    assert counts == {"train": 550, "val": 50, "test": 100}  # 55,000 / 5,000 / 10,000 scaled
     assert set(np.unique(d["y"])) == set(range(10))
     # every clip speaks the row's digit
     assert all(int(c.split("_")[0]) == y for c, y in zip(d["clip"], d["y"], strict=True))
@@ -120,3 +120,18 @@ def test_each_modality_beats_chance(builds: dict, name: str, modality: str) -> N
     train, test = d["split"] != "test", d["split"] == "test"
     model = LogisticRegression(max_iter=100).fit(x[train], d["y"][train])
     assert model.score(x[test], d["y"][test]) > 0.25  # chance is 0.1
+
+
+@needs_data
+@pytest.mark.parametrize("name", ["avmnist", "avmnist-hard"])
+def test_benchmark_model_trains_one_epoch(builds: dict, name: str) -> None:
+    """The benchmark's MultiBench late-fusion model runs end to end on the 1% builds (no timing checks)."""
+    from benchmarks.avmnist.run import run
+
+    row = run(name, "multibench_late_fusion", seed=0, epochs=1, arrays=builds[name])
+    # LeNet 28 px (13,938) + LeNet 112 px (221,874) + head 240 -> 100 -> 10 (25,110): MultiBench's sizes.
+    assert row["params"] == 13_938 + 221_874 + 25_110
+    assert 0.0 <= row["test_accuracy"] <= 1.0 and row["best_epoch"] == 0
+    assert (
+        row["seconds_per_epoch"] > 0 and row["bare_compute_seconds_per_epoch"] > 0 and row["peak_rss_mb"] > 0
+    )

@@ -335,16 +335,9 @@ def test_cli_explains_the_digits_model_on_its_own_test_split(digits_model, tmp_p
 
 
 @pytest.mark.slow
-def test_frozen_pretrained_adapters_are_attributed_through_their_fixed_weights(media_table, tmp_path):
-    from transformers import ViTConfig, ViTModel, Wav2Vec2Config, Wav2Vec2Model
-
-    vit = ViTConfig(image_size=16, patch_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                    intermediate_size=64, num_channels=3)  # fmt: skip
-    w2v = Wav2Vec2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-                         conv_dim=(16, 16), conv_kernel=(10, 3), conv_stride=(5, 2),
-                         num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)  # fmt: skip
-    ViTModel(vit).save_pretrained(tmp_path / "vit")
-    Wav2Vec2Model(w2v).save_pretrained(tmp_path / "w2v")
+def test_frozen_pretrained_adapters_are_attributed_through_their_fixed_weights(
+    media_table, tiny_models, tmp_path
+):
     predictor = polyfuse.fit(
         media_table,
         label="label",
@@ -354,8 +347,8 @@ def test_frozen_pretrained_adapters_are_attributed_through_their_fixed_weights(m
         max_epochs=1,
         encoders={"img": "hf_image", "clip": "hf_audio", "text": "text_bag"},
         encoder_params={
-            "img": {"pretrained": str(tmp_path / "vit")},
-            "clip": {"pretrained": str(tmp_path / "w2v")},
+            "img": {"pretrained": tiny_models["image"]},
+            "clip": {"pretrained": tiny_models["audio"]},
         },
         freeze={"img": True, "clip": True},
         processor_options={"clip": {"duration": 0.2}},

@@ -17,7 +17,8 @@ def test_plain_concat_is_torch_cat_in_sorted_order() -> None:
     out = fusion(emb, mask)
     assert fusion.output_dim == 10 and out.shape == (3, 10)
     torch.testing.assert_close(out[:2], torch.cat([emb["audio"], emb["image"]], dim=1)[:2])
-    assert torch.equal(out[2], torch.zeros(10))  # absent rows take the learned "missing" vectors (zero init)
+    assert torch.equal(out[2], torch.zeros(10))  # absent embeddings become zeros
+    assert sum(p.numel() for p in fusion.parameters()) == 0  # as MultiBench's Concat
 
 
 def test_lmf_without_norm_sees_the_raw_scale() -> None:

@@ -8,24 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 import polyfuse
-
-
-@pytest.fixture(scope="module")
-def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    from transformers import ViTConfig, ViTModel, Wav2Vec2Config, Wav2Vec2Model
-
-    root = tmp_path_factory.mktemp("hf")
-    vit = ViTConfig(image_size=16, patch_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                    intermediate_size=64, num_channels=3)  # fmt: skip
-    w2v = Wav2Vec2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-                         conv_dim=(16, 16), conv_kernel=(10, 3), conv_stride=(5, 2),
-                         num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)  # fmt: skip
-    ViTModel(vit).save_pretrained(root / "vit")
-    Wav2Vec2Model(w2v).save_pretrained(root / "w2v")
-    return {"image": str(root / "vit"), "audio": str(root / "w2v")}
 
 
 def test_fit_with_hf_image_and_audio_adapters(

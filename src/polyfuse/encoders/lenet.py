@@ -57,9 +57,12 @@ class LeNet(nn.Module):
         if self.channels_last:
             out = out.contiguous(memory_format=torch.channels_last)
         for conv, bn in zip(self.convs, self.bns, strict=True):
-            out = F.relu(bn(conv(out)))
+            out = bn(conv(out))
             if min(out.shape[-2:]) >= 2:
                 out = F.max_pool2d(out, 2)  # halves H and W
+            # ReLU after the pool: max-pool and ReLU commute exactly (values and gradients), and
+            # ReLU then touches 4x fewer elements than in MultiBench's conv-BN-ReLU-pool order.
+            out = F.relu(out)
         return out  # [B, output_dim, h, w]; 1x1 at MultiBench's sizes
 
     def forward(self, x: Tensor) -> Tensor:

@@ -20,7 +20,8 @@ class ConcatFusion(nn.Module):
     The per-modality LayerNorm puts embeddings of very different scales (a pretrained text model,
     a CNN trained from scratch) on an equal footing before they are mixed.
 
-    ``norm=False, project=False`` is plain concatenation (MultiBench's ``Concat``), for parity runs.
+    ``norm=False, project=False`` is plain concatenation (MultiBench's ``Concat``), for parity runs:
+    no parameters at all, absent embeddings become zeros.
 
     Args:
         in_dims: Modality -> embedding size.
@@ -45,7 +46,8 @@ class ConcatFusion(nn.Module):
         self.norms = nn.ModuleDict(
             {m: nn.LayerNorm(in_dims[m]) if norm else nn.Identity() for m in self.names}
         )
-        self.missing = nn.ParameterDict({m: nn.Parameter(torch.zeros(in_dims[m])) for m in self.names})
+        learned = self.names if project else []  # plain concatenation has no parameter at all
+        self.missing = nn.ParameterDict({m: nn.Parameter(torch.zeros(in_dims[m])) for m in learned})
         self.proj = (
             nn.Sequential(nn.Linear(width, output_dim), nn.ReLU(), nn.Dropout(dropout))
             if project
@@ -59,5 +61,5 @@ class ConcatFusion(nn.Module):
             keep = present(mask, m, x)  # [B, 1]
             # Zero absent rows before the norm too, so even their gradients stay finite.
             x = self.norms[m](select(keep, x, x.new_zeros(())))
-            parts.append(select(keep, x, self.missing[m]))
+            parts.append(select(keep, x, self.missing[m] if m in self.missing else x.new_zeros(())))
         return self.proj(torch.cat(parts, dim=1))  # type: ignore[no-any-return]  # [B, output_dim]

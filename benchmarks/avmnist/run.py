@@ -1,0 +1,121 @@
+"""One benchmark run in this process: train, test, time the epochs and the bare compute, peak memory.
+
+    python -m benchmarks.avmnist.run --variant avmnist --model multibench_late_fusion --seed 0 --epochs 2
+
+Prints one JSON object (the results row) as its last line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+from typing import Any
+
+import lightning as L
+import torch
+
+from benchmarks.avmnist.models import MODELS, BenchModel
+
+
+class EpochTimer(L.Callback):
+    """Wall-clock seconds of each training epoch, its validation included."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+        self._start = 0.0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.seconds.append(time.perf_counter() - self._start)
+
+
+def run(variant: str, model_name: str, seed: int, epochs: int, arrays: Any = None) -> dict[str, Any]:
+    """Train ``model_name`` on ``variant`` (its cached full build, or ``arrays`` from ``load_arrays``)."""
+    from polyfuse.config import HeadConfig, TrainConfig
+    from polyfuse.data.datasets.avmnist import encoded_splits, load_arrays
+    from polyfuse.eval.metrics import compute_metrics
+    from polyfuse.models.inference import predict_table
+    from polyfuse.train.loop import train_model
+
+    bench = MODELS[model_name]
+    arrays = load_arrays(variant) if arrays is None else arrays
+    tables = {k: t.select(list(bench.modalities)) for k, t in encoded_splits(arrays).items()}
+    del arrays
+    cfg = TrainConfig(
+        max_epochs=epochs, patience=epochs + 1, seed=seed, accelerator="cpu", progress=False, **bench.train
+    )
+    torch.manual_seed(seed)
+    model = bench.build()
+    timer = EpochTimer()
+    heads = [HeadConfig("digit", "multiclass", 10)]
+    result = train_model(
+        model,
+        heads,
+        {"digit": torch.nn.CrossEntropyLoss()},
+        tables["train"],
+        tables["val"],
+        cfg,
+        callbacks=[timer],
+    )
+    proba = predict_table(model, tables["test"], 512)["digit"].numpy()
+    accuracy = compute_metrics("multiclass", tables["test"].targets["digit"].numpy(), proba)["accuracy"]
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the bare run's copies
+    seconds = sum(timer.seconds) / len(timer.seconds)
+    return {
+        "variant": variant,
+        "model": model_name,
+        "epochs": epochs,
+        "seed": seed,
+        "test_accuracy": round(float(accuracy), 4),
+        "best_epoch": result.best_epoch,
+        "seconds_per_epoch": round(seconds, 2),
+        "bare_compute_seconds_per_epoch": round(bare_epoch(bench, cfg, tables), 2),
+        "peak_rss_mb": round(peak_rss_mb),
+        "samples_per_second": round(len(tables["train"]) / seconds),
+        "params": sum(p.numel() for p in model.parameters()),
+        "threads": torch.get_num_threads(),
+    }
+
+
+def bare_epoch(bench: BenchModel, cfg: Any, tables: dict[str, Any]) -> float:
+    """One epoch of forward + backward + optimizer steps (and the validation forward passes) over
+    batches gathered in memory beforehand: the compute floor the training loop is compared with."""
+    from polyfuse.train.module import make_optimizer
+
+    torch.manual_seed(cfg.seed)
+    model = bench.build()
+    train, val = tables["train"], tables["val"]
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.seed))
+    batches = [train.take(order[i : i + cfg.batch_size]) for i in range(0, len(train), cfg.batch_size)]
+    val_batches = [val.take(list(range(i, min(i + 512, len(val))))) for i in range(0, len(val), 512)]
+    opt = make_optimizer(cfg.optimizer, list(model.parameters()), cfg.lr, cfg.weight_decay)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    start = time.perf_counter()
+    model.train()
+    for batch in batches:
+        opt.zero_grad()
+        loss_fn(model(batch)["digit"], batch.targets["digit"]).backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        for batch in val_batches:
+            model(batch)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--variant", default="avmnist")
+    parser.add_argument("--model", default="multibench_late_fusion", choices=sorted(MODELS))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=2)
+    args = parser.parse_args()
+    print(json.dumps(run(args.variant, args.model, args.seed, args.epochs)))
+
+
+if __name__ == "__main__":
+    main()
