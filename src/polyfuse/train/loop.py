@@ -21,6 +21,10 @@ from polyfuse.data.batch import EncodedTable
 from polyfuse.models.multimodal import MultimodalModel, pack_tokens, pad_tokens
 from polyfuse.train.module import MultimodalTask, monitor_for
 
+# Validation batches: larger than training ones (no gradients kept), but bounded so that large
+# inputs (112x112 spectrograms) do not make validation the memory peak of a run.
+VAL_BATCH = 512
+
 
 @dataclass
 class TrainResult:
@@ -78,7 +82,8 @@ def train_model(
     with _quiet_lightning():
         stop = EarlyStopping(monitor, mode=mode, patience=cfg.patience)
         trainer = _trainer(cfg, [best, stop, *(callbacks or [])], log_dir)
-        trainer.fit(task, _loader(train, cfg.batch_size, cfg.seed, shuffle=True), _loader(val, 512))
+        val_batch = min(VAL_BATCH, 4 * cfg.batch_size)
+        trainer.fit(task, _loader(train, cfg.batch_size, cfg.seed, shuffle=True), _loader(val, val_batch))
     if best.state is not None:
         task.load_state_dict(best.state)
     model.cpu().eval()

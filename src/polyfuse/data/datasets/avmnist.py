@@ -341,7 +341,8 @@ def encoded_splits(arrays: dict[str, np.ndarray], label: str = "digit") -> dict[
     """``load_arrays`` output as train / val / test ``EncodedTable``s, ready for ``train_model``.
 
     Pixels stay uint8 (encoders scale them to 0..1 per batch): 60,000 spectrograms take 0.75 GB
-    instead of 3 GB as float32 (MultiBench keeps float64: 6 GB).
+    instead of 3 GB as float32 (MultiBench keeps float64: 6 GB). Splits stored as contiguous rows
+    (every full build) are views of ``arrays``, not copies.
     """
     import torch
 
@@ -351,10 +352,12 @@ def encoded_splits(arrays: dict[str, np.ndarray], label: str = "digit") -> dict[
     for split in ("train", "val", "test"):
         rows = np.flatnonzero(arrays["split"] == split)
         n = len(rows)
+        # The builds store each split as one block of rows: a slice is a view, so no copy is made.
+        take: Any = slice(rows[0], rows[-1] + 1) if n and rows[-1] - rows[0] == n - 1 else rows
         tables[split] = EncodedTable(
             inputs={
-                "image": torch.from_numpy(arrays["x_image"][rows]).unsqueeze(1),  # [N, 1, 28, 28] uint8
-                "audio": torch.from_numpy(arrays["x_audio"][rows]).unsqueeze(1),  # [N, 1, 112, 112] uint8
+                "image": torch.from_numpy(arrays["x_image"][take]).unsqueeze(1),  # [N, 1, 28, 28] uint8
+                "audio": torch.from_numpy(arrays["x_audio"][take]).unsqueeze(1),  # [N, 1, 112, 112] uint8
             },
             mask={m: torch.ones(n, dtype=torch.bool) for m in ("image", "audio")},
             targets={label: torch.from_numpy(arrays["y"][rows].astype(np.int64))},
