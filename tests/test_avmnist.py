@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from polyfuse.data.datasets import avmnist, list_datasets
 from polyfuse.registry import DATASETS
@@ -49,6 +50,7 @@ def builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, np.n
         out[name] = avmnist.load_arrays(name, source=SOURCE, limit=LIMIT, out=folder)
         out[name]["clip"] = pd.read_csv(folder / avmnist.TABLE)["clip"].to_numpy()
         out[name]["row"] = pd.read_csv(folder / avmnist.TABLE)["row"].to_numpy()
+        out[name]["folder"] = folder
     return out
 
 
@@ -135,3 +137,18 @@ def test_benchmark_model_trains_one_epoch(builds: dict, name: str) -> None:
     assert (
         row["seconds_per_epoch"] > 0 and row["bare_compute_seconds_per_epoch"] > 0 and row["peak_rss_mb"] > 0
     )
+
+
+@needs_data
+@pytest.mark.parametrize("name", ["avmnist", "avmnist-hard"])
+def test_load_splits_reads_the_same_tables_as_the_arrays(builds: dict, name: str) -> None:
+    """Reading each split's rows from disk (one copy in memory) gives the tables of the loaded arrays."""
+    direct = avmnist.load_splits(name, source=SOURCE, limit=LIMIT, out=builds[name]["folder"])
+    from_arrays = avmnist.encoded_splits(builds[name])
+    for split in ("train", "val", "test"):
+        a, b = direct[split], from_arrays[split]
+        assert a.row_ids == b.row_ids and len(a) > 0
+        for modality in ("image", "audio"):
+            assert a.inputs[modality].dtype == torch.uint8
+            assert torch.equal(a.inputs[modality], b.inputs[modality])
+        assert torch.equal(a.targets["digit"], b.targets["digit"])

@@ -280,17 +280,7 @@ def load_arrays(
     Returns:
         ``x_image`` uint8 [N, 28, 28], ``x_audio`` uint8 [N, 112, 112], ``y`` int [N], ``split`` str [N].
     """
-    from polyfuse.data.datasets import COMPLETE, build_dataset
-
-    if source is None:
-        table = build_dataset(name, out=out, seed=seed, limit=limit)
-    else:  # same marker protocol as build_dataset, with an explicit source
-        folder = Path(out) if out is not None else _source_folder(name, Path(source), seed, limit)
-        if not (folder / COMPLETE).exists():
-            folder.mkdir(parents=True, exist_ok=True)
-            build(folder, seed=seed, limit=limit, source=Path(source), hard=name == "avmnist-hard")
-            (folder / COMPLETE).write_text(TABLE + "\n")
-        table = folder / TABLE
+    table = table_path(name, source, limit, seed, out)
     frame = pd.read_csv(table)
     return {
         "x_image": np.load(table.parent / IMAGES),
@@ -298,6 +288,21 @@ def load_arrays(
         "y": frame["digit"].to_numpy(),
         "split": frame["split"].to_numpy().astype(str),
     }
+
+
+def table_path(name: str, source: str | Path | None, limit: int | None, seed: int, out: Path | None) -> Path:
+    """The build's table, built first unless a complete build is there (arguments as ``load_arrays``)."""
+    from polyfuse.data.datasets import COMPLETE, build_dataset
+
+    if source is None:
+        return build_dataset(name, out=out, seed=seed, limit=limit)
+    # the same marker protocol as build_dataset, with an explicit source
+    folder = Path(out) if out is not None else _source_folder(name, Path(source), seed, limit)
+    if not (folder / COMPLETE).exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        build(folder, seed=seed, limit=limit, source=Path(source), hard=name == "avmnist-hard")
+        (folder / COMPLETE).write_text(TABLE + "\n")
+    return folder / TABLE
 
 
 def _source_folder(name: str, source: Path, seed: int, limit: int | None) -> Path:
@@ -337,30 +342,86 @@ HARD_INFO = _register(
 )
 
 
+def read_rows(path: Path, rows: np.ndarray) -> np.ndarray:
+    """Rows ``rows`` (sorted) of a ``.npy`` file, read with plain file reads: only they are in memory.
+
+    ``np.load(path)[rows]`` holds the whole file and the selection at once (1.8 GB for AV-MNIST's
+    spectrograms when a split is not one block of rows); a memory map would count every page it
+    touched as resident too.
+    """
+    header = np.load(path, mmap_mode="r")  # shape, dtype and data offset only: no page is read
+    shape, dtype, offset, c_order = header.shape, header.dtype, int(header.offset), header.flags.c_contiguous
+    del header
+    if not c_order:
+        raise ValueError(f"{path}: only C-ordered arrays are supported")
+    row_bytes = int(np.prod(shape[1:])) * dtype.itemsize
+    out = np.empty((len(rows), *shape[1:]), dtype=dtype)
+    if len(rows) == 0:
+        return out
+    with open(path, "rb") as f:
+        flat = memoryview(out).cast("B")  # type: ignore[arg-type]  # the output's bytes, row after row
+        breaks = np.flatnonzero(np.diff(rows) != 1) + 1  # starts of runs of consecutive rows
+        for start, stop in zip(np.r_[0, breaks], np.r_[breaks, len(rows)], strict=True):
+            f.seek(offset + int(rows[start]) * row_bytes)
+            f.readinto(flat[int(start) * row_bytes : int(stop) * row_bytes])
+    return out
+
+
+def load_splits(
+    name: str = "avmnist",
+    source: str | Path | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+    out: Path | None = None,
+    label: str = "digit",
+) -> dict[str, Any]:
+    """Train / val / test ``EncodedTable``s of a build, reading only each split's rows from disk.
+
+    Peak memory is one copy of the data (0.93 GB for a full build), also for ``avmnist-hard``,
+    whose splits are interleaved rows. Arguments as ``load_arrays``.
+    """
+    table = table_path(name, source, limit, seed, out)
+    frame = pd.read_csv(table)
+    splits = frame["split"].to_numpy().astype(str)
+    tables = {}
+    for split in ("train", "val", "test"):
+        rows = np.flatnonzero(splits == split)
+        image = read_rows(table.parent / IMAGES, rows)
+        audio = read_rows(table.parent / SPECTROGRAMS, rows)
+        tables[split] = _encoded(image, audio, frame["digit"].to_numpy()[rows], rows, label)
+    return tables
+
+
 def encoded_splits(arrays: dict[str, np.ndarray], label: str = "digit") -> dict[str, Any]:
     """``load_arrays`` output as train / val / test ``EncodedTable``s, ready for ``train_model``.
 
     Pixels stay uint8 (encoders scale them to 0..1 per batch): 60,000 spectrograms take 0.75 GB
-    instead of 3 GB as float32 (MultiBench keeps float64: 6 GB). Splits stored as contiguous rows
-    (every full build) are views of ``arrays``, not copies.
+    instead of 3 GB as float32 (MultiBench keeps float64: 6 GB). A split stored as one block of
+    rows (both splits of ``avmnist``) is a view of ``arrays``, not a copy.
     """
-    import torch
-
-    from polyfuse.data.batch import EncodedTable
-
     tables = {}
     for split in ("train", "val", "test"):
         rows = np.flatnonzero(arrays["split"] == split)
         n = len(rows)
-        # The builds store each split as one block of rows: a slice is a view, so no copy is made.
         take: Any = slice(rows[0], rows[-1] + 1) if n and rows[-1] - rows[0] == n - 1 else rows
-        tables[split] = EncodedTable(
-            inputs={
-                "image": torch.from_numpy(arrays["x_image"][take]).unsqueeze(1),  # [N, 1, 28, 28] uint8
-                "audio": torch.from_numpy(arrays["x_audio"][take]).unsqueeze(1),  # [N, 1, 112, 112] uint8
-            },
-            mask={m: torch.ones(n, dtype=torch.bool) for m in ("image", "audio")},
-            targets={label: torch.from_numpy(arrays["y"][rows].astype(np.int64))},
-            row_ids=rows.tolist(),
+        tables[split] = _encoded(
+            arrays["x_image"][take], arrays["x_audio"][take], arrays["y"][rows], rows, label
         )
     return tables
+
+
+def _encoded(image: np.ndarray, audio: np.ndarray, y: np.ndarray, rows: np.ndarray, label: str) -> Any:
+    import torch
+
+    from polyfuse.data.batch import EncodedTable
+
+    n = len(rows)
+    return EncodedTable(
+        inputs={
+            "image": torch.from_numpy(image).unsqueeze(1),  # [N, 1, 28, 28] uint8
+            "audio": torch.from_numpy(audio).unsqueeze(1),  # [N, 1, 112, 112] uint8
+        },
+        mask={m: torch.ones(n, dtype=torch.bool) for m in ("image", "audio")},
+        targets={label: torch.from_numpy(y.astype(np.int64))},
+        row_ids=rows.tolist(),
+    )
