@@ -374,18 +374,20 @@ def load_splits(
     seed: int = 0,
     out: Path | None = None,
     label: str = "digit",
+    splits: tuple[str, ...] = ("train", "val", "test"),
 ) -> dict[str, Any]:
-    """Train / val / test ``EncodedTable``s of a build, reading only each split's rows from disk.
+    """``EncodedTable``s of some splits of a build, reading only their rows from disk.
 
-    Peak memory is one copy of the data (0.93 GB for a full build), also for ``avmnist-hard``,
-    whose splits are interleaved rows. Arguments as ``load_arrays``.
+    Memory holds one copy of the chosen splits (0.93 GB for all of a full build), also for
+    ``avmnist-hard``, whose splits are interleaved rows; a training run can load the test split
+    only after training. Other arguments as ``load_arrays``.
     """
     table = table_path(name, source, limit, seed, out)
     frame = pd.read_csv(table)
-    splits = frame["split"].to_numpy().astype(str)
+    which = frame["split"].to_numpy().astype(str)
     tables = {}
-    for split in ("train", "val", "test"):
-        rows = np.flatnonzero(splits == split)
+    for split in splits:
+        rows = np.flatnonzero(which == split)
         image = read_rows(table.parent / IMAGES, rows)
         audio = read_rows(table.parent / SPECTROGRAMS, rows)
         tables[split] = _encoded(image, audio, frame["digit"].to_numpy()[rows], rows, label)
