@@ -69,7 +69,7 @@ def run(variant: str, model_name: str, seed: int, epochs: int, arrays: Any = Non
     del tables  # the training data leaves memory before the test split comes in
     gc.collect()  # the trainer's loaders referenced the tables through reference cycles
     test = splits("test")["test"]
-    proba = predict_table(model, test, 128)["digit"].numpy()  # small batches: low memory peak
+    proba = predict_table(model, test, cfg.eval_batch_size or 128)["digit"].numpy()  # small: low peak
     accuracy = compute_metrics("multiclass", test.targets["digit"].numpy(), proba)["accuracy"]
     del test
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the bare run's copies
@@ -100,7 +100,8 @@ def bare_epoch(bench: BenchModel, cfg: Any, tables: dict[str, Any]) -> float:
     train, val = tables["train"], tables["val"]
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.seed))
     batches = [train.take(order[i : i + cfg.batch_size]) for i in range(0, len(train), cfg.batch_size)]
-    val_batches = [val.take(list(range(i, min(i + 512, len(val))))) for i in range(0, len(val), 512)]
+    step = cfg.eval_batch_size or 512
+    val_batches = [val.take(list(range(i, min(i + step, len(val))))) for i in range(0, len(val), step)]
     opt = make_optimizer(cfg.optimizer, list(model.parameters()), cfg.lr, cfg.weight_decay)
     loss_fn = torch.nn.CrossEntropyLoss()
     start = time.perf_counter()

@@ -81,6 +81,7 @@ class ModelConfig:
 class TrainConfig:
     max_epochs: int = 30  # upper bound; early stopping usually ends sooner
     batch_size: int = 64
+    eval_batch_size: int | None = None  # validation batches; None: min(512, 4 x batch_size)
     lr: float = 2e-3  # learning rate
     weight_decay: float = 1e-4
     optimizer: str = "adamw"  # "adamw", "adam", "sgd" (plain) or "sgd_momentum" (0.9, Nesterov)

@@ -82,7 +82,7 @@ def train_model(
     with _quiet_lightning():
         stop = EarlyStopping(monitor, mode=mode, patience=cfg.patience)
         trainer = _trainer(cfg, [best, stop, *(callbacks or [])], log_dir)
-        val_batch = min(VAL_BATCH, 4 * cfg.batch_size)
+        val_batch = cfg.eval_batch_size or min(VAL_BATCH, 4 * cfg.batch_size)
         trainer.fit(task, _loader(train, cfg.batch_size, cfg.seed, shuffle=True), _loader(val, val_batch))
     if best.state is not None:
         task.load_state_dict(best.state)
