@@ -67,3 +67,12 @@ def test_leaky_relu_head_uses_the_given_slope() -> None:
     assert len(acts) == 1 and acts[0].negative_slope == 0.2
     with pytest.raises(ValueError, match="swish"):
         HEADS.build("multiclass", in_dim=4, num_outputs=3, hidden_dim=5, activation="swish")
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_every_head_takes_the_same_options(task: str) -> None:
+    outputs = 1 if task in ("binary", "regression") else 3
+    head = HEADS.build(
+        task, in_dim=4, num_outputs=outputs, hidden_dim=5, dropout=0.0, activation="leaky_relu"
+    )
+    assert any(isinstance(m, torch.nn.LeakyReLU) for m in head.modules())

@@ -45,7 +45,7 @@ class EncodedTable:
         """The rows at ``index`` as a Batch (also usable as a DataLoader ``collate_fn``)."""
         idx = torch.as_tensor(index, dtype=torch.long)
         return Batch(
-            inputs={k: _gather(v, idx) for k, v in self.inputs.items()},
+            inputs={k: gather(v, idx) for k, v in self.inputs.items()},
             mask={k: v[idx] for k, v in self.mask.items()},
             targets={k: v[idx] for k, v in self.targets.items()},
             cached={k: v[idx] for k, v in self.cached.items()},
@@ -68,7 +68,8 @@ class EncodedTable:
         )
 
 
-def _gather(value: Inputs, idx: Tensor) -> Inputs:
+def gather(value: Inputs, idx: Any) -> Inputs:
+    """Rows ``idx`` (index tensor or slice) of one input: a tensor, or a dict of tensors (ids + mask)."""
     if isinstance(value, dict):
         return {k: v[idx] for k, v in value.items()}
     return value[idx]

@@ -6,6 +6,7 @@ All heads share the same body; they differ only in how logits become what a user
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -81,10 +82,10 @@ class BinaryHead(TaskHead):
 
     task = "binary"
 
-    def __init__(self, in_dim: int, num_outputs: int = 1, hidden_dim: int = 0, dropout: float = 0.1) -> None:
+    def __init__(self, in_dim: int, num_outputs: int = 1, **options: Any) -> None:
         if num_outputs != 1:
             raise ValueError(f"a binary head has one output, got num_outputs={num_outputs}")
-        super().__init__(in_dim, num_outputs, hidden_dim, dropout)
+        super().__init__(in_dim, num_outputs, **options)  # hidden_dim, dropout, activation, ...
 
     def predict(self, logits: Tensor) -> Tensor:
         return torch.sigmoid(logits.reshape(logits.shape[0]))  # [B]

@@ -58,8 +58,9 @@ class MultimodalModel(nn.Module):
     def embed(self, batch: Batch) -> dict[str, Tensor]:
         """One embedding [B, D_m] per modality; frozen encoders' outputs may come precomputed."""
         out = {}
+        usable = self._usable_caches(batch)
         for name, enc in self.encoders.items():
-            cached = self._cached(batch, name, dims=2)
+            cached = self._cached(batch, name, 2, usable)
             out[name] = enc(batch.inputs[name]) if cached is None else cached
         return out
 
@@ -68,8 +69,9 @@ class MultimodalModel(nn.Module):
         packed tokens cached for a frozen encoder). An encoder without ``forward_tokens`` gives its
         embedding [B, D_m], which token-level fusions read as a single valid token."""
         tokens, valid = {}, {}
+        usable = self._usable_caches(batch)
         for name, enc in self.encoders.items():
-            cached = self._cached(batch, name, dims=3 if has_tokens(enc) else 2)
+            cached = self._cached(batch, name, 3 if has_tokens(enc) else 2, usable)
             if not has_tokens(enc):
                 tokens[name] = enc(batch.inputs[name]) if cached is None else cached  # [B, D_m]
             elif cached is not None:
@@ -78,12 +80,16 @@ class MultimodalModel(nn.Module):
                 tokens[name], valid[name] = enc.forward_tokens(batch.inputs[name])  # type: ignore[operator]
         return tokens, valid
 
-    def _cached(self, batch: Batch, name: str, dims: int) -> Tensor | None:
-        """The batch's cached output for ``name`` when it is of the wanted kind (2-D embeddings or
-        3-D packed tokens) and the encoder is still frozen; a cache never stands in for an encoder
-        that trains (a table may carry caches left by another model)."""
+    def _usable_caches(self, batch: Batch) -> set[str]:
+        """Modalities whose cached outputs may stand in for their encoder: only still-frozen ones (a
+        table may carry caches left by another model). Scans parameters only when there is a cache."""
+        return {name for name in batch.cached if name in self.encoders and self.is_cacheable(name)}
+
+    def _cached(self, batch: Batch, name: str, dims: int, usable: set[str]) -> Tensor | None:
+        """The batch's cached output for ``name`` when it is usable and of the wanted kind (2-D
+        embeddings or 3-D packed tokens)."""
         cached = batch.cached.get(name)
-        if cached is None or cached.dim() != dims or name not in self.cacheable_modalities():
+        if cached is None or cached.dim() != dims or name not in usable:
             return None
         return cached
 
@@ -128,9 +134,11 @@ class MultimodalModel(nn.Module):
         """Modalities whose input to the fusion never changes in training, so it can be computed once:
         fully frozen encoders and, for a token-level fusion, pretrained adapters with a frozen
         backbone (their tokens come before the trainable projection, which the fusion skips)."""
-        frozen = set(self.frozen_modalities())
-        return [
-            name
-            for name, enc in self.encoders.items()
-            if name in frozen or (self.caches_tokens(name) and bool(getattr(enc, "frozen", False)))
-        ]
+        return [name for name in self.encoders if self.is_cacheable(name)]
+
+    def is_cacheable(self, name: str) -> bool:
+        """One modality's test of ``cacheable_modalities``."""
+        enc = self.encoders[name]
+        if not any(p.requires_grad for p in enc.parameters()):
+            return True
+        return self.caches_tokens(name) and bool(getattr(enc, "frozen", False))

@@ -17,7 +17,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping
 
 from polyfuse.config import HeadConfig, TrainConfig
-from polyfuse.data.batch import EncodedTable
+from polyfuse.data.batch import EncodedTable, gather
 from polyfuse.models.multimodal import MultimodalModel, pack_tokens, pad_tokens
 from polyfuse.train.module import MultimodalTask, monitor_for
 
@@ -82,7 +82,7 @@ def train_model(
     with _quiet_lightning():
         stop = EarlyStopping(monitor, mode=mode, patience=cfg.patience)
         trainer = _trainer(cfg, [best, stop, *(callbacks or [])], log_dir)
-        val_batch = cfg.eval_batch_size or min(VAL_BATCH, 4 * cfg.batch_size)
+        val_batch = eval_batch_size(cfg)
         trainer.fit(task, _loader(train, cfg.batch_size, cfg.seed, shuffle=True), _loader(val, val_batch))
     if best.state is not None:
         task.load_state_dict(best.state)
@@ -95,6 +95,11 @@ def train_model(
         seconds=time.perf_counter() - start,
         history=best.history,
     )
+
+
+def eval_batch_size(cfg: TrainConfig) -> int:
+    """Rows per validation / evaluation batch: ``cfg.eval_batch_size``, else min(512, 4 x batch_size)."""
+    return cfg.eval_batch_size or min(VAL_BATCH, 4 * cfg.batch_size)
 
 
 def _trainer(cfg: TrainConfig, callbacks: list[Callback], log_dir: Path | None) -> L.Trainer:
@@ -155,7 +160,7 @@ def cache_frozen_outputs(model: MultimodalModel, tables: list[EncodedTable], bat
             if name not in table.inputs or (cached is not None and cached.dim() == (3 if as_tokens else 2)):
                 continue
             chunks = (  # one batch of inputs at a time, never a copy of the whole table
-                table.take(list(range(i, min(i + batch_size, len(table))))).inputs[name]
+                gather(table.inputs[name], slice(i, i + batch_size))  # this modality's inputs only
                 for i in range(0, len(table), batch_size)
             )
             out = _frozen_tokens(enc, chunks) if as_tokens else torch.cat([enc(x) for x in chunks])

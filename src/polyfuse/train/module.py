@@ -48,9 +48,9 @@ class MultimodalTask(L.LightningModule):
         self.log(
             "val_loss", self._loss(logits, batch.targets), on_epoch=True, prog_bar=True, batch_size=len(batch)
         )
-        preds = {k: v.float().cpu() for k, v in self.model.readable(logits).items()}
-        self._val_outputs.append(preds)
-        self._val_targets.append({k: v.cpu() for k, v in batch.targets.items()})
+        label = self.head_cfgs[0].label  # the only label read at the epoch's end
+        self._val_outputs.append({label: self.model.readable({label: logits[label]})[label].float().cpu()})
+        self._val_targets.append({label: batch.targets[label].cpu()})
 
     def on_validation_epoch_end(self) -> None:
         if not self._val_outputs:
