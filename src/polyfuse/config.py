@@ -148,9 +148,14 @@ def load_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text())
 
 
+def plain(value: Any) -> Any:
+    """A numpy / torch scalar as the Python number it holds; anything else unchanged."""
+    return value.item() if hasattr(value, "item") else value
+
+
 def _json_default(value: Any) -> Any:
     if hasattr(value, "item"):  # numpy / torch scalars
-        return value.item()
+        return plain(value)
     if hasattr(value, "tolist"):
         return value.tolist()
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")

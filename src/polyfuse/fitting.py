@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 
 from polyfuse.api import Predictor
-from polyfuse.config import EncoderConfig, FusionConfig, HeadConfig, ModelConfig, Schema, TrainConfig
+from polyfuse.config import EncoderConfig, FusionConfig, HeadConfig, ModelConfig, Schema, TrainConfig, plain
 from polyfuse.data.batch import EncodedTable
 from polyfuse.data.errors import DataError, SchemaError
 from polyfuse.data.preprocess import Preprocessor
@@ -195,11 +195,5 @@ def collect_metrics(
         **fused.summary,
         "baselines": {name: {"test": t.test, **t.summary} for name, t in baselines.items()},
         "rows": {name: len(table) for name, table in tables.items()},
-        "skipped_rows": [
-            {"row": _jsonable(e.row), "column": e.column, "problem": e.problem} for e in skipped
-        ],
+        "skipped_rows": [{"row": plain(e.row), "column": e.column, "problem": e.problem} for e in skipped],
     }
-
-
-def _jsonable(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value

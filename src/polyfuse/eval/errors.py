@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from polyfuse.config import plain
+from polyfuse.eval.metrics import compute_metrics
 from polyfuse.eval.probe import Probe, is_right
 
 EXAMPLES = 10  # row ids listed per fixed / broken group
@@ -58,8 +60,8 @@ def fix_break(
             "broken": int(len(broken)),
             "both_right": int((right & alone).sum()),
             "both_wrong": int((~right & ~alone).sum()),
-            "examples_fixed": [_plain(ids[i]) for i in fixed[:examples]],
-            "examples_broken": [_plain(ids[i]) for i in broken[:examples]],
+            "examples_fixed": [plain(ids[i]) for i in fixed[:examples]],
+            "examples_broken": [plain(ids[i]) for i in broken[:examples]],
         }
     return out
 
@@ -67,14 +69,10 @@ def fix_break(
 def confusion(probe: Probe, output: np.ndarray) -> dict[str, Any] | None:
     """{"classes": [...], "matrix": [[...]]} (rows: true class, columns: predicted); None unless
     the label is multiclass or binary."""
-    from sklearn.metrics import confusion_matrix
-
     if probe.task not in ("multiclass", "binary"):
         return None
-    pred = output.argmax(axis=1) if probe.task == "multiclass" else (output > 0.5).astype(int)
-    classes = list(probe.spec.classes)
-    matrix = confusion_matrix(probe.targets.astype(int), pred, labels=np.arange(len(classes)))
-    return {"classes": [_plain(c) for c in classes], "matrix": matrix.tolist()}
+    matrix = compute_metrics(probe.task, probe.targets, output)["confusion_matrix"]
+    return {"classes": [plain(c) for c in probe.spec.classes], "matrix": matrix}
 
 
 def read_modality_weights(fusion: nn.Module, names: list[str]) -> dict[str, Tensor] | None:
@@ -126,7 +124,3 @@ def attention_weights(probe: Probe) -> dict[str, float] | None:
     if not found:
         return None
     return {m: sums[m] / counts[m] if counts[m] else float("nan") for m in probe.modalities}
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value

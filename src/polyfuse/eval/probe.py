@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from polyfuse.config import LabelSpec
-from polyfuse.data.batch import EncodedTable, Inputs
+from polyfuse.data.batch import EncodedTable, Inputs, gather
 from polyfuse.models.multimodal import MultimodalModel, has_tokens, pad_tokens
 
 # The value of a coalition: the task's metric in a higher-is-better form (R² rather than MSE).
@@ -196,7 +195,7 @@ class Probe:
         """The fusion input of one modality for every row, from replacement inputs (noisy, permuted)."""
         n = len(self)
         parts = [
-            self.encode_rows(modality, _rows(inputs, slice(i, min(i + self.batch_size, n))))
+            self.encode_rows(modality, gather(inputs, slice(i, min(i + self.batch_size, n))))
             for i in range(0, n, self.batch_size)
         ]
         return _concat(parts)
@@ -221,9 +220,3 @@ def _concat(parts: list[Feature]) -> Feature:
         return Feature(torch.cat([p.values for p in parts]))
     tokens, valid = pad_tokens([(p.values, p.valid) for p in parts if p.valid is not None])
     return Feature(tokens, valid)
-
-
-def _rows(inputs: Inputs, index: Any) -> Inputs:
-    if isinstance(inputs, dict):
-        return {k: v[index] for k, v in inputs.items()}
-    return inputs[index]

@@ -85,11 +85,11 @@ def noise_curve(
     """[[level, metric], ...] and where the noise went ("input" or "embedding")."""
     present = probe.present[modality]
     inputs = probe.table.inputs.get(modality)
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator()
     where = "input" if inputs is not None and can_noise(inputs) else "embedding"
     curve = []
     for level in levels:
-        generator.manual_seed(seed + 1000 * probe.modalities.index(modality))
+        generator.manual_seed(seed + 1000 * probe.modalities.index(modality))  # the same draws at every level
         feature = probe.features[modality]
         if level > 0 and where == "input":
             feature = probe.encode(modality, noisy_inputs(inputs, level, present, generator))  # type: ignore[arg-type]

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from polyfuse.config import plain
 from polyfuse.eval.gradients import Attribution, integrated_gradients, skipped
 from polyfuse.eval.probe import Feature, Probe
 
@@ -93,7 +94,7 @@ def text_attribution(
         for token, score in tokens:
             by_token[token].append(score)
         if i < EXAMPLES:
-            examples.append({"row_id": _plain(row_ids[row]), "tokens": [[t, round(s, 6)] for t, s in tokens]})
+            examples.append({"row_id": plain(row_ids[row]), "tokens": [[t, round(s, 6)] for t, s in tokens]})
     ranked = sorted(by_token.items(), key=lambda kv: -abs(float(np.mean(kv[1]))))[:TOP_TOKENS]
     summary = {
         "method": "integrated_gradients",
@@ -106,7 +107,3 @@ def text_attribution(
         "examples": examples,
     }
     return Attribution(summary)
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value
