@@ -48,8 +48,8 @@ def builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, np.n
     for name in ("avmnist", "avmnist-hard"):
         folder = tmp_path_factory.mktemp(name)
         out[name] = avmnist.load_arrays(name, source=SOURCE, limit=LIMIT, out=folder)
-        out[name]["clip"] = pd.read_csv(folder / avmnist.TABLE)["clip"].to_numpy()
-        out[name]["row"] = pd.read_csv(folder / avmnist.TABLE)["row"].to_numpy()
+        table = pd.read_csv(folder / avmnist.TABLE)
+        out[name]["clip"], out[name]["row"] = table["clip"].to_numpy(), table["row"].to_numpy()
         out[name]["folder"] = folder
     return out
 

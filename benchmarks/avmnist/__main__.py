@@ -27,8 +27,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", default="2", help="comma-separated epoch budgets, e.g. 2,30")
     args = parser.parse_args()
-    done = pd.read_csv(CSV) if CSV.is_file() else pd.DataFrame(columns=KEY)
-    seen = {tuple(r) for r in done[KEY].astype(str).itertuples(index=False)}
+    rows = pd.read_csv(CSV).to_dict("records") if CSV.is_file() else []  # one frame per write: dtypes kept
+    seen = {tuple(str(r[k]) for k in KEY) for r in rows}
     for epochs in args.epochs.split(","):
         for variant in args.variants.split(","):
             for model in args.models.split(","):
@@ -36,7 +36,8 @@ def main() -> None:
                     if (variant, model, epochs, str(seed)) in seen:
                         continue
                     row = run_child(variant, model, seed, int(epochs))
-                    done = pd.concat([done, pd.DataFrame([row])], ignore_index=True)
+                    rows.append(row)
+                    done = pd.DataFrame(rows)
                     RESULTS.mkdir(exist_ok=True)
                     done.to_csv(CSV, index=False)
                     write_markdown(done)

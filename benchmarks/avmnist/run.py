@@ -40,7 +40,7 @@ def run(variant: str, model_name: str, seed: int, epochs: int, arrays: Any = Non
     from polyfuse.data.datasets.avmnist import encoded_splits, load_splits
     from polyfuse.eval.metrics import compute_metrics
     from polyfuse.models.inference import predict_table
-    from polyfuse.train.loop import train_model
+    from polyfuse.train.loop import eval_batch_size, train_model
 
     bench = MODELS[model_name]
 
@@ -69,7 +69,7 @@ def run(variant: str, model_name: str, seed: int, epochs: int, arrays: Any = Non
     del tables  # the training data leaves memory before the test split comes in
     gc.collect()  # the trainer's loaders referenced the tables through reference cycles
     test = splits("test")["test"]
-    proba = predict_table(model, test, cfg.eval_batch_size or 128)["digit"].numpy()  # small: low peak
+    proba = predict_table(model, test, eval_batch_size(cfg))["digit"].numpy()  # as validation
     accuracy = compute_metrics("multiclass", test.targets["digit"].numpy(), proba)["accuracy"]
     del test
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the bare run's copies
@@ -93,6 +93,7 @@ def run(variant: str, model_name: str, seed: int, epochs: int, arrays: Any = Non
 def bare_epoch(bench: BenchModel, cfg: Any, tables: dict[str, Any]) -> float:
     """One epoch of forward + backward + optimizer steps (and the validation forward passes) over
     batches gathered in memory beforehand: the compute floor the training loop is compared with."""
+    from polyfuse.train.loop import eval_batch_size
     from polyfuse.train.module import make_optimizer
 
     torch.manual_seed(cfg.seed)
@@ -100,7 +101,7 @@ def bare_epoch(bench: BenchModel, cfg: Any, tables: dict[str, Any]) -> float:
     train, val = tables["train"], tables["val"]
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.seed))
     batches = [train.take(order[i : i + cfg.batch_size]) for i in range(0, len(train), cfg.batch_size)]
-    step = cfg.eval_batch_size or 512
+    step = eval_batch_size(cfg)  # the batches the timed loop validates with
     val_batches = [val.take(list(range(i, min(i + step, len(val))))) for i in range(0, len(val), step)]
     opt = make_optimizer(cfg.optimizer, list(model.parameters()), cfg.lr, cfg.weight_decay)
     loss_fn = torch.nn.CrossEntropyLoss()

@@ -384,13 +384,13 @@ def load_splits(
     """
     table = table_path(name, source, limit, seed, out)
     frame = pd.read_csv(table)
-    which = frame["split"].to_numpy().astype(str)
+    which, digits = frame["split"].to_numpy().astype(str), frame["digit"].to_numpy()
     tables = {}
     for split in splits:
         rows = np.flatnonzero(which == split)
         image = read_rows(table.parent / IMAGES, rows)
         audio = read_rows(table.parent / SPECTROGRAMS, rows)
-        tables[split] = _encoded(image, audio, frame["digit"].to_numpy()[rows], rows, label)
+        tables[split] = _encoded(image, audio, digits[rows], rows, label)
     return tables
 
 
