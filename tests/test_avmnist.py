@@ -152,3 +152,15 @@ def test_load_splits_reads_the_same_tables_as_the_arrays(builds: dict, name: str
             assert a.inputs[modality].dtype == torch.uint8
             assert torch.equal(a.inputs[modality], b.inputs[modality])
         assert torch.equal(a.targets["digit"], b.targets["digit"])
+
+
+@needs_data
+def test_load_splits_reads_only_the_chosen_modalities(builds: dict) -> None:
+    """An image-only run never reads the spectrograms: only its modality is in the tables."""
+    kwargs = {"source": SOURCE, "limit": LIMIT, "out": builds["avmnist"]["folder"]}
+    images = avmnist.load_splits("avmnist", splits=("val",), modalities=("image",), **kwargs)["val"]
+    both = avmnist.load_splits("avmnist", splits=("val",), **kwargs)["val"]
+    assert set(images.inputs) == set(images.mask) == {"image"}
+    assert torch.equal(images.inputs["image"], both.inputs["image"])
+    with pytest.raises(ValueError, match="unknown AV-MNIST modalities"):
+        avmnist.load_splits("avmnist", modalities=("text",), **kwargs)

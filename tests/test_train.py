@@ -176,6 +176,24 @@ def test_train_model_keeps_the_best_validation_epoch(make_frame, task, label):
     assert not model.training
 
 
+def test_train_model_lets_the_caller_free_its_tables(make_frame):
+    """Lightning objects outlive a fit through a callback (it keeps the task's bound methods); the
+    data loaders must not keep the tables alive through them (the AV-MNIST memory peak)."""
+    import gc
+    import weakref
+
+    from lightning.pytorch.callbacks import Callback
+
+    model, heads, losses, tables, _ = _prepared(make_frame(120), "kind")
+    kept = Callback()  # alive after the fit, as a caller's timer or pruning callback is
+    cfg = TrainConfig(max_epochs=1, progress=False, accelerator="cpu")
+    train_model(model, heads, losses, tables["train"], tables["val"], cfg, callbacks=[kept])
+    table = weakref.ref(tables["train"])
+    del tables
+    gc.collect()
+    assert table() is None
+
+
 def test_modality_dropout_trains_the_fused_model_only(make_frame, monkeypatch):
     rates = []
 

@@ -45,7 +45,9 @@ def run(variant: str, model_name: str, seed: int, epochs: int, arrays: Any = Non
     bench = MODELS[model_name]
 
     def splits(*names: str) -> dict[str, Any]:
-        loaded = load_splits(variant, splits=names) if arrays is None else encoded_splits(arrays)
+        if arrays is None:
+            return load_splits(variant, splits=names, modalities=bench.modalities)
+        loaded = encoded_splits(arrays)
         return {k: loaded[k].select(list(bench.modalities)) for k in names}
 
     tables = splits("train", "val")  # the test split is read after training: a lower memory peak

@@ -82,8 +82,10 @@ def train_model(
     with _quiet_lightning():
         stop = EarlyStopping(monitor, mode=mode, patience=cfg.patience)
         trainer = _trainer(cfg, [best, stop, *(callbacks or [])], log_dir)
-        val_batch = eval_batch_size(cfg)
-        trainer.fit(task, _loader(train, cfg.batch_size, cfg.seed, shuffle=True), _loader(val, val_batch))
+        loaders = _loader(train, cfg.batch_size, cfg.seed, shuffle=True), _loader(val, eval_batch_size(cfg))
+        trainer.fit(task, *loaders)
+    for loader in loaders:  # Lightning objects outlive the fit (callbacks keep the task's bound methods):
+        loader.collate_fn.release()  # the tables must not, so that callers can free them
     if best.state is not None:
         task.load_state_dict(best.state)
     model.cpu().eval()
@@ -133,8 +135,22 @@ def _loader(
         batch_size=batch_size,
         shuffle=shuffle,
         generator=generator,
-        collate_fn=table.take,
+        collate_fn=_Gather(table),
     )
+
+
+class _Gather:
+    """A loader's collate function: the batch of the given row indices, until ``release``."""
+
+    def __init__(self, table: EncodedTable):
+        self.table: EncodedTable | None = table
+
+    def __call__(self, rows: list[int]) -> Any:
+        assert self.table is not None, "the loader's table was released after training"
+        return self.table.take(rows)
+
+    def release(self) -> None:
+        self.table = None
 
 
 # Largest token cache, in values (1 GiB of float32): tokens are far bigger than embeddings (a

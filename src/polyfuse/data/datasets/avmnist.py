@@ -28,6 +28,7 @@ from polyfuse.registry import DATASETS
 TABLE = "avmnist.csv"
 IMAGES = "images.npy"
 SPECTROGRAMS = "spectrograms.npy"
+_FILES = {"image": IMAGES, "audio": SPECTROGRAMS}  # modality -> its array in a build
 N_VAL = 5000  # the last 5,000 MNIST training rows: 55,000 train / 5,000 val / 10,000 test
 # avmnist keeps the most components whose cumulative explained variance stays within 25% ("remove 75%
 # of the energy"): k = 3 on MNIST (22.97% train, 23.73% test). Reading it as "the fewest above 25%" gives 4.
@@ -375,22 +376,26 @@ def load_splits(
     out: Path | None = None,
     label: str = "digit",
     splits: tuple[str, ...] = ("train", "val", "test"),
+    modalities: tuple[str, ...] = ("image", "audio"),
 ) -> dict[str, Any]:
     """``EncodedTable``s of some splits of a build, reading only their rows from disk.
 
-    Memory holds one copy of the chosen splits (0.93 GB for all of a full build), also for
-    ``avmnist-hard``, whose splits are interleaved rows; a training run can load the test split
-    only after training. Other arguments as ``load_arrays``.
+    Memory holds one copy of the chosen splits and modalities (0.93 GB for all of a full build),
+    also for ``avmnist-hard``, whose splits are interleaved rows; a training run can load the test
+    split only after training, and an image-only run never reads the spectrograms. Other arguments
+    as ``load_arrays``.
     """
+    unknown = set(modalities) - set(_FILES)
+    if unknown:
+        raise ValueError(f"unknown AV-MNIST modalities {sorted(unknown)}; choose from {sorted(_FILES)}")
     table = table_path(name, source, limit, seed, out)
     frame = pd.read_csv(table)
     which, digits = frame["split"].to_numpy().astype(str), frame["digit"].to_numpy()
     tables = {}
     for split in splits:
         rows = np.flatnonzero(which == split)
-        image = read_rows(table.parent / IMAGES, rows)
-        audio = read_rows(table.parent / SPECTROGRAMS, rows)
-        tables[split] = _encoded(image, audio, digits[rows], rows, label)
+        arrays = {m: read_rows(table.parent / _FILES[m], rows) for m in modalities}
+        tables[split] = _encoded(arrays, digits[rows], rows, label)
     return tables
 
 
@@ -406,24 +411,21 @@ def encoded_splits(arrays: dict[str, np.ndarray], label: str = "digit") -> dict[
         rows = np.flatnonzero(arrays["split"] == split)
         n = len(rows)
         take: Any = slice(rows[0], rows[-1] + 1) if n and rows[-1] - rows[0] == n - 1 else rows
-        tables[split] = _encoded(
-            arrays["x_image"][take], arrays["x_audio"][take], arrays["y"][rows], rows, label
-        )
+        inputs = {"image": arrays["x_image"][take], "audio": arrays["x_audio"][take]}
+        tables[split] = _encoded(inputs, arrays["y"][rows], rows, label)
     return tables
 
 
-def _encoded(image: np.ndarray, audio: np.ndarray, y: np.ndarray, rows: np.ndarray, label: str) -> Any:
+def _encoded(arrays: dict[str, np.ndarray], y: np.ndarray, rows: np.ndarray, label: str) -> Any:
+    """Images [N, 1, 28, 28] and spectrograms [N, 1, 112, 112], uint8, as one ``EncodedTable``."""
     import torch
 
     from polyfuse.data.batch import EncodedTable
 
     n = len(rows)
     return EncodedTable(
-        inputs={
-            "image": torch.from_numpy(image).unsqueeze(1),  # [N, 1, 28, 28] uint8
-            "audio": torch.from_numpy(audio).unsqueeze(1),  # [N, 1, 112, 112] uint8
-        },
-        mask={m: torch.ones(n, dtype=torch.bool) for m in ("image", "audio")},
+        inputs={m: torch.from_numpy(a).unsqueeze(1) for m, a in arrays.items()},
+        mask={m: torch.ones(n, dtype=torch.bool) for m in arrays},
         targets={label: torch.from_numpy(y.astype(np.int64))},
         row_ids=rows.tolist(),
     )
