@@ -94,6 +94,32 @@ def test_garbage_audio_is_data_error(files):
     assert error.row == 1 and "cannot read audio 'garbage.wav'" in str(error)
 
 
+@pytest.mark.parametrize(
+    ("processor", "names"),
+    [
+        (
+            lambda: ImageProcessor(["cell"], image_size=6, channels="RGB"),
+            ["grey.png", "rgb.png", "truncated.png"],
+        ),
+        (
+            lambda: AudioProcessor(["cell"], duration=0.25, n_mels=16),
+            ["low.wav", "stereo.wav", "garbage.wav"],
+        ),
+    ],
+)
+def test_cells_may_hold_file_bytes(files, processor, names):
+    """A cell holding a file's bytes decodes in memory exactly as its path does (what the server
+    sends: it never opens a client's path); bad bytes are a DataError naming their size."""
+    by_path = pd.DataFrame({"cell": names})
+    by_bytes = pd.DataFrame({"cell": [(files / n).read_bytes() for n in names]})
+    proc = processor()
+    proc.fit(by_path, files)
+    a, b = proc.transform(by_path, files), proc.transform(by_bytes, files.parent / "elsewhere")
+    assert torch.equal(a.values, b.values) and a.present.tolist() == b.present.tolist() == [True, True, False]
+    (error,) = b.errors
+    assert error.row == 2 and f"'<{len(by_bytes['cell'][2])} bytes>'" in str(error)
+
+
 def test_text_processor_builtin():
     frame = pd.DataFrame({"note": ["Hello, world!", "hello again", np.nan, "  "]})
     proc = TextProcessor(["note"], max_length=4)

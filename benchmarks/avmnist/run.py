@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import resource
 import time
 from typing import Any
@@ -34,8 +35,14 @@ class EpochTimer(L.Callback):
         self.seconds.append(time.perf_counter() - self._start)
 
 
-def run(variant: str, model_name: str, seed: int, epochs: int, arrays: Any = None) -> dict[str, Any]:
-    """Train ``model_name`` on ``variant``: its cached full build, or ``arrays`` from ``load_arrays``."""
+def run(
+    variant: str, model_name: str, seed: int, epochs: int, arrays: Any = None, bare: bool = True
+) -> dict[str, Any]:
+    """Train ``model_name`` on ``variant``: its cached full build, or ``arrays`` from ``load_arrays``.
+
+    ``bare``: also time one bare-compute epoch (a property of the model, not of the seed: the driver
+    measures it on the first seed only).
+    """
     from polyfuse.config import HeadConfig, TrainConfig
     from polyfuse.data.datasets.avmnist import encoded_splits, load_splits
     from polyfuse.eval.metrics import compute_metrics
@@ -84,11 +91,14 @@ def run(variant: str, model_name: str, seed: int, epochs: int, arrays: Any = Non
         "test_accuracy": round(float(accuracy), 4),
         "best_epoch": result.best_epoch,
         "seconds_per_epoch": round(seconds, 2),
-        "bare_compute_seconds_per_epoch": round(bare_epoch(bench, cfg, splits("train", "val")), 2),
+        "bare_compute_seconds_per_epoch": round(bare_epoch(bench, cfg, splits("train", "val")), 2)
+        if bare
+        else None,
         "peak_rss_mb": round(peak_rss_mb),
         "samples_per_second": round(train_rows / seconds),
         "params": sum(p.numel() for p in model.parameters()),
         "threads": torch.get_num_threads(),
+        "load_1min": round(os.getloadavg()[0], 2),  # other work on the machine shows here
     }
 
 
@@ -126,8 +136,9 @@ def main() -> None:
     parser.add_argument("--model", default="multibench_late_fusion", choices=sorted(MODELS))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--no-bare", action="store_true", help="skip the bare-compute epoch")
     args = parser.parse_args()
-    print(json.dumps(run(args.variant, args.model, args.seed, args.epochs)))
+    print(json.dumps(run(args.variant, args.model, args.seed, args.epochs, bare=not args.no_bare)))
 
 
 if __name__ == "__main__":

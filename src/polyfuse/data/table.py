@@ -6,6 +6,7 @@ so a table and its files can be moved together.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,22 @@ def is_missing(value: Any) -> bool:
 def missing_mask(series: pd.Series) -> np.ndarray:
     """bool [N]: True where ``is_missing``."""
     return np.fromiter((is_missing(v) for v in series), dtype=bool, count=len(series))
+
+
+def media_source(value: Any, base_dir: Path) -> Path | io.BytesIO | None:
+    """Where an image or audio cell's content is: its raw bytes, decoded in memory (what a server
+    passes, so that it never opens a client's path), or a file path; None for a missing file."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return io.BytesIO(bytes(value))
+    path = resolve_path(value, base_dir)
+    return path if path.is_file() else None
+
+
+def describe_cell(value: Any) -> str:
+    """A cell as error messages name it: the path, or the size of in-memory content."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return f"<{len(value)} bytes>"
+    return str(value)
 
 
 def resolve_path(value: Any, base_dir: Path) -> Path:

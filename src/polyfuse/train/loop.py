@@ -82,10 +82,11 @@ def train_model(
     with _quiet_lightning():
         stop = EarlyStopping(monitor, mode=mode, patience=cfg.patience)
         trainer = _trainer(cfg, [best, stop, *(callbacks or [])], log_dir)
-        loaders = _loader(train, cfg.batch_size, cfg.seed, shuffle=True), _loader(val, eval_batch_size(cfg))
-        trainer.fit(task, *loaders)
-    for loader in loaders:  # Lightning objects outlive the fit (callbacks keep the task's bound methods):
-        loader.collate_fn.release()  # the tables must not, so that callers can free them
+        gathers = _Gather(train), _Gather(val)
+        train_loader = _loader(gathers[0], cfg.batch_size, cfg.seed, shuffle=True)
+        trainer.fit(task, train_loader, _loader(gathers[1], eval_batch_size(cfg)))
+    for gather_rows in gathers:  # Lightning objects outlive the fit (callbacks keep the task's bound
+        gather_rows.release()  # methods): the tables must not, so that callers can free them
     if best.state is not None:
         task.load_state_dict(best.state)
     model.cpu().eval()
@@ -126,16 +127,16 @@ def _trainer(cfg: TrainConfig, callbacks: list[Callback], log_dir: Path | None) 
 
 
 def _loader(
-    table: EncodedTable, batch_size: int, seed: int = 0, shuffle: bool = False
+    rows: _Gather, batch_size: int, seed: int = 0, shuffle: bool = False
 ) -> torch.utils.data.DataLoader:
     """Batches are gathers from the in-memory table: no per-sample Python work, no workers."""
     generator = torch.Generator().manual_seed(seed)
     return torch.utils.data.DataLoader(
-        range(len(table)),  # type: ignore[arg-type]
+        range(rows.rows),  # type: ignore[arg-type]
         batch_size=batch_size,
         shuffle=shuffle,
         generator=generator,
-        collate_fn=_Gather(table),
+        collate_fn=rows,
     )
 
 
@@ -144,6 +145,7 @@ class _Gather:
 
     def __init__(self, table: EncodedTable):
         self.table: EncodedTable | None = table
+        self.rows = len(table)
 
     def __call__(self, rows: list[int]) -> Any:
         assert self.table is not None, "the loader's table was released after training"

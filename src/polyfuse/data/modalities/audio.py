@@ -11,7 +11,7 @@ import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -20,7 +20,7 @@ from torch import Tensor
 
 from polyfuse.data.errors import DataError
 from polyfuse.data.modalities.base import Encoded
-from polyfuse.data.table import is_missing, resolve_path
+from polyfuse.data.table import describe_cell, is_missing, media_source
 from polyfuse.registry import PROCESSORS
 
 _FIT_SAMPLE = 2000  # clips the per-bin mean / std are estimated from
@@ -114,13 +114,13 @@ class AudioProcessor:
         waves = np.zeros((len(series), self.num_samples), dtype=np.float32)  # [N, S]
         present = np.zeros(len(series), dtype=bool)
         errors: list[DataError] = []
-        jobs = [(i, resolve_path(v, base_dir)) for i, v in enumerate(series) if not is_missing(v)]
-        jobs = [(i, p) for i, p in jobs if p.is_file()]  # a file that does not exist is absent
+        sources = [(i, media_source(v, base_dir)) for i, v in enumerate(series) if not is_missing(v)]
+        jobs = [(i, src) for i, src in sources if src is not None]  # a file that does not exist is absent
         with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
             results = pool.map(lambda job: self._load(job[1]), jobs)
             for (i, _), (wave, reason) in zip(jobs, results, strict=True):
                 if wave is None:
-                    value = series.iloc[i]
+                    value = describe_cell(series.iloc[i])
                     errors.append(
                         DataError(f"cannot read audio '{value}': {reason}", series.index[i], self.columns[0])
                     )
@@ -128,11 +128,11 @@ class AudioProcessor:
                     waves[i], present[i] = wave, True
         return torch.from_numpy(waves), present, errors
 
-    def _load(self, path: Path) -> tuple[np.ndarray | None, str]:
+    def _load(self, source: Path | BinaryIO) -> tuple[np.ndarray | None, str]:
         import soundfile as sf
 
         try:
-            data, rate = sf.read(str(path), dtype="float32", always_2d=True)  # [T, C]
+            data, rate = sf.read(source, dtype="float32", always_2d=True)  # [T, C]
         except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError, TypeError ...
             return None, str(exc) or type(exc).__name__
         if data.shape[0] == 0:

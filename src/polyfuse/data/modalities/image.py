@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -18,7 +18,7 @@ import torch
 
 from polyfuse.data.errors import DataError
 from polyfuse.data.modalities.base import Encoded
-from polyfuse.data.table import is_missing, resolve_path
+from polyfuse.data.table import describe_cell, is_missing, media_source
 from polyfuse.registry import PROCESSORS
 
 _GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F", "La"}
@@ -55,17 +55,17 @@ class ImageProcessor:
         from PIL import Image
 
         grey = colour = 0
-        for path in self._paths(frame[self.column], base_dir)[:_FIT_SAMPLE]:
+        for source in self._sources(frame[self.column], base_dir)[:_FIT_SAMPLE]:
             try:
-                with Image.open(path) as img:
+                with Image.open(source) as img:
                     grey, colour = (grey + 1, colour) if img.mode in _GREY_MODES else (grey, colour + 1)
             except Exception:  # bad files are reported by transform, with their row
                 continue
         self.channels = "L" if grey > colour else "RGB"
 
-    def _paths(self, series: pd.Series, base_dir: Path) -> list[Path]:
-        paths = (resolve_path(v, base_dir) for v in series if not is_missing(v))
-        return [p for p in paths if p.is_file()]
+    def _sources(self, series: pd.Series, base_dir: Path) -> list[Path | BinaryIO]:
+        sources = (media_source(v, base_dir) for v in series if not is_missing(v))
+        return [src for src in sources if src is not None]
 
     def transform(self, frame: pd.DataFrame, base_dir: Path) -> Encoded:
         mode = "RGB" if self.channels == "auto" else self.channels
@@ -75,13 +75,13 @@ class ImageProcessor:
         present = np.zeros(len(series), dtype=bool)
         errors: list[DataError] = []
         load = _loader(mode, (width, height))
-        jobs = [(i, resolve_path(v, base_dir)) for i, v in enumerate(series) if not is_missing(v)]
-        jobs = [(i, p) for i, p in jobs if p.is_file()]  # a file that does not exist is absent
+        sources = [(i, media_source(v, base_dir)) for i, v in enumerate(series) if not is_missing(v)]
+        jobs = [(i, src) for i, src in sources if src is not None]  # a file that does not exist is absent
         with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
             results = pool.map(lambda job: load(job[1]), jobs)
             for (i, _), (pixels, reason) in zip(jobs, results, strict=True):
                 if pixels is None:
-                    value = series.iloc[i]
+                    value = describe_cell(series.iloc[i])
                     errors.append(
                         DataError(f"cannot read image '{value}': {reason}", series.index[i], self.column)
                     )
@@ -100,12 +100,12 @@ class ImageProcessor:
         return {"columns": self.columns, "image_size": self.image_size, "channels": self.channels}
 
 
-def _loader(mode: str, size: tuple[int, int]) -> Callable[[Path], tuple[np.ndarray | None, str]]:
+def _loader(mode: str, size: tuple[int, int]) -> Callable[[Path | BinaryIO], tuple[np.ndarray | None, str]]:
     from PIL import Image
 
-    def load(path: Path) -> tuple[np.ndarray | None, str]:
+    def load(source: Path | BinaryIO) -> tuple[np.ndarray | None, str]:
         try:
-            with Image.open(path) as img:
+            with Image.open(source) as img:
                 img.load()  # decodes fully: truncated files fail here, not later
                 converted = _convert(img, mode)
                 resized = converted.resize(size, Image.Resampling.BILINEAR)  # antialiased when shrinking
