@@ -280,6 +280,49 @@ def explain(
     typer.echo(f"wrote {out}")
 
 
+@app.command()
+def serve(
+    model: Path = typer.Argument(..., help="saved model directory"),
+    host: str = typer.Option("127.0.0.1", help="interface to listen on (0.0.0.0: every interface)"),
+    port: int = typer.Option(8000),
+    workers: int = typer.Option(1, help="server processes, each with its own model and batcher"),
+    max_batch: int = typer.Option(32, help="rows grouped into one forward pass (1: no batching)"),
+    max_wait_ms: float = typer.Option(5.0, help="how long a request waits for others to batch with"),
+    backend: str = typer.Option("torch", help="torch, or onnx (needs `polyfuse export MODEL` first)"),
+    onnx: Optional[Path] = typer.Option(
+        None, help="exported model for --backend onnx; default MODEL/model.onnx"
+    ),
+    api_key_env: Optional[str] = typer.Option(None, help="environment variable holding the X-API-Key"),
+    threads: Optional[int] = typer.Option(None, help="torch / onnxruntime threads per process"),
+    max_upload_mb: float = typer.Option(10.0, help="largest image or audio file"),
+    max_image_pixels: int = typer.Option(4096 * 4096, help="largest image, width x height"),
+    max_audio_seconds: float = typer.Option(30.0, help="longest audio clip"),
+    max_text_chars: int = typer.Option(10_000, help="longest text field"),
+    timeout_s: float = typer.Option(30.0, help="longest wait for the model before a 503"),
+) -> None:
+    """Serve a saved model over HTTP: /predict, /predict/batch, /explain, /model, /metrics, a page at /."""
+    import os
+
+    from polyfuse.data.errors import PolyfuseError
+    from polyfuse.serve import Limits, ServeConfig
+    from polyfuse.serve.app import serve as run
+
+    key = os.environ.get(api_key_env) if api_key_env else None
+    if api_key_env and not key:
+        raise PolyfuseError(f"--api-key-env {api_key_env}: that environment variable is empty or unset")
+    limits = Limits(
+        max_upload_bytes=int(max_upload_mb * 2**20),
+        max_request_bytes=max(Limits().max_request_bytes, 2 * int(max_upload_mb * 2**20)),
+        max_image_pixels=max_image_pixels,
+        max_audio_seconds=max_audio_seconds,
+        max_text_chars=max_text_chars,
+        request_timeout_s=timeout_s,
+    )
+    config = ServeConfig(max_batch, max_wait_ms, backend, str(onnx) if onnx else None, key, threads, limits)
+    typer.echo(f"serving {model} on http://{host}:{port} (page at /, API docs at /docs)")
+    run(model, host, port, workers, config)
+
+
 @app.command("encoders")
 def list_encoders() -> None:
     """List registered encoders."""

@@ -128,12 +128,11 @@ def _bad_number(series: pd.Series, i: int, column: str) -> DataError:
 def _category_text(series: pd.Series) -> list[str | None]:
     """Cells as category keys: 3, 3.0 and "3" are one category; missing cells are None."""
     absent = missing_mask(series)
-    out: list[str | None] = []
-    for value, gone in zip(series, absent, strict=True):
-        if gone:
-            out.append(None)
-        elif isinstance(value, (float, np.floating)) and float(value).is_integer():
-            out.append(str(int(value)))
-        else:
-            out.append(str(value).strip())
-    return out
+    return [None if gone else category_key(value) for value, gone in zip(series, absent, strict=True)]
+
+
+def category_key(value: Any) -> str:
+    """A present cell's category key (what ``categories`` lists): 3, 3.0 and "3" are all "3"."""
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value).strip()
