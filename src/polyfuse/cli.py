@@ -236,6 +236,35 @@ def _scores(test: dict[str, Any]) -> str:
 
 
 @app.command()
+def export(
+    model: Path = typer.Argument(..., help="saved model directory"),
+    onnx: Optional[Path] = typer.Option(None, help="ONNX file to write; default: MODEL/model.onnx"),
+    quantize: Optional[str] = typer.Option(None, help="int8: also write <stem>.int8.onnx (dynamic)"),
+    data: Optional[Path] = typer.Option(
+        None, help="labelled table for the parity check and int8 accuracy; default: the model's test split"
+    ),
+    on_error: str = typer.Option("raise", help=ON_ERROR_HELP),
+) -> None:
+    """Export MODEL to ONNX (preprocessed tensors in, logits out) for `polyfuse serve --backend onnx`."""
+    from polyfuse.export import export_dir
+
+    done = export_dir(model, onnx, quantize, str(data) if data else None, on_error=on_error)
+    typer.echo(f"wrote {done['onnx']} ({done['bytes'] / 2**20:.2f} MB, {done['exporter']} exporter)")
+    typer.echo(f"  parity with torch on {done['rows']}: max |difference| {done['parity']:.2e}")
+    if "int8" in done:
+        ratio = done["int8_bytes"] / done["bytes"]
+        typer.echo(f"wrote {done['int8']} ({done['int8_bytes'] / 2**20:.2f} MB, {ratio:.0%} of fp32)")
+        cmp = done["comparison"]
+        if cmp is None:
+            typer.echo("  accuracy not compared: no labelled rows (pass --data)")
+        else:
+            typer.echo(
+                f"  {cmp['label']} {cmp['metric']}: fp32 {cmp['fp32']:.4f}, int8 {cmp['int8']:.4f} "
+                f"({cmp['change']:+.4f}) on {cmp['rows']} rows"
+            )
+
+
+@app.command()
 def report(
     run_dir: Path = typer.Argument(..., help="compare, model or explain directory"),
     out: Optional[Path] = typer.Option(None, help="HTML file to write; default: RUN_DIR/report.html"),
