@@ -126,12 +126,12 @@ def _add_guard(app: FastAPI, server: Server) -> None:
     @app.middleware("http")
     async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         start = time.perf_counter()
-        length = request.headers.get("content-length", "0")
+        length = _declared_length(request.headers.get("content-length", "0"))
         if not server.authorised(request):
             response: Response = _error(InputError(None, "missing or wrong X-API-Key header", 401))
-        elif not length.isdigit():
+        elif length is None:
             response = _error(InputError(None, "bad Content-Length header", 400))
-        elif int(length) > server.limits.max_request_bytes:
+        elif length > server.limits.max_request_bytes:
             response = _error(
                 InputError(None, f"body of {length} bytes; limit {server.limits.max_request_bytes}", 413)
             )
@@ -144,6 +144,14 @@ def _add_guard(app: FastAPI, server: Server) -> None:
         path = request.url.path if request.url.path in ROUTES else "other"
         server.metrics.observe(path, response.status_code, time.perf_counter() - start)
         return response
+
+
+def _declared_length(header: str) -> int | None:
+    """A Content-Length header's value; None unless ASCII digits ("²".isdigit() is True, and int()
+    refuses strings of over 4300 digits: both were 500s). Absurdly long values count as huge."""
+    if not (header.isascii() and header.isdigit()):
+        return None
+    return int(header) if len(header) <= 18 else 10**18
 
 
 def _add_error_handlers(app: FastAPI) -> None:
@@ -229,7 +237,7 @@ async def read_json(request: Request, server: Server) -> Any:
         raise InputError(None, "send application/json", 415)
     try:
         return json.loads(await read_body(request, server.limits.max_request_bytes))
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, an int of > 4300 digits
         raise InputError(None, "malformed JSON body", 400) from None
 
 
@@ -245,7 +253,9 @@ async def read_fields(request: Request, server: Server) -> dict[str, Any]:
         raise InputError(None, "send multipart/form-data or application/json", 415)
     await read_body(request, server.limits.max_request_bytes)
     try:
-        form = await request.form(max_files=16, max_fields=256, max_part_size=server.limits.max_upload_bytes)
+        # The body is already bounded; the per-field limits (text length: a 413 naming the field)
+        # then apply, not python-multipart's part size (a 400 naming nothing).
+        form = await request.form(max_files=16, max_fields=256, max_part_size=server.limits.max_request_bytes)
         items = form.multi_items()
     except Exception as exc:  # python-multipart and Starlette raise several types for bad bodies
         raise InputError(None, f"malformed form body ({str(exc)[:120] or type(exc).__name__})", 400) from None

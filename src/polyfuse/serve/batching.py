@@ -34,6 +34,7 @@ class MicroBatcher(Generic[Item, Result]):
         self.model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="polyfuse-model")
         self._queue: asyncio.Queue[tuple[list[Item], asyncio.Future[list[Result]]]] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._next: tuple[list[Item], asyncio.Future[list[Result]]] | None = None  # starts the next batch
 
     async def start(self) -> None:
         self._queue = asyncio.Queue()
@@ -58,7 +59,8 @@ class MicroBatcher(Generic[Item, Result]):
     async def _loop(self) -> None:
         assert self._queue is not None
         while True:
-            batch = [await self._queue.get()]
+            first, self._next = self._next, None
+            batch = [first if first is not None else await self._queue.get()]
             await self._gather(batch)
             batch = [(items, fut) for items, fut in batch if not fut.done()]  # timed-out clients left
             if batch:
@@ -73,12 +75,16 @@ class MicroBatcher(Generic[Item, Result]):
                 if left <= 0:
                     return
                 try:
-                    batch.append(await asyncio.wait_for(self._queue.get(), timeout=left))
+                    request = await asyncio.wait_for(self._queue.get(), timeout=left)
                 except TimeoutError:
                     return
             else:
-                batch.append(self._queue.get_nowait())
-            rows += len(batch[-1][0])
+                request = self._queue.get_nowait()
+            if rows + len(request[0]) > self.max_batch:  # a request never splits: it starts the next batch
+                self._next = request
+                return
+            batch.append(request)
+            rows += len(request[0])
 
     async def _run(self, batch: list[tuple[list[Item], asyncio.Future[list[Result]]]]) -> None:
         items = [item for request, _ in batch for item in request]

@@ -26,11 +26,19 @@ class InputError(Exception):
     """A client error: HTTP ``status`` with a JSON body naming ``field`` and the ``problem``."""
 
     def __init__(self, field: str | None, problem: str, status: int = 422):
+        # A client's field name may hold lone surrogates (JSON "\\ud800"), which the UTF-8 JSON
+        # response cannot encode: without this, the error body itself would fail with a 500.
+        field, problem = (None if field is None else _utf8(field)), _utf8(problem)
         super().__init__(f"{field}: {problem}" if field else problem)
         self.field, self.problem, self.status = field, problem, status
 
     def body(self) -> dict[str, Any]:
         return {"error": {"field": self.field, "problem": self.problem, "status": self.status}}
+
+
+def _utf8(text: str) -> str:
+    """``text`` with anything UTF-8 cannot encode (lone surrogates) replaced by "?"."""
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 @dataclass
@@ -87,7 +95,8 @@ class RowDecoder:
             raise InputError(prefix + unknown[0], f"unknown field; this model's fields are: {known}")
         row = {name: self._value(f, values.get(name), prefix + name) for name, f in self.fields.items()}
         if all(v is None for v in row.values()):
-            raise InputError(prefix or None, f"no input: send at least one of {', '.join(self.fields)}")
+            where = prefix.rstrip(".") or None  # "rows[3]" in a batch
+            raise InputError(where, f"no input: send at least one of {', '.join(self.fields)}")
         return row
 
     def _value(self, field: Field, value: Any, where: str) -> Any:
@@ -116,6 +125,8 @@ class RowDecoder:
     def _text(self, value: Any, where: str) -> str:
         if not isinstance(value, str):
             raise InputError(where, f"expected text, got {type(value).__name__}")
+        if _utf8(value) != value:  # a lone surrogate: not UTF-8 (Arrow strings once failed the batch on it)
+            raise InputError(where, "text is not valid Unicode (a lone surrogate)")
         if len(value) > self.limits.max_text_chars:
             raise InputError(
                 where, f"text of {len(value)} characters; limit {self.limits.max_text_chars}", 413
@@ -130,7 +141,11 @@ def _base64(value: Any, where: str) -> bytes:
         raise InputError(
             where, f"expected a file (multipart upload or base64 text), got {type(value).__name__}"
         )
-    text = value.split(",", 1)[1] if value.startswith("data:") else value  # a data: URL
+    text = value
+    if value.startswith("data:"):  # a data: URL, "data:[type][;base64],content"
+        if "," not in value:
+            raise InputError(where, "a data: URL without its content (no comma)")
+        text = value.split(",", 1)[1]
     try:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
@@ -146,6 +161,9 @@ def check_image(data: bytes, max_pixels: int, where: str) -> None:
     try:
         with Image.open(io.BytesIO(data)) as img:
             width, height = img.size
+    except Image.DecompressionBombError:  # Pillow's own bound (far above ours) is still "too large"
+        problem = f"image over Pillow's decompression-bomb bound; limit {max_pixels} pixels"
+        raise InputError(where, problem, 413) from None
     except Exception as exc:  # Pillow raises many types for bad bytes
         raise InputError(where, f"not a readable image ({exc.__class__.__name__})") from None
     if width * height > max_pixels:
@@ -174,7 +192,7 @@ def _number(value: Any, where: str) -> float:
         raise InputError(where, f"expected a number, got {type(value).__name__}")
     try:
         number = float(value)
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: a JSON integer of hundreds of digits
         raise InputError(where, f"expected a number, got {str(value)[:40]!r}") from None
     if not math.isfinite(number):
         raise InputError(where, "expected a finite number")

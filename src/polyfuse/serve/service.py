@@ -20,6 +20,9 @@ from polyfuse.serve.config import ServeConfig
 from polyfuse.serve.inputs import InputError, model_fields
 
 _NO_FOLDER = Path("/nonexistent/polyfuse-serve")  # cells are bytes: relative paths resolve nowhere
+# A valid but extreme input (x = 1e38 overflows float32 once standardised) makes NaN outputs, which
+# JSON would carry as null probabilities in a 200: refused instead, as a client error for that row.
+NOT_FINITE = "the model gives no finite output for this row (a number far outside the training data?)"
 
 
 class Backend(Protocol):
@@ -72,10 +75,16 @@ class ModelService:
         if table is None:
             return [failed[i] for i in range(len(rows))]
         outputs = self.backend.outputs(table)
+        finite = _finite_rows(outputs)
+        results: list[dict[str, Any] | InputError] = []
         kept = iter(range(len(table)))
-        return [
-            failed[i] if i in failed else self.result(table, outputs, next(kept)) for i in range(len(rows))
-        ]
+        for i in range(len(rows)):
+            if i in failed:
+                results.append(failed[i])
+                continue
+            j = next(kept)
+            results.append(self.result(table, outputs, j) if finite[j] else InputError(None, NOT_FINITE))
+        return results
 
     def result(self, table: EncodedTable, outputs: dict[str, torch.Tensor], i: int) -> dict[str, Any]:
         """What a client reads for row ``i``: the first label's prediction and every label's."""
@@ -117,7 +126,10 @@ class ModelService:
             variants.mask[m] = torch.tensor([m in s for s in subsets])
         spec = self.pre.schema.labels[0]
         out = self.backend.outputs(variants)[spec.column]
-        full = self.result(table, self.backend.outputs(table), 0)
+        outputs = self.backend.outputs(table)
+        if not (_finite_rows(outputs)[0] and torch.isfinite(out).all()):
+            raise InputError(None, NOT_FINITE)
+        full = self.result(table, outputs, 0)
         values = dict(zip(subsets, _target_values(out, spec.task), strict=True))
         phi = shapley_from_values(values, present)
         return {
@@ -128,6 +140,12 @@ class ModelService:
             "full": values[frozenset(present)],
             "contributions": {m: round(float(phi.get(m, 0.0)), 6) for m in table.mask},
         }
+
+
+def _finite_rows(outputs: dict[str, torch.Tensor]) -> list[bool]:
+    """Per row: whether every label's output is a finite number."""
+    per_label = [torch.isfinite(v.reshape(len(v), -1)).all(dim=1) for v in outputs.values()]  # [N] each
+    return torch.stack(per_label).all(dim=0).tolist()  # type: ignore[no-any-return]
 
 
 def _example(kind: str, categories: list[str] | None) -> Any:
