@@ -120,6 +120,29 @@ def test_cells_may_hold_file_bytes(files, processor, names):
     assert error.row == 2 and f"'<{len(by_bytes['cell'][2])} bytes>'" in str(error)
 
 
+@pytest.mark.parametrize(
+    ("processor", "names"),
+    [
+        (lambda: ImageProcessor(["cell"], image_size=6), ["grey.png", "truncated.png", None, "rgb.png"]),
+        (lambda: AudioProcessor(["cell"], duration=0.25, n_mels=8), ["low.wav", "garbage.wav", "stereo.wav"]),
+    ],
+)
+def test_files_decode_alike_in_line_and_on_threads(files, monkeypatch, processor, names):
+    """A table's many files decode on a thread pool, a served request's few in line: same output."""
+    from polyfuse.data.modalities import base
+
+    frame = pd.DataFrame({"cell": names * 3})
+    proc = processor()
+    proc.fit(frame, files)
+    outputs = []
+    for pool_from in (0, 10**9):  # every call on threads, then every call in line
+        monkeypatch.setattr(base, "POOL_MIN_FILES", pool_from)
+        outputs.append(proc.transform(frame, files))
+    pooled, in_line = outputs
+    assert torch.equal(pooled.values, in_line.values) and torch.equal(pooled.present, in_line.present)
+    assert [str(e) for e in pooled.errors] == [str(e) for e in in_line.errors] and len(in_line.errors) == 3
+
+
 def test_text_processor_builtin():
     frame = pd.DataFrame({"note": ["Hello, world!", "hello again", np.nan, "  "]})
     proc = TextProcessor(["note"], max_length=4)

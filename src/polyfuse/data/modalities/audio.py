@@ -7,9 +7,8 @@ features for all clips at once: one batched ``torch.stft`` per chunk instead of 
 
 from __future__ import annotations
 
+import functools
 import math
-import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -19,7 +18,7 @@ import torch
 from torch import Tensor
 
 from polyfuse.data.errors import DataError
-from polyfuse.data.modalities.base import Encoded
+from polyfuse.data.modalities.base import Encoded, map_files
 from polyfuse.data.table import describe_cell, is_missing, media_source
 from polyfuse.registry import PROCESSORS
 
@@ -116,16 +115,15 @@ class AudioProcessor:
         errors: list[DataError] = []
         sources = [(i, media_source(v, base_dir)) for i, v in enumerate(series) if not is_missing(v)]
         jobs = [(i, src) for i, src in sources if src is not None]  # a file that does not exist is absent
-        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-            results = pool.map(lambda job: self._load(job[1]), jobs)
-            for (i, _), (wave, reason) in zip(jobs, results, strict=True):
-                if wave is None:
-                    value = describe_cell(series.iloc[i])
-                    errors.append(
-                        DataError(f"cannot read audio '{value}': {reason}", series.index[i], self.columns[0])
-                    )
-                else:
-                    waves[i], present[i] = wave, True
+        results = map_files(self._load, [src for _, src in jobs])
+        for (i, _), (wave, reason) in zip(jobs, results, strict=True):
+            if wave is None:
+                value = describe_cell(series.iloc[i])
+                errors.append(
+                    DataError(f"cannot read audio '{value}': {reason}", series.index[i], self.columns[0])
+                )
+            else:
+                waves[i], present[i] = wave, True
         return torch.from_numpy(waves), present, errors
 
     def _load(self, source: Path | BinaryIO) -> tuple[np.ndarray | None, str]:
@@ -196,7 +194,10 @@ def _resample(wave: np.ndarray, rate: int, target: int) -> np.ndarray:
     return resample_poly(wave, target // g, rate // g).astype(np.float32)
 
 
+@functools.lru_cache(maxsize=8)
 def _mel_filters(n_fft: int, n_mels: int, sample_rate: int) -> np.ndarray:
+    """The Slaney mel bank [F, M], built once per size (each ``transform`` asks for it again; callers
+    copy it, never write to it)."""
     from transformers.audio_utils import mel_filter_bank
 
     bank = mel_filter_bank(

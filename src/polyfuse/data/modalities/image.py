@@ -6,9 +6,7 @@ float and normalise on the fly.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -17,7 +15,7 @@ import pandas as pd
 import torch
 
 from polyfuse.data.errors import DataError
-from polyfuse.data.modalities.base import Encoded
+from polyfuse.data.modalities.base import Encoded, map_files
 from polyfuse.data.table import describe_cell, is_missing, media_source
 from polyfuse.registry import PROCESSORS
 
@@ -77,16 +75,15 @@ class ImageProcessor:
         load = _loader(mode, (width, height))
         sources = [(i, media_source(v, base_dir)) for i, v in enumerate(series) if not is_missing(v)]
         jobs = [(i, src) for i, src in sources if src is not None]  # a file that does not exist is absent
-        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-            results = pool.map(lambda job: load(job[1]), jobs)
-            for (i, _), (pixels, reason) in zip(jobs, results, strict=True):
-                if pixels is None:
-                    value = describe_cell(series.iloc[i])
-                    errors.append(
-                        DataError(f"cannot read image '{value}': {reason}", series.index[i], self.column)
-                    )
-                else:
-                    out[i], present[i] = pixels, True
+        results = map_files(load, [src for _, src in jobs])
+        for (i, _), (pixels, reason) in zip(jobs, results, strict=True):
+            if pixels is None:
+                value = describe_cell(series.iloc[i])
+                errors.append(
+                    DataError(f"cannot read image '{value}': {reason}", series.index[i], self.column)
+                )
+            else:
+                out[i], present[i] = pixels, True
         return Encoded(values=torch.from_numpy(out), present=torch.from_numpy(present), errors=errors)
 
     def encoder_kwargs(self) -> dict[str, Any]:
