@@ -81,11 +81,8 @@ def unmask_empty_rows(valid: Tensor) -> Tensor:
     Pooling still uses the original ``valid``, so such rows embed to zeros.
     """
     empty = ~valid.any(dim=1)  # [B]
-    if not bool(empty.any()):
-        return valid
-    fixed = valid.clone()
-    fixed[:, 0] |= empty
-    return fixed
+    first = torch.arange(valid.shape[1], device=valid.device) == 0  # [T]
+    return valid | (empty[:, None] & first[None, :])  # no data-dependent branch: ONNX export traces it
 
 
 class PretrainedAdapter(nn.Module):
