@@ -254,3 +254,13 @@ def test_frozen_hf_backbone_tokens_are_cached_for_cross_attention(media_table: P
     assert tokens.shape == (len(table), 1 + 2 * 2, 32) and valid.all()  # [CLS] + 2 x 2 patches
     cached = table.take(list(range(len(table))))
     torch.testing.assert_close(model.predict(cached)["label"], model.predict(fresh)["label"])
+
+
+def test_unmask_empty_rows_marks_only_the_first_position_of_empty_rows() -> None:
+    """Branch-free (ONNX export traces it): rows with a valid token are unchanged."""
+    from polyfuse.encoders._hf import unmask_empty_rows
+
+    valid = torch.tensor([[False, False, False], [False, True, True], [True, False, False]])
+    expected = torch.tensor([[True, False, False], [False, True, True], [True, False, False]])
+    assert torch.equal(unmask_empty_rows(valid), expected)
+    assert torch.equal(unmask_empty_rows(valid[1:]), valid[1:])
