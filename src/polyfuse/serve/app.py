@@ -179,7 +179,9 @@ def _add_routes(app: FastAPI, server: Server) -> None:
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> HTMLResponse:
-        return HTMLResponse(resources.files("polyfuse.serve").joinpath("page.html").read_text())
+        return HTMLResponse(
+            resources.files("polyfuse.serve").joinpath("page.html").read_text(encoding="utf-8")
+        )
 
     @app.get("/health")
     async def health() -> dict[str, str]:
