@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install browser demo test lint clean bench-compare bench-fusions bench-avmnist
+.PHONY: install browser demo test lint clean bench-compare bench-fusions bench-avmnist bench-serve
 
 install: $(VENV)/.installed
 
@@ -44,6 +44,9 @@ bench-fusions: install
 
 bench-avmnist: install
 	$(PY) -m benchmarks.avmnist
+
+bench-serve: install
+	$(PY) -m benchmarks.serve
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks

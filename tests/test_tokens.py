@@ -264,3 +264,15 @@ def test_unmask_empty_rows_marks_only_the_first_position_of_empty_rows() -> None
     expected = torch.tensor([[True, False, False], [False, True, True], [True, False, False]])
     assert torch.equal(unmask_empty_rows(valid), expected)
     assert torch.equal(unmask_empty_rows(valid[1:]), valid[1:])
+
+
+def test_trim_padding_keeps_every_position_in_an_exported_graph() -> None:
+    """Trimming is data dependent: a traced graph would bake the example's length in as a constant
+    and cut longer texts (the demo model's ONNX export differed from torch by 1.5)."""
+    from polyfuse.encoders.text import trim_padding
+
+    short = torch.tensor([[5, 0, 0, 0], [6, 7, 0, 0]])
+    longer = torch.tensor([[5, 6, 7, 8], [6, 0, 0, 0]])
+    assert trim_padding(short, 0).shape == (2, 2)  # eager: trimmed
+    traced = torch.jit.trace(lambda x: trim_padding(x, 0).sum(dim=1), short)
+    assert torch.equal(traced(longer), longer.sum(dim=1))

@@ -6,6 +6,7 @@ for token-level fusions; ``token_dim`` is its width.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from polyfuse.encoders._hf import (
@@ -33,6 +34,8 @@ def trim_padding(x: Tensor, pad_id: int) -> Tensor:
     Short notes padded to ``max_length`` would otherwise cost a transformer the full length: on
     CPU this made the frozen MiniLM pass several times slower than needed.
     """
+    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling():
+        return x  # an exported graph keeps every position: a traced length would become a constant
     used = (x != pad_id).any(dim=0).nonzero()  # [n, 1] positions holding a real token somewhere
     length = int(used.max()) + 1 if len(used) else 1
     return x[:, :length]  # [B, T'] with T' <= L

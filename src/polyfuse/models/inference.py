@@ -17,7 +17,8 @@ def predict_table(
     n = len(table)
     if n == 0:
         raise PolyfuseError("no rows left to predict on")
-    model.eval()
+    if model.training:  # eval() walks every module: a served one-row call paid ~5% of its time for it
+        model.eval()
     outs = [
         model.predict(table.take(list(range(i, min(i + batch_size, n))))) for i in range(0, n, batch_size)
     ]

@@ -34,7 +34,7 @@ def make_backend(predictor: Predictor, model_dir: Path, config: ServeConfig) -> 
     if config.threads:
         torch.set_num_threads(config.threads)
     if config.backend == "torch":
-        return TorchBackend(predictor)
+        return predictor  # Predictor.outputs: predict_table on the torch model
     if config.backend == "onnx":
         from polyfuse.export import OnnxModel
 
@@ -43,21 +43,6 @@ def make_backend(predictor: Predictor, model_dir: Path, config: ServeConfig) -> 
             raise FileNotFoundError(f"{path} not found: run `polyfuse export {model_dir}` first")
         return OnnxModel(path, predictor, threads=config.threads)
     raise ValueError(f"backend must be 'torch' or 'onnx', got {config.backend!r}")
-
-
-class TorchBackend:
-    """The predictor's model, put in eval mode once. ``Predictor.outputs`` calls ``model.eval()`` on
-    every call, a walk over a transformer's hundreds of modules: ~5% of a one-row request's model time."""
-
-    def __init__(self, predictor: Predictor):
-        self.model = predictor.model.eval()
-
-    @torch.no_grad()
-    def outputs(self, table: EncodedTable, batch_size: int = 256) -> dict[str, torch.Tensor]:
-        """As ``predict_table``: label -> probabilities or values, in the table's row order."""
-        chunks = [list(range(i, min(i + batch_size, len(table)))) for i in range(0, len(table), batch_size)]
-        outs = [self.model.predict(table.take(rows)) for rows in chunks]
-        return {label: torch.cat([o[label] for o in outs]).float() for label in outs[0]}
 
 
 class ModelService:
