@@ -232,6 +232,29 @@ def test_multipart_and_json_give_the_predictors_probabilities(small, api, i):
     assert body["latency_ms"] >= 0
 
 
+@pytest.mark.slow
+def test_the_onnx_backend_serves_the_same_answers(small, tmp_path):
+    """``serve --backend onnx``: onnxruntime on the exported model, same preprocessing and answers."""
+    pytest.importorskip("onnxruntime")
+    from polyfuse.export import export_onnx
+
+    onnx = tmp_path / "model.onnx"
+    export_onnx(polyfuse.load(small.folder), onnx)
+    with TestClient(
+        create_app(str(small.folder), ServeConfig(backend="onnx", onnx_path=str(onnx)))
+    ) as client:
+        assert client.get("/model").json()["backend"] == "onnx"
+        for i, absent in [(0, ()), (4, ("clip", "text"))]:
+            fields = fields_of(small, i, tuple(f for f in FIELDS if f not in absent))
+            answer = post(client, fields, "multipart")
+            assert answer.status_code == 200, answer.text
+            assert_close(answer.json()["probabilities"], expected(small, i, absent), tol=1e-4)
+        explained = post(client, fields_of(small, 2), "multipart", "/explain").json()
+        assert sum(explained["contributions"].values()) == pytest.approx(
+            explained["full"] - explained["base"], abs=1e-5
+        )
+
+
 def test_a_data_url_is_the_same_as_its_base64(small, api):
     fields = as_json(fields_of(small, 2, ("img",)))
     plain = api.post("/predict", json=fields).json()

@@ -73,4 +73,14 @@ MODELS = {
         {"hidden_dim": 128},
         {"optimizer": "adamw", "scheduler": "cosine", "batch_size": 64, "lr": 2e-3, "modality_dropout": 0.2},
     ),
+    # Decision-level late fusion: the mean of per-modality experts under a linear head is the mean
+    # of per-modality logits (a product of experts), and modality dropout trains each expert to
+    # decide alone, so the weaker image expert is not crowded out by the audio one.
+    "polyfuse_late": BenchModel(
+        ("image", "audio"),
+        "late",
+        {"combine": "mean", "hidden_dim": 128, "dropout": 0.1},
+        {"hidden_dim": 0},
+        {"optimizer": "adamw", "scheduler": "cosine", "batch_size": 64, "lr": 2e-3, "modality_dropout": 0.3},
+    ),
 }
