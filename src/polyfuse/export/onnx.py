@@ -144,6 +144,7 @@ def _export(
 ) -> str:
     """Write the graph; returns the exporter that succeeded ("dynamo" or "torchscript")."""
     names, outs = [info.name for info in layout], output_names(labels)
+    common: dict[str, Any] = {"input_names": names, "output_names": outs, "opset_version": opset}
     batch = torch.export.Dim(BATCH_AXIS)
     try:
         with warnings.catch_warnings():
@@ -152,9 +153,7 @@ def _export(
                 wrapper,
                 args,
                 str(path),
-                input_names=names,
-                output_names=outs,
-                opset_version=opset,
+                **common,
                 dynamo=True,
                 external_data=False,  # one self-contained file: simpler to copy, quantize and size
                 dynamic_shapes=(tuple({0: batch} for _ in args),),  # forward(*flat): one varargs entry
@@ -169,16 +168,7 @@ def _export(
             f"dynamo ONNX export failed ({type(err).__name__}: {first}); using TorchScript", stacklevel=3
         )
     axes = {name: {0: BATCH_AXIS} for name in [*names, *outs]}
-    torch.onnx.export(
-        wrapper,
-        args,
-        str(path),
-        input_names=names,
-        output_names=outs,
-        opset_version=opset,
-        dynamo=False,
-        dynamic_axes=axes,
-    )
+    torch.onnx.export(wrapper, args, str(path), **common, dynamo=False, dynamic_axes=axes)
     return "torchscript"
 
 
