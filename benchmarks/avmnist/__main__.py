@@ -93,7 +93,7 @@ def write_markdown(frame: pd.DataFrame) -> None:
     for _, r in table.iterrows():
         std = 0.0 if pd.isna(r["acc_std"]) else r["acc_std"]
         cells = [r["variant"], r["model"], r["epochs"], r["seeds"], f"{r['acc_mean']:.4f} ± {std:.4f}"]
-        cells += [f"{r['sec']:.1f}", f"{r['bare']:.1f}", f"{r['ratio']:.2f}", f"{r['rss']:.0f}"]
+        cells += [f"{r['sec']:.1f}", _num(r["bare"], ".1f"), _num(r["ratio"], ".2f"), f"{r['rss']:.0f}"]
         cells += [f"{r['sps']:.0f}", f"{int(r['params']):,}", f"{r['load']:.1f}"]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     lines += [
@@ -106,6 +106,11 @@ def write_markdown(frame: pd.DataFrame) -> None:
         "(2 = this benchmark alone on 2 cores; higher means other work shared the machine).",
     ]
     (RESULTS / "avmnist.md").write_text("\n".join(lines) + "\n")
+
+
+def _num(value: object, spec: str) -> str:
+    """A number, or a dash where none was measured (a model run only without its bare epoch)."""
+    return "–" if value is None or pd.isna(value) else format(value, spec)
 
 
 if __name__ == "__main__":

@@ -51,6 +51,14 @@ SGD = {
     "weight_decay": 1e-4,
 }
 PLAIN_CONCAT = {"norm": False, "project": False}
+LATE = {"combine": "mean", "hidden_dim": 128, "dropout": 0.1}
+POLYFUSE_RECIPE = {
+    "optimizer": "adamw",
+    "scheduler": "cosine",
+    "batch_size": 64,
+    "lr": 2e-3,
+    "modality_dropout": 0.3,
+}
 
 MODELS = {
     "multibench_late_fusion": BenchModel(("image", "audio"), "concat", PLAIN_CONCAT, MULTIBENCH_HEAD, SGD),
@@ -76,11 +84,8 @@ MODELS = {
     # Decision-level late fusion: the mean of per-modality experts under a linear head is the mean
     # of per-modality logits (a product of experts), and modality dropout trains each expert to
     # decide alone, so the weaker image expert is not crowded out by the audio one.
-    "polyfuse_late": BenchModel(
-        ("image", "audio"),
-        "late",
-        {"combine": "mean", "hidden_dim": 128, "dropout": 0.1},
-        {"hidden_dim": 0},
-        {"optimizer": "adamw", "scheduler": "cosine", "batch_size": 64, "lr": 2e-3, "modality_dropout": 0.3},
-    ),
+    "polyfuse_late": BenchModel(("image", "audio"), "late", LATE, {"hidden_dim": 0}, POLYFUSE_RECIPE),
+    # Its single-modality baselines: the same expert, head and recipe on one modality.
+    "polyfuse_late_audio_only": BenchModel(("audio",), "late", LATE, {"hidden_dim": 0}, POLYFUSE_RECIPE),
+    "polyfuse_late_image_only": BenchModel(("image",), "late", LATE, {"hidden_dim": 0}, POLYFUSE_RECIPE),
 }
