@@ -126,8 +126,8 @@ class ModelService:
         for m in present:
             variants.mask[m] = torch.tensor([m in s for s in subsets])
         spec = self.pre.schema.labels[0]
-        out = self.backend.outputs(variants)[spec.column]
-        outputs = self.backend.outputs(table)
+        every = self.backend.outputs(variants)  # label -> [2^M, ...]; the last row has every modality
+        out, outputs = every[spec.column], {label: value[-1:] for label, value in every.items()}
         if not (_finite_rows(outputs)[0] and torch.isfinite(out).all()):
             raise InputError(None, NOT_FINITE)
         full = self.result(table, outputs, 0)
