@@ -62,12 +62,6 @@ def test_page_references_nothing_outside_the_server():
     assert text.isascii()  # entities and \u escapes: the page reads the same under any locale
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(digits_model: tuple[Any, Path]) -> Iterator[str]:
     """uvicorn serving the digits model (with an API key) in a thread; its base URL."""
@@ -76,10 +70,12 @@ def server(digits_model: tuple[Any, Path]) -> Iterator[str]:
 
     from polyfuse.serve import ServeConfig, create_app
 
-    port = _free_port()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))  # bound here and handed to uvicorn: no race for a free port
+    port = sock.getsockname()[1]
     app = create_app(str(digits_model[1]), ServeConfig(api_key=KEY))
     uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=uv.run, daemon=True)
+    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
