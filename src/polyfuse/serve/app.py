@@ -34,17 +34,6 @@ from polyfuse.serve.service import ModelService, make_backend
 
 log = logging.getLogger("polyfuse.serve")
 OPEN_PATHS = {"/", "/health", "/docs", "/openapi.json", "/docs/oauth2-redirect"}  # no API key needed
-ROUTES = {
-    "/",
-    "/health",
-    "/model",
-    "/metrics",
-    "/predict",
-    "/predict/batch",
-    "/explain",
-    "/docs",
-    "/openapi.json",
-}
 
 
 class Server:
@@ -114,14 +103,15 @@ def create_app(model_dir: str | Path, config: ServeConfig) -> FastAPI:
 
     app = FastAPI(title=f"polyfuse model: {server.model_dir.name}", version=__version__, lifespan=lifespan)
     app.state.server = server
-    _add_guard(app, server)
     _add_error_handlers(app)
     _add_routes(app, server)
+    _add_guard(app, server, {getattr(route, "path", "") for route in app.routes})
     return app
 
 
-def _add_guard(app: FastAPI, server: Server) -> None:
-    """API key, declared body size, a JSON 500 for bugs, and the metrics of every request."""
+def _add_guard(app: FastAPI, server: Server, routes: set[str]) -> None:
+    """API key, declared body size, a JSON 500 for bugs, and the metrics of every request (by
+    route path; any other path counts as "other", so clients cannot grow the label set)."""
 
     @app.middleware("http")
     async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -141,7 +131,7 @@ def _add_guard(app: FastAPI, server: Server) -> None:
             except Exception:  # a bug, not the client's input: logged, answered, the server goes on
                 log.exception("unexpected error on %s", request.url.path)
                 response = _error(InputError(None, "internal error (logged on the server)", 500))
-        path = request.url.path if request.url.path in ROUTES else "other"
+        path = request.url.path if request.url.path in routes else "other"
         server.metrics.observe(path, response.status_code, time.perf_counter() - start)
         return response
 
