@@ -1,4 +1,5 @@
-"""AV-MNIST built from the shared MNIST and FSDD sources (skipped where ../shared/data is absent)."""
+"""AV-MNIST built from the shared MNIST and FSDD sources (skipped where ../shared/data is absent),
+and the benchmark's models and profiler on random AV-MNIST-shaped tables (always run)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from benchmarks.avmnist.models import MODELS
 
 from polyfuse.data.datasets import avmnist, list_datasets
 from polyfuse.registry import DATASETS
@@ -164,3 +166,38 @@ def test_load_splits_reads_only_the_chosen_modalities(builds: dict) -> None:
     assert torch.equal(images.inputs["image"], both.inputs["image"])
     with pytest.raises(ValueError, match="unknown AV-MNIST modalities"):
         avmnist.load_splits("avmnist", modalities=("text",), **kwargs)
+
+
+def _random_table(n: int, seed: int = 0) -> object:
+    """An AV-MNIST-shaped ``EncodedTable`` of random pixels: uint8 images and spectrograms."""
+    from polyfuse.data.batch import EncodedTable
+
+    g = torch.Generator().manual_seed(seed)
+    sizes = {"image": 28, "audio": 112}
+    pixels = {m: torch.randint(0, 256, (n, 1, s, s), generator=g) for m, s in sizes.items()}
+    return EncodedTable(
+        inputs={m: x.to(torch.uint8) for m, x in pixels.items()},
+        mask={m: torch.ones(n, dtype=torch.bool) for m in sizes},
+        targets={"digit": torch.randint(0, 10, (n,), generator=g)},
+        row_ids=list(range(n)),
+    )
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_benchmark_models_build_and_predict_ten_digits(name: str) -> None:
+    """Every benchmark model reads only its modalities and gives 10 finite logits per row."""
+    bench = MODELS[name]
+    model = bench.build().eval()
+    assert set(model.encoders) == set(bench.modalities)
+    with torch.no_grad():
+        logits = model(_random_table(3).select(list(bench.modalities)))["digit"]
+    assert logits.shape == (3, 10) and torch.isfinite(logits).all()
+
+
+def test_profile_reports_step_time_and_convolutions() -> None:
+    """The step profiler times the bare steps and lists the operators, the step's phases included."""
+    from benchmarks.avmnist.profile import profile
+
+    per_step, ops = profile("multibench_late_fusion", _random_table(80), n_steps=2)
+    assert per_step > 0
+    assert "convolution" in ops and "forward" in ops and "backward" in ops
