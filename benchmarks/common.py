@@ -42,6 +42,24 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def code_version() -> str:
+    """The commit the benchmark ran from (short hash), ``+dirty`` when ``src/`` had uncommitted changes;
+    ``unknown`` outside a git checkout."""
+    import subprocess
+
+    def git(*args: str) -> subprocess.CompletedProcess[str]:
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+
+    try:
+        commit, dirty = git("rev-parse", "--short", "HEAD"), git("status", "--porcelain", "src")
+    except OSError:
+        return "unknown"
+    if commit.returncode != 0:
+        return "unknown"
+    return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
 def summary_markdown(summary: Any, metric: str) -> list[str]:
     """A compare summary (``CompareResult.summary``) as markdown table lines."""
     lines = [

@@ -43,6 +43,7 @@ def run(
     ``bare``: also time one bare-compute epoch (a property of the model, not of the seed: the driver
     measures it on the first seed only).
     """
+    from benchmarks.common import code_version
     from polyfuse.config import HeadConfig, TrainConfig
     from polyfuse.data.datasets.avmnist import encoded_splits, load_splits
     from polyfuse.eval.metrics import compute_metrics
@@ -99,6 +100,7 @@ def run(
         "params": sum(p.numel() for p in model.parameters()),
         "threads": torch.get_num_threads(),
         "load_1min": round(os.getloadavg()[0], 2),  # other work on the machine shows here
+        "commit": code_version(),
     }
 
 
