@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
+if TYPE_CHECKING:
+    from polyfuse.models.multimodal import MultimodalModel
 
 IMAGE_LENET = {"in_channels": 1, "channels": 6, "additional_layers": 3}  # 28 px -> 48-d
 AUDIO_LENET = {"in_channels": 1, "channels": 6, "additional_layers": 5}  # 112 px -> 192-d
@@ -25,7 +26,7 @@ class BenchModel:
         default_factory=lambda: {"image": ("lenet", IMAGE_LENET), "audio": ("lenet", AUDIO_LENET)}
     )
 
-    def build(self) -> nn.Module:
+    def build(self) -> MultimodalModel:
         import polyfuse.encoders  # noqa: F401  (registers the parts)
         import polyfuse.fusions  # noqa: F401
         import polyfuse.heads  # noqa: F401

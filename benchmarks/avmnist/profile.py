@@ -10,6 +10,8 @@ of ``run.bare_epoch``), then profiles the same steps and writes the operators by
 from __future__ import annotations
 
 import argparse
+import contextlib
+import resource
 import time
 from pathlib import Path
 from typing import Any
@@ -21,12 +23,19 @@ from benchmarks.avmnist.models import MODELS
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 
-def steps(bench: Any, cfg: Any, batches: list[Any]) -> None:
-    """Forward, backward and optimizer step over each batch (training mode)."""
+def steps(bench: Any, cfg: Any, batches: list[Any], reuse: bool = True) -> None:
+    """Forward, backward and optimizer step over each batch (training mode); ``reuse``: with
+    ``reuse_freed_memory`` as in the training loop."""
+    from polyfuse.train.allocator import reuse_freed_memory
     from polyfuse.train.module import make_optimizer
 
     model = bench.build().train()
     opt = make_optimizer(cfg.optimizer, list(model.parameters()), cfg.lr, cfg.weight_decay)
+    with reuse_freed_memory() if reuse else contextlib.nullcontext():
+        _run(model, opt, batches)
+
+
+def _run(model: Any, opt: Any, batches: list[Any]) -> None:
     loss_fn = torch.nn.CrossEntropyLoss()
     for batch in batches:
         opt.zero_grad()
@@ -38,9 +47,10 @@ def steps(bench: Any, cfg: Any, batches: list[Any]) -> None:
             opt.step()
 
 
-def profile(model_name: str, table: Any, n_steps: int) -> tuple[float, str]:
-    """Milliseconds per step without the profiler, and the profiler's operator table, over
-    ``n_steps`` batches cycled from ``table``."""
+def profile(model_name: str, table: Any, n_steps: int) -> tuple[dict[bool, tuple[float, float]], str]:
+    """Per-step milliseconds and minor page faults without the profiler, with and without
+    ``reuse_freed_memory`` (keys True / False), and the profiler's operator table, over ``n_steps``
+    batches cycled from ``table``."""
     from polyfuse.config import TrainConfig
 
     bench = MODELS[model_name]
@@ -48,13 +58,19 @@ def profile(model_name: str, table: Any, n_steps: int) -> tuple[float, str]:
     size = cfg.batch_size
     batches = [table.take(list(range(i, i + size))) for i in range(0, len(table) - size + 1, size)]
     batches = (batches * (n_steps // len(batches) + 1))[:n_steps]
-    steps(bench, cfg, batches[:5])  # warm-up: oneDNN primitives, allocator
-    start = time.perf_counter()
-    steps(bench, cfg, batches)
-    per_step = (time.perf_counter() - start) / n_steps * 1000
+    steps(bench, cfg, batches[:5])  # warm-up: oneDNN primitives
+    timings = {}
+    for reuse in (False, True):
+        faults, start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.perf_counter()
+        steps(bench, cfg, batches, reuse)
+        seconds, faults = (
+            time.perf_counter() - start,
+            resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults,
+        )
+        timings[reuse] = (seconds / n_steps * 1000, faults / n_steps)
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         steps(bench, cfg, batches)
-    return per_step, prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25)
+    return timings, prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25)
 
 
 def main() -> None:
@@ -69,7 +85,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=2000, help="validation rows the batches come from")
     args = parser.parse_args()
     val = load_splits(args.variant, splits=("val",), modalities=MODELS[args.model].modalities)["val"]
-    per_step, ops = profile(args.model, val.subset(list(range(min(args.rows, len(val))))), args.steps)
+    timings, ops = profile(args.model, val.subset(list(range(min(args.rows, len(val))))), args.steps)
+    (ms, faults), (ms_default, faults_default) = timings[True], timings[False]
     cfg = TrainConfig(**MODELS[args.model].train)
     text = "\n".join(
         [
@@ -80,8 +97,11 @@ def main() -> None:
             f"--steps {args.steps}`.",
             "",
             f"{args.steps} steps of batch {cfg.batch_size} (forward + backward + {cfg.optimizer} step, "
-            f"batches in memory, no profiler): **{per_step:.1f} ms per step**, i.e. "
-            f"{per_step * 55_000 / cfg.batch_size / 1000:.0f} s for the 55,000 training rows of an epoch.",
+            f"batches in memory, no profiler): **{ms:.1f} ms per step**, i.e. "
+            f"{ms * 55_000 / cfg.batch_size / 1000:.0f} s for the 55,000 training rows of an epoch, "
+            f"{faults:,.0f} minor page faults per step. Without `train.allocator.reuse_freed_memory` "
+            f"(glibc's default malloc, which returns freed activations to the kernel): {ms_default:.1f} ms "
+            f"and {faults_default:,.0f} minor page faults per step.",
             "",
             "Operators by self CPU time under torch.profiler (the profiler adds its own overhead;",
             "`forward` / `backward` / `optimizer` are the step's phases, totals include children):",

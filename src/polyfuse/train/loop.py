@@ -19,6 +19,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping
 from polyfuse.config import HeadConfig, TrainConfig
 from polyfuse.data.batch import EncodedTable, gather
 from polyfuse.models.multimodal import MultimodalModel, pack_tokens, pad_tokens
+from polyfuse.train.allocator import reuse_freed_memory
 from polyfuse.train.module import MultimodalTask, monitor_for
 
 # Validation batches: larger than training ones (no gradients kept), but bounded so that large
@@ -79,7 +80,7 @@ def train_model(
     task = MultimodalTask(model, heads, losses, cfg)
     monitor, mode = monitor_for(heads[0].task)
     best = BestWeights(monitor, mode)
-    with _quiet_lightning():
+    with reuse_freed_memory(), _quiet_lightning():  # glibc keeps freed activations for the next step
         stop = EarlyStopping(monitor, mode=mode, patience=cfg.patience)
         trainer = _trainer(cfg, [best, stop, *(callbacks or [])], log_dir)
         gathers = _Gather(train), _Gather(val)
