@@ -86,6 +86,12 @@ MODELS = {
     # of per-modality logits (a product of experts), and modality dropout trains each expert to
     # decide alone, so the weaker image expert is not crowded out by the audio one.
     "polyfuse_late": BenchModel(("image", "audio"), "late", LATE, {"hidden_dim": 0}, POLYFUSE_RECIPE),
+    # polyfuse_late, then its modality weights fit on the validation split
+    # (train.weights.fit_modality_weights): on avmnist-hard the validation speaker is held out, so
+    # it tells how far to trust the audio expert on a speaker it has not heard.
+    "polyfuse_late_fitted": BenchModel(
+        ("image", "audio"), "late", LATE, {"hidden_dim": 0}, {**POLYFUSE_RECIPE, "fit_modality_weights": True}
+    ),
     # The same late fusion under MultiBench's SGD recipe (batch 40, lr 0.1), which gave the best
     # single-modality audio model on avmnist-hard, plus modality dropout 0.3.
     "polyfuse_late_sgd": BenchModel(

@@ -101,6 +101,7 @@ def run(
         "threads": torch.get_num_threads(),
         "load_1min": round(os.getloadavg()[0], 2),  # other work on the machine shows here
         "commit": code_version(),
+        "modality_weights": json.dumps(result.modality_weights) if result.modality_weights else None,
     }
 
 

@@ -63,6 +63,9 @@ def fit(
     precision: str = typer.Option("32-true", help="e.g. bf16-mixed or 16-mixed for mixed precision"),
     accelerator: str = typer.Option("auto", help="cpu, gpu or auto"),
     modality_dropout: float = typer.Option(0.0, help="chance of masking a modality per training row"),
+    fit_modality_weights: bool = typer.Option(
+        False, help="late fusion: fit its modality weights on the validation split after training"
+    ),
     baselines: bool = typer.Option(True, help="also train one single-modality model per modality"),
     on_error: str = typer.Option("raise", help=ON_ERROR_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="print only errors"),
@@ -96,6 +99,7 @@ def fit(
         precision=precision,
         accelerator=accelerator,
         modality_dropout=modality_dropout,
+        fit_modality_weights=fit_modality_weights,
         baselines=baselines,
         progress=not quiet,
     )

@@ -172,6 +172,7 @@ def train_and_test(
         "val": {result.monitor.removeprefix("val_"): result.best_score},
         "params": sum(p.numel() for p in model.parameters()),
         "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        **({"modality_weights": result.modality_weights} if result.modality_weights else {}),
     }
     rep.trained(title, test, summary)
     return Trained(model, test, summary, result.history)

@@ -23,7 +23,9 @@ class LateFusion(nn.Module):
     Each modality goes through its own MLP "expert" to an ``output_dim`` vector; the experts'
     outputs are then combined by ``combine``:
 
-    * ``"mean"``: the mean over present modalities;
+    * ``"mean"``: the mean over present modalities; its weights are fixed during training, but
+      ``polyfuse.train.weights.fit_modality_weights`` may set them afterwards on held-out data
+      (then a softmax over per-modality logits, as for ``"learned"``);
     * ``"learned"``: a softmax over learned per-modality weights, renormalised over the present
       modalities of each row;
     * ``"stacking"``: the concatenation of every expert's output (zeros where absent) and a
@@ -62,7 +64,9 @@ class LateFusion(nn.Module):
         self.combine = combine
         self.output_dim = output_dim or hidden_dim
         self.experts = nn.ModuleDict({m: self._expert(in_dims[m], hidden_dim, dropout) for m in self.names})
-        self.logits = nn.Parameter(torch.zeros(len(self.names)))  # used by "learned"
+        # Per-modality weight logits: trained with "learned"; fixed with "mean" (zeros: a plain mean
+        # until fit_modality_weights sets them); unused by "stacking".
+        self.logits = nn.Parameter(torch.zeros(len(self.names)), requires_grad=combine == "learned")
         width = len(self.names) * (self.output_dim + 1)
         self.stack = nn.Linear(width, self.output_dim) if combine == "stacking" else None
         self._weights: Tensor | None = None  # [B, M] of the last forward pass ("mean", "learned")
@@ -92,13 +96,17 @@ class LateFusion(nn.Module):
         if self.stack is not None:
             flat = torch.cat([outs, here.unsqueeze(-1).to(outs.dtype)], dim=2).flatten(1)
             return self.stack(flat)  # type: ignore[no-any-return]  # [B, output_dim]
-        if self.combine == "learned":
-            weights = torch.exp(self.logits - self.logits.max()) * here.to(outs.dtype)  # [B, M]
-        else:
-            weights = here.to(outs.dtype)
-        weights = weights / weights.sum(dim=1, keepdim=True).clamp_min(1e-12)  # all-absent -> zeros
+        fused, weights = self.mix(outs, here, self.logits)
         self._weights = weights.detach()
-        return (weights.unsqueeze(-1) * outs).sum(dim=1)  # [B, output_dim]
+        return fused
+
+    @staticmethod
+    def mix(outs: Tensor, here: Tensor, logits: Tensor) -> tuple[Tensor, Tensor]:
+        """Expert outputs [B, M, D] averaged with weights softmax(logits) renormalised over each row's
+        present modalities [B, M]: the fused vector [B, D] and the weights [B, M] (all absent: zeros)."""
+        weights = torch.exp(logits - logits.max()) * here.to(outs.dtype)  # [B, M]
+        weights = weights / weights.sum(dim=1, keepdim=True).clamp_min(1e-12)
+        return (weights.unsqueeze(-1) * outs).sum(dim=1), weights
 
     def modality_weights(self) -> dict[str, Tensor] | None:
         """Modality -> [B] weight of its expert in the last forward pass; None for ``stacking`` or

@@ -35,6 +35,7 @@ class TrainResult:
     monitor: str  # name of that metric
     seconds: float  # wall-clock training time
     history: list[dict[str, float]] = field(default_factory=list)  # per-epoch logged metrics
+    modality_weights: dict[str, float] | None = None  # set by cfg.fit_modality_weights
 
 
 class BestWeights(Callback):
@@ -91,6 +92,7 @@ def train_model(
     if best.state is not None:
         task.load_state_dict(best.state)
     model.cpu().eval()
+    weights = _fit_weights(model, losses, val, cfg)
     return TrainResult(
         epochs=trainer.current_epoch,
         best_epoch=best.best_epoch,
@@ -98,7 +100,23 @@ def train_model(
         monitor=monitor,
         seconds=time.perf_counter() - start,
         history=best.history,
+        modality_weights=weights,
     )
+
+
+def _fit_weights(
+    model: MultimodalModel, losses: dict[str, torch.nn.Module], val: EncodedTable, cfg: TrainConfig
+) -> dict[str, float] | None:
+    """``cfg.fit_modality_weights``: the late fusion's weights fit on ``val`` (None if not asked, or
+    if the fusion has no such weights, as in a sweep over fusions; logged then)."""
+    from polyfuse.train.weights import can_fit_weights, fit_modality_weights
+
+    if not cfg.fit_modality_weights:
+        return None
+    if not can_fit_weights(model):
+        logging.getLogger(__name__).info("fit_modality_weights: this fusion has no modality weights; skipped")
+        return None
+    return fit_modality_weights(model, val, losses, eval_batch_size(cfg))
 
 
 def eval_batch_size(cfg: TrainConfig) -> int:
