@@ -51,6 +51,7 @@ def run(
     from polyfuse.train.loop import eval_batch_size, train_model
 
     bench = MODELS[model_name]
+    commit = code_version()  # the code this run imported (a commit during the run must not show)
 
     def splits(*names: str) -> dict[str, Any]:
         if arrays is None:
@@ -100,7 +101,7 @@ def run(
         "params": sum(p.numel() for p in model.parameters()),
         "threads": torch.get_num_threads(),
         "load_1min": round(os.getloadavg()[0], 2),  # other work on the machine shows here
-        "commit": code_version(),
+        "commit": commit,
         "modality_weights": json.dumps(result.modality_weights) if result.modality_weights else None,
     }
 
