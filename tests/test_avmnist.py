@@ -194,6 +194,7 @@ def test_profile_reports_step_time_and_convolutions() -> None:
     """The step profiler times the bare steps and lists the operators, the step's phases included."""
     from benchmarks.avmnist.profile import profile
 
-    timings, ops = profile("multibench_late_fusion", _random_table(80), n_steps=2)
+    timings, ops, shapes = profile("multibench_late_fusion", _random_table(80), n_steps=2)
     assert set(timings) == {True, False} and all(ms > 0 and faults >= 0 for ms, faults in timings.values())
     assert "convolution" in ops and "forward" in ops and "backward" in ops
+    assert "[40, 1, 112, 112]" in shapes  # the first audio convolution's input, by shape

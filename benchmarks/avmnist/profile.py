@@ -3,8 +3,8 @@
     python -m benchmarks.avmnist.profile --model multibench_late_fusion --steps 40
 
 Times forward + backward + optimizer steps over batches gathered in memory first (the bare compute
-of ``run.bare_epoch``), then profiles the same steps and writes the operators by self CPU time to
-``benchmarks/results/avmnist_profile.md``.
+of ``run.bare_epoch``), then profiles the same steps and writes the operators by self CPU time,
+also split by input shape, to ``benchmarks/results/avmnist_profile.md``.
 """
 
 from __future__ import annotations
@@ -24,33 +24,24 @@ RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 
 def steps(bench: Any, cfg: Any, batches: list[Any], reuse: bool = True) -> None:
-    """Forward, backward and optimizer step over each batch (training mode); ``reuse``: with
-    ``reuse_freed_memory`` as in the training loop."""
+    """``run.train_steps`` on a fresh model; ``reuse``: within ``reuse_freed_memory`` as in training."""
+    from benchmarks.avmnist.run import train_steps
     from polyfuse.train.allocator import reuse_freed_memory
     from polyfuse.train.module import make_optimizer
 
     model = bench.build().train()
     opt = make_optimizer(cfg.optimizer, list(model.parameters()), cfg.lr, cfg.weight_decay)
     with reuse_freed_memory() if reuse else contextlib.nullcontext():
-        _run(model, opt, batches)
+        train_steps(model, opt, batches)
 
 
-def _run(model: Any, opt: Any, batches: list[Any]) -> None:
-    loss_fn = torch.nn.CrossEntropyLoss()
-    for batch in batches:
-        opt.zero_grad()
-        with torch.profiler.record_function("forward"):
-            logits = model(batch)["digit"]
-        with torch.profiler.record_function("backward"):
-            loss_fn(logits, batch.targets["digit"]).backward()
-        with torch.profiler.record_function("optimizer"):
-            opt.step()
-
-
-def profile(model_name: str, table: Any, n_steps: int) -> tuple[dict[bool, tuple[float, float]], str]:
+def profile(model_name: str, table: Any, n_steps: int) -> tuple[dict[bool, tuple[float, float]], str, str]:
     """Per-step milliseconds and minor page faults without the profiler, with and without
-    ``reuse_freed_memory`` (keys True / False), and the profiler's operator table, over ``n_steps``
-    batches cycled from ``table``."""
+    ``reuse_freed_memory`` (keys True / False), and the profiler's operator tables (by operator, and
+    by operator and input shape), over ``n_steps`` batches cycled from ``table``.
+
+    Without comes first, after a warm-up without: glibc's own (dynamic) thresholds, not the ones a
+    ``reuse_freed_memory`` block leaves behind."""
     from polyfuse.config import TrainConfig
 
     bench = MODELS[model_name]
@@ -58,7 +49,7 @@ def profile(model_name: str, table: Any, n_steps: int) -> tuple[dict[bool, tuple
     size = cfg.batch_size
     batches = [table.take(list(range(i, i + size))) for i in range(0, len(table) - size + 1, size)]
     batches = (batches * (n_steps // len(batches) + 1))[:n_steps]
-    steps(bench, cfg, batches[:5])  # warm-up: oneDNN primitives
+    steps(bench, cfg, batches[:5], reuse=False)  # warm-up: oneDNN primitives
     timings = {}
     for reuse in (False, True):
         faults, start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.perf_counter()
@@ -68,9 +59,13 @@ def profile(model_name: str, table: Any, n_steps: int) -> tuple[dict[bool, tuple
             resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults,
         )
         timings[reuse] = (seconds / n_steps * 1000, faults / n_steps)
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True) as prof:
         steps(bench, cfg, batches)
-    return timings, prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25)
+    ops = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25)
+    shapes = prof.key_averages(group_by_input_shape=True).table(
+        sort_by="self_cpu_time_total", row_limit=15, max_name_column_width=36, max_shapes_column_width=60
+    )
+    return timings, ops, shapes
 
 
 def main() -> None:
@@ -85,7 +80,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=2000, help="validation rows the batches come from")
     args = parser.parse_args()
     val = load_splits(args.variant, splits=("val",), modalities=MODELS[args.model].modalities)["val"]
-    timings, ops = profile(args.model, val.subset(list(range(min(args.rows, len(val))))), args.steps)
+    timings, ops, shapes = profile(args.model, val.subset(list(range(min(args.rows, len(val))))), args.steps)
     (ms, faults), (ms_default, faults_default) = timings[True], timings[False]
     cfg = TrainConfig(**MODELS[args.model].train)
     text = "\n".join(
@@ -101,13 +96,19 @@ def main() -> None:
             f"{ms * 55_000 / cfg.batch_size / 1000:.0f} s for the 55,000 training rows of an epoch, "
             f"{faults:,.0f} minor page faults per step. Without `train.allocator.reuse_freed_memory` "
             f"(glibc's default malloc, which returns freed activations to the kernel): {ms_default:.1f} ms "
-            f"and {faults_default:,.0f} minor page faults per step.",
+            f"and {faults_default:,.0f} minor page faults per step, measured first in the same process.",
             "",
             "Operators by self CPU time under torch.profiler (the profiler adds its own overhead;",
             "`forward` / `backward` / `optimizer` are the step's phases, totals include children):",
             "",
             "```",
             ops,
+            "```",
+            "",
+            "The same profile by operator and input shape (which layer the time goes to):",
+            "",
+            "```",
+            shapes,
             "```",
             "",
         ]

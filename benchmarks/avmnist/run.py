@@ -121,19 +121,28 @@ def bare_epoch(bench: BenchModel, cfg: Any, tables: dict[str, Any]) -> float:
     step = eval_batch_size(cfg)  # the batches the timed loop validates with
     val_batches = [val.take(list(range(i, min(i + step, len(val))))) for i in range(0, len(val), step)]
     opt = make_optimizer(cfg.optimizer, list(model.parameters()), cfg.lr, cfg.weight_decay)
-    loss_fn = torch.nn.CrossEntropyLoss()
     with reuse_freed_memory():  # as the training loop
         start = time.perf_counter()
-        model.train()
-        for batch in batches:
-            opt.zero_grad()
-            loss_fn(model(batch)["digit"], batch.targets["digit"]).backward()
-            opt.step()
+        train_steps(model.train(), opt, batches)
         model.eval()
         with torch.no_grad():
             for batch in val_batches:
                 model(batch)
         return time.perf_counter() - start
+
+
+def train_steps(model: torch.nn.Module, opt: Any, batches: list[Any]) -> None:
+    """Forward, cross-entropy backward and optimizer step over each batch of digits; the phases are
+    named for torch.profiler (``benchmarks.avmnist.profile``)."""
+    loss_fn = torch.nn.CrossEntropyLoss()
+    for batch in batches:
+        opt.zero_grad()
+        with torch.profiler.record_function("forward"):
+            logits = model(batch)["digit"]
+        with torch.profiler.record_function("backward"):
+            loss_fn(logits, batch.targets["digit"]).backward()
+        with torch.profiler.record_function("optimizer"):
+            opt.step()
 
 
 def main() -> None:

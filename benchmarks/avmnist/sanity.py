@@ -54,8 +54,9 @@ def main() -> None:
             start = time.perf_counter()
             accuracy = logreg_accuracy(arrays, modality, args.max_iter)
             seconds = round(time.perf_counter() - start, 1)
-            rows.append({"variant": variant, "modality": modality, "test_accuracy": round(accuracy, 4)})
-            rows[-1] |= {"train_rows": int((arrays["split"] == "train").sum()), "seconds": seconds}
+            train_rows = int((arrays["split"] == "train").sum())
+            row = {"variant": variant, "modality": modality, "test_accuracy": round(accuracy, 4)}
+            rows.append({**row, "train_rows": train_rows, "seconds": seconds})
             print(rows[-1], flush=True)
         del arrays
     frame = pd.DataFrame(rows)

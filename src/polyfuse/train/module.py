@@ -32,9 +32,7 @@ class MultimodalTask(L.LightningModule):
         return self.model(batch)
 
     def _loss(self, logits: dict[str, Tensor], targets: dict[str, Tensor]) -> Tensor:
-        return sum(
-            (self.losses[k](logits[k], targets[k]) for k in logits), torch.zeros((), device=self.device)
-        )
+        return summed_loss(self.losses, logits, targets)
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         if self.cfg.modality_dropout > 0:
@@ -82,6 +80,12 @@ OPTIMIZERS: dict[str, Any] = {
         params, lr=lr, weight_decay=wd, momentum=0.9, nesterov=True
     ),
 }
+
+
+def summed_loss(losses: Any, logits: dict[str, Tensor], targets: dict[str, Tensor]) -> Tensor:
+    """The training objective: the sum over labels of each head's loss (``losses``: label -> loss)."""
+    first = next(iter(logits.values()))
+    return sum((losses[k](logits[k], targets[k]) for k in logits), torch.zeros((), device=first.device))
 
 
 def make_optimizer(name: str, params: list[nn.Parameter], lr: float, weight_decay: float) -> Any:

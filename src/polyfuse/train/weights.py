@@ -12,14 +12,14 @@ validation split with L-BFGS. M - 1 free parameters leave little room to overfit
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor, nn
 
 from polyfuse.data.batch import EncodedTable
+from polyfuse.eval.probe import fusion_features
 from polyfuse.fusions.late import LateFusion
 from polyfuse.models.multimodal import MultimodalModel
+from polyfuse.train.module import summed_loss
 
 FITTABLE = ("mean", "learned")  # LateFusion combines whose weights fit_modality_weights sets
 
@@ -52,15 +52,18 @@ def fit_modality_weights(
         raise ValueError(f"fit_modality_weights needs a late fusion with combine in {FITTABLE}")
     fusion: LateFusion = model.fusion  # type: ignore[assignment]
     was_training = model.training
-    model.eval()
-    outs, here = _expert_outputs(model, table, batch_size)
+    features = fusion_features(model, table, batch_size)  # what the fusion receives (puts model in eval)
+    embeddings = {m: f.values for m, f in features.items()}
+    with torch.no_grad():
+        outs, here = fusion.expert_outputs(embeddings, {m: table.mask[m] for m in model.encoders})
     targets = {label: table.targets[label] for label in losses}
     logits = fusion.logits.detach().clone().requires_grad_(True)
     opt = torch.optim.LBFGS([logits], max_iter=max_iter, line_search_fn="strong_wolfe")
 
     def closure() -> Tensor:
         opt.zero_grad()
-        loss = _loss(model, fusion.mix(outs, here, logits)[0], targets, losses)
+        fused = fusion.mix(outs, here, logits)[0]
+        loss = summed_loss(losses, {k: model.heads[k](fused) for k in losses}, targets)
         loss.backward()  # type: ignore[no-untyped-call]
         return loss
 
@@ -71,24 +74,3 @@ def fit_modality_weights(
     model.train(was_training)
     weights = torch.softmax(fusion.logits.detach(), dim=0)
     return {name: round(float(w), 4) for name, w in zip(fusion.names, weights, strict=True)}
-
-
-def _expert_outputs(model: MultimodalModel, table: EncodedTable, batch_size: int) -> tuple[Tensor, Tensor]:
-    """Every row's expert outputs [N, M, D] and modality presence [N, M], without gradients."""
-    fusion: Any = model.fusion
-    outs, here = [], []
-    with torch.no_grad():
-        for start in range(0, len(table), batch_size):
-            batch = table.take(list(range(start, min(start + batch_size, len(table)))))
-            mask = {name: batch.mask[name] for name in model.encoders}
-            o, h = fusion.expert_outputs(model.embed(batch), mask)
-            outs.append(o)
-            here.append(h)
-    return torch.cat(outs), torch.cat(here)
-
-
-def _loss(
-    model: MultimodalModel, fused: Tensor, targets: dict[str, Tensor], losses: dict[str, nn.Module]
-) -> Tensor:
-    """The summed head losses of the fused vectors, as the training task sums them."""
-    return sum((losses[k](model.heads[k](fused), targets[k]) for k in losses), torch.zeros(()))
