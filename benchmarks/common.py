@@ -60,17 +60,20 @@ def code_version() -> str:
     return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
-def summary_markdown(summary: Any, metric: str) -> list[str]:
-    """A compare summary (``CompareResult.summary``) as markdown table lines."""
+def summary_markdown(summary: Any, metric: str, val: bool = False) -> list[str]:
+    """A compare summary (``CompareResult.summary``) as markdown table lines; ``val`` adds the
+    validation score, on which a comparison chooses."""
+    val_head, val_rule = (" val score |", "---|") if val else ("", "")
     lines = [
-        f"| modalities | fusion | test {metric} | seeds | params | train s | ms / sample |",
-        "|---|---|---|---|---|---|---|",
+        f"| modalities | fusion | test {metric} |{val_head} seeds | params | train s | ms / sample |",
+        f"|---|---|---|{val_rule}---|---|---|---|",
     ]
     for _, row in summary.iterrows():
         fusion = row["fusion"] if row["n_modalities"] > 1 else "-"
+        val_cell = f" {row['val_score_mean']:.4f} |" if val else ""
         lines.append(
-            f"| {row['modalities']} | {fusion} | {row[f'{metric}_mean']:.4f} ± {row[f'{metric}_std']:.4f} | "
-            f"{int(row['seeds'])} | {int(row['params']):,} | {row['train_seconds_mean']:.1f} | "
+            f"| {row['modalities']} | {fusion} | {row[f'{metric}_mean']:.4f} ± {row[f'{metric}_std']:.4f} |"
+            f"{val_cell} {int(row['seeds'])} | {int(row['params']):,} | {row['train_seconds_mean']:.1f} | "
             f"{row['latency_ms']:.3f} |"
         )
     return lines

@@ -198,3 +198,48 @@ def test_profile_reports_step_time_and_convolutions() -> None:
     assert set(timings) == {True, False} and all(ms > 0 and faults >= 0 for ms, faults in timings.values())
     assert "convolution" in ops and "forward" in ops and "backward" in ops
     assert "[40, 1, 112, 112]" in shapes  # the first audio convolution's input, by shape
+
+
+def _random_arrays(seed: int = 0) -> dict[str, np.ndarray]:
+    """``load_arrays``-shaped random data: 40 train, 10 val and 10 test rows."""
+    rng = np.random.default_rng(seed)
+    splits = np.array(["train"] * 40 + ["val"] * 10 + ["test"] * 10)
+    n = len(splits)
+    return {
+        "x_image": rng.integers(0, 256, (n, 28, 28), dtype=np.uint8),
+        "x_audio": rng.integers(0, 256, (n, 112, 112), dtype=np.uint8),
+        "y": np.arange(n) % 10,
+        "split": splits,
+    }
+
+
+@pytest.mark.parametrize(("modality", "key"), [("image", "x_image"), ("audio", "x_audio")])
+def test_compare_table_reads_back_the_exact_pixels(modality: str, key: str) -> None:
+    """The PNG cells of the comparison's table decode to the build's uint8 arrays, pixel for pixel."""
+    from benchmarks.avmnist.compare import as_table, compare_options
+
+    from polyfuse.data.modalities.image import ImageProcessor
+
+    arrays = _random_arrays()
+    options = compare_options(epochs=1)["processor_options"][modality]
+    encoded = ImageProcessor([modality], **options).transform(as_table(arrays), Path("."))
+    assert encoded.values.dtype == torch.uint8 and bool(encoded.present.all())
+    assert torch.equal(encoded.values[:, 0], torch.from_numpy(arrays[key]))
+
+
+def test_compare_trains_every_subset_with_the_multibench_lenets(tmp_path: Path) -> None:
+    """``polyfuse compare`` on an AV-MNIST-shaped table: both singles and the fused run, LeNet encoders
+    of MultiBench's sizes, and a result page naming the run chosen on validation."""
+    from benchmarks.avmnist import compare
+
+    result = compare.run(_random_arrays(), tmp_path / "cmp", 1, ("late",), explain=False, verbose=False)
+    rows = {r["modalities"]: r for r in result.rows}
+    assert set(rows) == {"image", "audio", "image+audio"}
+    assert all(r["status"] == "ok" and r["epochs"] == 1 for r in rows.values())
+    assert rows["image+audio"]["encoders"] == "image=lenet;audio=lenet"
+    # the LeNets of the benchmark (13,938 + 221,874 parameters) are in every run's count
+    assert rows["image"]["params"] > 13_938 and rows["audio"]["params"] > 221_874
+    page = "\n".join(
+        compare.markdown(result, "avmnist-hard", 60.0, 1, "python -m benchmarks.avmnist.compare")
+    )
+    assert "Chosen on validation" in page and "| val score |" in page and "image+audio | late |" in page

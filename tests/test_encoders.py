@@ -131,6 +131,9 @@ def test_declares_modality_and_dim(name: str, hf_models: dict[str, str]) -> None
     cls = ENCODERS.get(name)
     assert name in encoders_for(cls.modality)
     assert isinstance(build(name, hf_models).output_dim, int)
+    # ``features``, when declared, names the input features the encoder asks its processor for
+    # ("logmel", "waveform"); fit passes it on as a processor option, so it is never a method.
+    assert getattr(cls, "features", None) is None or isinstance(cls.features, str)
 
 
 @pytest.mark.parametrize("name", ENCODERS.names())
@@ -250,5 +253,26 @@ def test_lenet_matches_multibench_sizes(side: int, extra: int, dim: int) -> None
     enc = build_encoder("lenet", additional_layers=extra).eval()
     x = torch.randint(0, 256, (2, 1, side, side), dtype=torch.uint8)
     assert enc.output_dim == dim and enc(x).shape == (2, dim)
-    assert enc.features(x).shape[-2:] == (1, 1)  # MultiBench's sizes end at a 1x1 map
+    assert enc.feature_maps(x).shape[-2:] == (1, 1)  # MultiBench's sizes end at a 1x1 map
     torch.testing.assert_close(enc(x), enc(x.float() / 255))
+
+
+def test_encoder_parameters_may_repeat_the_data_but_not_contradict_it() -> None:
+    """``in_channels=1`` given by the user for grey images builds; ``in_channels=3`` is refused by name."""
+    from polyfuse.config import EncoderConfig, FusionConfig, HeadConfig, ModelConfig
+    from polyfuse.models.build import build_model
+
+    class GreyImages:  # what an image processor reports for 28 px grey images
+        def encoder_kwargs(self, modality: str) -> dict[str, Any]:
+            return {"in_channels": 1, "image_size": 28}
+
+    def config(**params: Any) -> ModelConfig:
+        encoders = {"image": EncoderConfig("lenet", params)}
+        return ModelConfig(encoders, FusionConfig("concat"), [HeadConfig("y", "multiclass", 10)])
+
+    model = build_model(config(in_channels=1, additional_layers=3), GreyImages())
+    assert model.encoders["image"].output_dim == 48
+    with pytest.raises(
+        ValueError, match=r"'image' contradict its inputs: in_channels=3 \(the data gives 1\)"
+    ):
+        build_model(config(in_channels=3), GreyImages())

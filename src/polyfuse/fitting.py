@@ -109,8 +109,9 @@ def choose_encoders(
         opts = options.setdefault(spec.name, {})
         if name == "hf_text":
             opts.setdefault("tokenizer", params.get("pretrained") or _default_text_path())
-        if getattr(cls, "features", None):
-            opts.setdefault("features", cls.features)
+        features = getattr(cls, "features", None)  # the input features an encoder asks for, e.g. "waveform"
+        if isinstance(features, str):
+            opts.setdefault("features", features)
         encoders[spec.name] = EncoderConfig(name, params, bool(freeze))
     return encoders, {k: v for k, v in options.items() if v}
 

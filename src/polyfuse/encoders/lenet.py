@@ -52,7 +52,7 @@ class LeNet(nn.Module):
     def token_dim(self) -> int:
         return self.output_dim
 
-    def features(self, x: Tensor) -> Tensor:
+    def feature_maps(self, x: Tensor) -> Tensor:
         out = as_float_image(x)  # [B, C, H, W]
         if self.channels_last:
             out = out.contiguous(memory_format=torch.channels_last)
@@ -66,8 +66,8 @@ class LeNet(nn.Module):
         return out  # [B, output_dim, h, w]; 1x1 at MultiBench's sizes
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.features(x).mean(dim=(2, 3))  # [B, output_dim]
+        return self.feature_maps(x).mean(dim=(2, 3))  # [B, output_dim]
 
     def forward_tokens(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        tokens = self.features(x).flatten(2).transpose(1, 2)  # [B, h*w, output_dim]
+        tokens = self.feature_maps(x).flatten(2).transpose(1, 2)  # [B, h*w, output_dim]
         return tokens, tokens.new_ones(tokens.shape[:2], dtype=torch.bool)

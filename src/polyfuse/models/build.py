@@ -22,6 +22,21 @@ def fusion_input_dim(encoder: nn.Module, wants_tokens: bool) -> int:
     return int(encoder.output_dim)  # type: ignore[arg-type]
 
 
+def encoder_arguments(modality: str, facts: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """The data's facts (``in_channels``, ``vocab_size`` ...) and the user's parameters for one encoder.
+
+    A parameter may repeat a fact (e.g. ``in_channels=1`` for grey images) but not contradict it: the
+    encoder would not fit its inputs.
+    """
+    clash = {k: (params[k], facts[k]) for k in facts.keys() & params.keys() if params[k] != facts[k]}
+    if clash:
+        said = ", ".join(
+            f"{k}={mine!r} (the data gives {theirs!r})" for k, (mine, theirs) in sorted(clash.items())
+        )
+        raise ValueError(f"encoder parameters of {modality!r} contradict its inputs: {said}")
+    return {**facts, **params}
+
+
 def build_model(config: ModelConfig, inputs: KnowsInputs) -> MultimodalModel:
     """Build encoders, fusion and heads named in ``config``; ``inputs`` reports tensor facts."""
     import polyfuse.encoders  # noqa: F401  (registers the encoders)
@@ -31,7 +46,9 @@ def build_model(config: ModelConfig, inputs: KnowsInputs) -> MultimodalModel:
     from polyfuse.registry import FUSIONS, HEADS
 
     encoders = {
-        name: build_encoder(cfg.name, **inputs.encoder_kwargs(name), **cfg.params, freeze=cfg.freeze)
+        name: build_encoder(
+            cfg.name, **encoder_arguments(name, inputs.encoder_kwargs(name), cfg.params), freeze=cfg.freeze
+        )
         for name, cfg in config.encoders.items()
     }
     wants_tokens = bool(getattr(FUSIONS.get(config.fusion.name), "wants_tokens", False))
