@@ -132,6 +132,7 @@ def test_benchmark_model_trains_one_epoch(builds: dict, name: str) -> None:
     # LeNet 28 px (13,938) + LeNet 112 px (221,874) + head 240 -> 100 -> 10 (25,110): MultiBench's sizes.
     assert row["params"] == 13_938 + 221_874 + 25_110
     assert 0.0 <= row["test_accuracy"] <= 1.0 and row["best_epoch"] == 0
+    assert row["test_accuracy_last"] == row["test_accuracy"]  # one epoch: the last is the best
     assert (
         row["seconds_per_epoch"] > 0 and row["bare_compute_seconds_per_epoch"] > 0 and row["peak_rss_mb"] > 0
     )

@@ -66,11 +66,16 @@ def run_child(variant: str, model: str, seed: int, epochs: int) -> dict[str, obj
 def write_markdown(frame: pd.DataFrame) -> None:
     from benchmarks.common import machine_line
 
+    if "test_accuracy_last" not in frame:  # rows from before it was recorded
+        frame = frame.assign(test_accuracy_last=float("nan"))
     group = frame.groupby(["variant", "model", "epochs"], sort=False)
     table = group.agg(
         seeds=("seed", "count"),
         acc_mean=("test_accuracy", "mean"),
         acc_std=("test_accuracy", "std"),
+        best_epochs=("best_epoch", lambda s: ",".join(str(int(e)) for e in s)),
+        last=("test_accuracy_last", "mean"),
+        last_seeds=("test_accuracy_last", "count"),
         sec=("seconds_per_epoch", "min"),
         bare=("bare_compute_seconds_per_epoch", "first"),  # the first seed's (NaN elsewhere)
         rss=("peak_rss_mb", "max"),
@@ -85,24 +90,30 @@ def write_markdown(frame: pd.DataFrame) -> None:
         f"Machine: {machine_line()}. Command: `python -m benchmarks.avmnist` (rows: {CSV.name}).",
         f"Reference: {MULTIBENCH}.",
         "",
-        "| variant | model | epochs | seeds | test accuracy | s / epoch | bare s / epoch | ratio "
-        "| peak RSS MB | samples/s | params | max load |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| variant | model | epochs | seeds | test accuracy | best epochs | last epoch's accuracy "
+        "| s / epoch | bare s / epoch | ratio | peak RSS MB | samples/s | params | max load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for _, r in table.iterrows():
         std = 0.0 if pd.isna(r["acc_std"]) else r["acc_std"]
         cells = [r["variant"], r["model"], r["epochs"], r["seeds"], f"{r['acc_mean']:.4f} ± {std:.4f}"]
+        partial = f" ({r['last_seeds']} of {r['seeds']} seeds)" if 0 < r["last_seeds"] < r["seeds"] else ""
+        cells += [r["best_epochs"], _num(r["last"], ".4f") + partial]
         cells += [f"{r['sec']:.1f}", _num(r["bare"], ".1f"), _num(r["ratio"], ".2f"), f"{r['rss']:.0f}"]
         cells += [f"{r['sps']:.0f}", f"{int(r['params']):,}", f"{r['load']:.1f}"]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     lines += [
         "",
-        "test accuracy: mean ± std over seeds. s / epoch: the fastest seed's training epoch with its",
-        "validation pass (polyfuse's Lightning loop); samples/s likewise. bare: the first seed's same",
-        "forward + backward + optimizer steps and validation passes over batches gathered in memory",
-        "first; ratio = the fastest s / epoch ÷ bare (the input pipeline's overhead). Peak RSS: the",
-        "largest run's own process. max load: the highest 1-minute load average at the end of a run",
-        "(2 = this benchmark alone on 2 cores; higher means other work shared the machine).",
+        "test accuracy: mean ± std over seeds, with the weights of the best validation epoch (as",
+        "MultiBench tests its best checkpoint); best epochs: that epoch of each seed, from 0. Last",
+        "epoch's accuracy: the mean over seeds of the last epoch's weights, without validation's choice",
+        "or weight fitting (– for rows from before it was recorded). s / epoch: the fastest seed's",
+        "training epoch with its validation pass (polyfuse's Lightning loop); samples/s likewise. bare:",
+        "the first seed's same forward + backward + optimizer steps and validation passes over batches",
+        "gathered in memory first; ratio = the fastest s / epoch ÷ bare (the input pipeline's",
+        "overhead). Peak RSS: the largest run's own process. max load: the highest 1-minute load",
+        "average at the end of a run (2 = this benchmark alone on 2 cores; higher means other work",
+        "shared the machine).",
     ]
     (RESULTS / "avmnist.md").write_text("\n".join(lines) + "\n")
 
