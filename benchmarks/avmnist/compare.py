@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -98,11 +99,13 @@ def markdown(result: Any, variant: str, wall_s: float, epochs: int, command: str
     info = json.loads((result.out / "compare.json").read_text())
     best, single, metric = info["best"], info["best_single"], info["metric"]
     gap = 100 * (best[metric] - single[metric])
+    training = sum(float(r.get("train_seconds") or 0) for r in result.rows)
     return [
         f"# `polyfuse compare` on {variant}",
         "",
         f"Machine: {machine_line()}. Command: `{command}`.",
-        f"{len(result.rows)} runs of {epochs} epochs; {wall_s / 60:.0f} min wall-clock with data loading.",
+        f"{len(result.rows)} runs of {epochs} epochs, {training / 60:.0f} min of training in all; the last"
+        f" invocation took {wall_s / 60:.0f} min with data loading (it trains only runs not on the board).",
         "",
         f"Chosen on validation: **{best['modalities']} with {best['fusion']}**, test {metric} "
         f"**{best[metric]:.4f}** (val {best['val_score']:.4f}); best single modality on validation: "
@@ -134,7 +137,7 @@ def main() -> None:
         args.seeds,
         explain=not args.no_explain,
     )
-    command = f"python -m benchmarks.avmnist.compare --variant {args.variant} --epochs {args.epochs}"
+    command = " ".join(["python -m benchmarks.avmnist.compare", *sys.argv[1:]])
     lines = markdown(result, args.variant, time.perf_counter() - start, args.epochs, command)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"avmnist_compare_{args.variant}.md").write_text("\n".join(lines) + "\n")

@@ -13,12 +13,15 @@ import json
 import os
 import resource
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
 
 from benchmarks.avmnist.models import MODELS, BenchModel
+
+if TYPE_CHECKING:
+    from polyfuse.models.multimodal import MultimodalModel
 
 
 class EpochTimer(L.Callback):
@@ -117,7 +120,7 @@ def run(
     }
 
 
-def test_accuracy(model: torch.nn.Module, test: Any, batch_size: int) -> float:
+def test_accuracy(model: MultimodalModel, test: Any, batch_size: int) -> float:
     from polyfuse.eval.metrics import compute_metrics
     from polyfuse.models.inference import predict_table
 
