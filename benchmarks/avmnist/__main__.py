@@ -66,8 +66,6 @@ def run_child(variant: str, model: str, seed: int, epochs: int) -> dict[str, obj
 def write_markdown(frame: pd.DataFrame) -> None:
     from benchmarks.common import machine_line
 
-    if "test_accuracy_last" not in frame:  # rows from before it was recorded
-        frame = frame.assign(test_accuracy_last=float("nan"))
     group = frame.groupby(["variant", "model", "epochs"], sort=False)
     table = group.agg(
         seeds=("seed", "count"),

@@ -17,7 +17,6 @@ import argparse
 import io
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +57,7 @@ def compare_options(epochs: int) -> dict[str, Any]:
         "label": "digit",
         "split_column": "split",
         "roles": {m: "image" for m in SIZES},
-        "encoder_choices": {"image": ["lenet"], "audio": ["lenet"]},
+        "encoder_choices": {m: ["lenet"] for m in SIZES},
         "encoder_params": {"image": IMAGE_LENET, "audio": AUDIO_LENET},
         "processor_options": {m: {"image_size": s, "channels": "L"} for m, s in SIZES.items()},
         "max_epochs": epochs,
@@ -92,8 +91,9 @@ def run(
     )
 
 
-def markdown(result: Any, variant: str, wall_s: float, epochs: int, command: str) -> list[str]:
-    """The result page: chosen runs, the fused - single gap and the leaderboard."""
+def markdown(result: Any, variant: str, epochs: int, command: str) -> list[str]:
+    """The result page: chosen runs, the fused - single gap and the leaderboard (everything from the
+    comparison directory, so a rerun that trains nothing rewrites the same page)."""
     from benchmarks.common import machine_line, summary_markdown
 
     info = json.loads((result.out / "compare.json").read_text())
@@ -103,9 +103,9 @@ def markdown(result: Any, variant: str, wall_s: float, epochs: int, command: str
     return [
         f"# `polyfuse compare` on {variant}",
         "",
-        f"Machine: {machine_line()}. Command: `{command}`.",
-        f"{len(result.rows)} runs of {epochs} epochs, {training / 60:.0f} min of training in all; the last"
-        f" invocation took {wall_s / 60:.0f} min with data loading (it trains only runs not on the board).",
+        f"Machine: {machine_line()}. Last command: `{command}` (a comparison directory keeps the runs of"
+        f" earlier commands and trains only those not on its board). {len(result.rows)} runs of {epochs}"
+        f" epochs, {training / 60:.0f} min of training in all.",
         "",
         f"Chosen on validation: **{best['modalities']} with {best['fusion']}**, test {metric} "
         f"**{best[metric]:.4f}** (val {best['val_score']:.4f}); best single modality on validation: "
@@ -128,7 +128,6 @@ def main() -> None:
     parser.add_argument("--no-explain", action="store_true")
     args = parser.parse_args()
     out = args.out or Path("runs/avmnist-compare") / args.variant
-    start = time.perf_counter()
     result = run(
         load_arrays(args.variant),
         out,
@@ -138,7 +137,7 @@ def main() -> None:
         explain=not args.no_explain,
     )
     command = " ".join(["python -m benchmarks.avmnist.compare", *sys.argv[1:]])
-    lines = markdown(result, args.variant, time.perf_counter() - start, args.epochs, command)
+    lines = markdown(result, args.variant, args.epochs, command)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"avmnist_compare_{args.variant}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -92,9 +92,9 @@ def run(
     del tables  # the training data leaves memory before the test split comes in
     gc.collect()  # the trainer's loaders referenced the tables through reference cycles
     test = splits("test")["test"]
-    accuracy = test_accuracy(model, test, eval_batch_size(cfg))  # the best validation epoch's weights
+    accuracy = accuracy_on(model, test, eval_batch_size(cfg))  # the best validation epoch's weights
     model.load_state_dict(last.state)  # the last epoch's, without validation's choice or weight fitting
-    accuracy_last = test_accuracy(model, test, eval_batch_size(cfg))
+    accuracy_last = accuracy_on(model, test, eval_batch_size(cfg))
     del test
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the bare run's copies
     seconds = sum(timer.seconds) / len(timer.seconds)
@@ -120,7 +120,7 @@ def run(
     }
 
 
-def test_accuracy(model: MultimodalModel, test: Any, batch_size: int) -> float:
+def accuracy_on(model: MultimodalModel, test: Any, batch_size: int) -> float:
     from polyfuse.eval.metrics import compute_metrics
     from polyfuse.models.inference import predict_table
 
