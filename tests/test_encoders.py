@@ -257,6 +257,41 @@ def test_lenet_matches_multibench_sizes(side: int, extra: int, dim: int) -> None
     torch.testing.assert_close(enc(x), enc(x.float() / 255))
 
 
+@pytest.mark.parametrize(("kernel", "padding"), [(5, 2), (3, 1), (3, 0)])
+@pytest.mark.parametrize("input_grad", [False, True])
+def test_single_channel_conv_gradients_match_torch(kernel: int, padding: int, input_grad: bool) -> None:
+    """The swapped-axes weight gradient is the same gradient as torch's convolution gives."""
+    from polyfuse.encoders.lenet import SingleChannelConv
+
+    torch.manual_seed(0)
+    x = torch.randn(5, 1, 13, 11, dtype=torch.float64, requires_grad=input_grad)
+    weight = torch.randn(4, 1, kernel, kernel, dtype=torch.float64, requires_grad=True)
+    grad_out = torch.randn_like(torch.nn.functional.conv2d(x, weight, padding=padding))
+    ours = SingleChannelConv.apply(x, weight, padding)
+    ref = torch.nn.functional.conv2d(x, weight, padding=padding)
+    torch.testing.assert_close(ours, ref)
+    inputs = (x, weight) if input_grad else (weight,)
+    for got, want in zip(
+        torch.autograd.grad(ours, inputs, grad_out), torch.autograd.grad(ref, inputs, grad_out), strict=True
+    ):
+        torch.testing.assert_close(got, want)
+
+
+def test_lenet_takes_the_single_channel_conv_only_where_it_applies() -> None:
+    """Training a one-channel fp32 LeNet on CPU goes through it; evaluation and 3 channels do not."""
+    from polyfuse.encoders.lenet import _conv
+
+    grey = build_encoder("lenet", additional_layers=1)
+    rgb = build_encoder("lenet", in_channels=3, additional_layers=1)
+    x = torch.rand(2, 1, 28, 28)
+    assert type(_conv(grey.convs[0], x).grad_fn).__name__ == "SingleChannelConvBackward"
+    assert type(_conv(rgb.convs[0], x.expand(2, 3, 28, 28)).grad_fn).__name__ == "ConvolutionBackward0"
+    with torch.no_grad():
+        assert _conv(grey.convs[0], x).grad_fn is None
+    grey(x).sum().backward()
+    assert grey.convs[0].weight.grad is not None and grey.convs[0].weight.grad.abs().sum() > 0
+
+
 def test_encoder_parameters_may_repeat_the_data_but_not_contradict_it() -> None:
     """``in_channels=1`` given by the user for grey images builds; ``in_channels=3`` is refused by name."""
     from polyfuse.config import EncoderConfig, FusionConfig, HeadConfig, ModelConfig

@@ -35,6 +35,12 @@ def steps(bench: Any, cfg: Any, batches: list[Any], reuse: bool = True) -> None:
         train_steps(model, opt, batches)
 
 
+def cycled_batches(table: Any, size: int, n_steps: int) -> list[Any]:
+    """``n_steps`` batches of ``size`` consecutive rows of ``table``, cycled."""
+    batches = [table.take(list(range(i, i + size))) for i in range(0, len(table) - size + 1, size)]
+    return (batches * (n_steps // len(batches) + 1))[:n_steps]
+
+
 def profile(model_name: str, table: Any, n_steps: int) -> tuple[dict[bool, tuple[float, float]], str, str]:
     """Per-step milliseconds and minor page faults without the profiler, with and without
     ``reuse_freed_memory`` (keys True / False), and the profiler's operator tables (by operator, and
@@ -47,8 +53,7 @@ def profile(model_name: str, table: Any, n_steps: int) -> tuple[dict[bool, tuple
     bench = MODELS[model_name]
     cfg = TrainConfig(**bench.train)
     size = cfg.batch_size
-    batches = [table.take(list(range(i, i + size))) for i in range(0, len(table) - size + 1, size)]
-    batches = (batches * (n_steps // len(batches) + 1))[:n_steps]
+    batches = cycled_batches(table, size, n_steps)
     steps(bench, cfg, batches[:5], reuse=False)  # warm-up: oneDNN primitives
     timings = {}
     for reuse in (False, True):
@@ -68,6 +73,67 @@ def profile(model_name: str, table: Any, n_steps: int) -> tuple[dict[bool, tuple
     return timings, ops, shapes
 
 
+def interleaved(runs: dict[str, Any], rounds: int = 5) -> dict[str, float]:
+    """Median seconds of each ``runs`` callable, called in turns (round robin) after one warm-up
+    call each, inside ``reuse_freed_memory`` as in training."""
+    from polyfuse.train.allocator import reuse_freed_memory
+
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    with reuse_freed_memory():
+        for name in runs:
+            runs[name]()
+        for _ in range(rounds):
+            for name, fn in runs.items():
+                start = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - start)
+    return {name: sorted(values)[len(values) // 2] for name, values in times.items()}
+
+
+def kernel_choices(model_name: str, batches: list[Any]) -> list[str]:
+    """Timings behind two choices in ``polyfuse.encoders.lenet``, as markdown bullets: the training
+    step with and without ``SingleChannelConv`` for one-channel first convs, and a 112 px LeNet's
+    forward + backward in NCHW vs channels-last."""
+    from unittest import mock
+
+    from benchmarks.avmnist.run import train_steps
+    from polyfuse.config import TrainConfig
+    from polyfuse.encoders import lenet
+    from polyfuse.train.module import make_optimizer
+
+    bench, cfg = MODELS[model_name], TrainConfig(**MODELS[model_name].train)
+
+    def stepper(conv: Any) -> Any:
+        model = bench.build().train()
+        opt = make_optimizer(cfg.optimizer, list(model.parameters()), cfg.lr, cfg.weight_decay)
+
+        def run() -> None:
+            with mock.patch.object(lenet, "_conv", conv):
+                train_steps(model, opt, batches)
+
+        return run
+
+    per_step = interleaved({"ours": stepper(lenet._conv), "torch": stepper(lambda layer, x: layer(x))})
+    ms = {name: seconds / len(batches) * 1000 for name, seconds in per_step.items()}
+    lines = [
+        f"- Training step of {model_name}, {len(batches)} steps per round, median of 5 interleaved rounds: "
+        f"{ms['ours']:.1f} ms with `SingleChannelConv` for the one-channel first convs, {ms['torch']:.1f} ms "
+        "with torch's convolution throughout."
+    ]
+    for channels in (1, 3):
+        inputs = torch.rand(cfg.batch_size, channels, 112, 112)
+        runs = {}
+        for layout in ("NCHW", "channels-last"):
+            net = lenet.LeNet(channels, 6, 5, channels_last=layout == "channels-last")
+            runs[layout] = lambda n=net, x=inputs: n(x).sum().backward()
+        ms = {layout: seconds * 1000 for layout, seconds in interleaved(runs).items()}
+        lines.append(
+            f"- LeNet at 112 px with {channels} input channel(s), forward + backward of batch "
+            f"{cfg.batch_size}: NCHW {ms['NCHW']:.1f} ms, channels-last {ms['channels-last']:.1f} ms."
+        )
+    return lines
+
+
 def main() -> None:
     from benchmarks.common import machine_line
     from polyfuse.config import TrainConfig
@@ -80,9 +146,11 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=2000, help="validation rows the batches come from")
     args = parser.parse_args()
     val = load_splits(args.variant, splits=("val",), modalities=MODELS[args.model].modalities)["val"]
-    timings, ops, shapes = profile(args.model, val.subset(list(range(min(args.rows, len(val))))), args.steps)
+    table = val.subset(list(range(min(args.rows, len(val)))))
+    timings, ops, shapes = profile(args.model, table, args.steps)
     (ms, faults), (ms_default, faults_default) = timings[True], timings[False]
     cfg = TrainConfig(**MODELS[args.model].train)
+    batches = cycled_batches(table, cfg.batch_size, args.steps)
     text = "\n".join(
         [
             f"# AV-MNIST training step profile: {args.model} on {args.variant}",
@@ -110,6 +178,10 @@ def main() -> None:
             "```",
             shapes,
             "```",
+            "",
+            "Timings behind two choices in `polyfuse.encoders.lenet` (same machine, same batches):",
+            "",
+            *kernel_choices(args.model, batches),
             "",
         ]
     )

@@ -8,16 +8,68 @@ At MultiBench's sizes the last feature map is 1x1 (28 px with 3 extra layers, 11
 its channels are the embedding; other sizes stop pooling at 1 px and average the last map.
 
 Input: [B, 1, H, W] (or [B, H, W]), uint8 0..255 or float 0..1, e.g. an image or a spectrogram.
+
+Speed on CPU: the weight gradient of a one-channel first conv goes through ``SingleChannelConv``
+(see there); NCHW is the default layout because BatchNorm over LeNet's few channels runs slower
+in channels-last on CPU (timings: ``python -m benchmarks.avmnist.profile``).
 """
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.grad import conv2d_input
 
 from polyfuse.encoders.image import as_float_image
 from polyfuse.registry import ENCODERS
+
+
+class SingleChannelConv(torch.autograd.Function):
+    """Stride-1 conv whose weight gradient is itself a convolution with batch and channels swapped.
+
+    For a one-channel input, oneDNN's weight-gradient kernel is slow on CPU (MultiBench's first audio
+    conv: 5x5, 1 -> 6 channels over 112 px). The gradient ``dW[o, i] = sum_b corr(x[b, i], g[b, o])``
+    is the forward conv of x with batch and channels swapped under g likewise swapped as weights,
+    which oneDNN runs faster: MultiBench's AV-MNIST late-fusion training step takes ~6% less time
+    (``python -m benchmarks.avmnist.profile``). Forward and input gradient are torch's own. Not
+    twice differentiable.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, weight: Tensor, padding: int) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.padding = padding
+        return F.conv2d(x, weight, padding=padding)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor, None]:
+        x, weight = ctx.saved_tensors
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            grad_x = conv2d_input(x.shape, weight, grad, padding=ctx.padding)
+        # [C_in, B, H, W] * [C_out, B, H', W'] -> [C_in, C_out, k, k]
+        grad_w = F.conv2d(x.transpose(0, 1), grad.transpose(0, 1), padding=ctx.padding).transpose(0, 1)
+        return grad_x, grad_w, None
+
+
+def _conv(layer: nn.Conv2d, x: Tensor) -> Tensor:
+    """``layer(x)``; through ``SingleChannelConv`` where that is faster: a one-channel fp32 input on CPU
+    that needs a weight gradient (a plain stride-1, bias-free conv, as LeNet's are)."""
+    fast = (
+        x.shape[1] == 1
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and layer.weight.requires_grad
+        and torch.is_grad_enabled()
+        and not torch.is_autocast_enabled("cpu")
+    )
+    if not fast:
+        return layer(x)
+    return SingleChannelConv.apply(x, layer.weight, layer.padding[0])
 
 
 @ENCODERS.register("lenet")
@@ -28,13 +80,13 @@ class LeNet(nn.Module):
         in_channels: Input channels.
         channels: Channels of the first conv.
         additional_layers: 3x3 conv blocks after the first (3 for 28 px, 5 for 112 px).
-        channels_last: Run convolutions in channels-last memory format (faster with oneDNN on CPU).
+        channels_last: Run in channels-last memory format (may help on GPU; slower on CPU, see above).
     """
 
     modality = "image"
 
     def __init__(
-        self, in_channels: int = 1, channels: int = 6, additional_layers: int = 3, channels_last: bool = True
+        self, in_channels: int = 1, channels: int = 6, additional_layers: int = 3, channels_last: bool = False
     ) -> None:
         super().__init__()
         widths = [in_channels] + [channels * 2**i for i in range(additional_layers + 1)]
@@ -56,8 +108,8 @@ class LeNet(nn.Module):
         out = as_float_image(x)  # [B, C, H, W]
         if self.channels_last:
             out = out.contiguous(memory_format=torch.channels_last)
-        for conv, bn in zip(self.convs, self.bns, strict=True):
-            out = bn(conv(out))
+        for layer, bn in zip(self.convs, self.bns, strict=True):
+            out = bn(_conv(cast(nn.Conv2d, layer), out))
             if min(out.shape[-2:]) >= 2:
                 out = F.max_pool2d(out, 2)  # halves H and W
             # ReLU after the pool: max-pool and ReLU commute exactly (values and gradients), and
