@@ -286,6 +286,8 @@ def test_lenet_takes_the_single_channel_conv_only_where_it_applies() -> None:
     x = torch.rand(2, 1, 28, 28)
     assert type(_conv(grey.convs[0], x).grad_fn).__name__ == "SingleChannelConvBackward"
     assert type(_conv(rgb.convs[0], x.expand(2, 3, 28, 28)).grad_fn).__name__ == "ConvolutionBackward0"
+    strided = nn.Conv2d(1, 6, 5, stride=2, padding=2, bias=False)
+    assert type(_conv(strided, x).grad_fn).__name__ == "ConvolutionBackward0"
     with torch.no_grad():
         assert _conv(grey.convs[0], x).grad_fn is None
     grey(x).sum().backward()
