@@ -3,6 +3,7 @@ and the benchmark's models and profiler on random AV-MNIST-shaped tables (always
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -193,12 +194,21 @@ def test_benchmark_models_build_and_predict_ten_digits(name: str) -> None:
 
 def test_profile_reports_step_time_and_convolutions() -> None:
     """The step profiler times the bare steps and lists the operators, the step's phases included."""
-    from benchmarks.avmnist.profile import profile
+    from benchmarks.avmnist.profile import cycled_batches, profile
 
-    timings, ops, shapes = profile("multibench_late_fusion", _random_table(80), n_steps=2)
+    timings, ops, shapes = profile("multibench_late_fusion", cycled_batches(_random_table(80), 40, 2))
     assert set(timings) == {True, False} and all(ms > 0 and faults >= 0 for ms, faults in timings.values())
     assert "convolution" in ops and "forward" in ops and "backward" in ops
     assert "[40, 1, 112, 112]" in shapes  # the first audio convolution's input, by shape
+
+
+def test_profile_times_both_lenet_choices() -> None:
+    """One bullet for the step with and without SingleChannelConv, one per LeNet input width."""
+    from benchmarks.avmnist.profile import cycled_batches, kernel_choices
+
+    lines = kernel_choices("multibench_late_fusion", cycled_batches(_random_table(40), 40, 1))
+    assert len(lines) == 3 and "with `SingleChannelConv`" in lines[0] and "torch's convolution" in lines[0]
+    assert all(re.search(r"NCHW \d+\.\d ms, channels-last \d+\.\d ms", line) for line in lines[1:])
 
 
 def _random_arrays(seed: int = 0) -> dict[str, np.ndarray]:

@@ -278,8 +278,11 @@ def test_single_channel_conv_gradients_match_torch(kernel: int, padding: int, in
 
 
 def test_lenet_takes_the_single_channel_conv_only_where_it_applies() -> None:
-    """Training a one-channel fp32 LeNet on CPU goes through it; evaluation and 3 channels do not."""
-    from polyfuse.encoders.lenet import _conv
+    """Training a one-channel fp32 LeNet on CPU goes through it; evaluation, 3 channels and a strided
+    conv do not."""
+    from unittest import mock
+
+    from polyfuse.encoders.lenet import SingleChannelConv, _conv
 
     grey = build_encoder("lenet", additional_layers=1)
     rgb = build_encoder("lenet", in_channels=3, additional_layers=1)
@@ -288,8 +291,13 @@ def test_lenet_takes_the_single_channel_conv_only_where_it_applies() -> None:
     assert type(_conv(rgb.convs[0], x.expand(2, 3, 28, 28)).grad_fn).__name__ == "ConvolutionBackward0"
     strided = nn.Conv2d(1, 6, 5, stride=2, padding=2, bias=False)
     assert type(_conv(strided, x).grad_fn).__name__ == "ConvolutionBackward0"
-    with torch.no_grad():
-        assert _conv(grey.convs[0], x).grad_fn is None
+    # without autograd no output has a grad_fn, so watch the Function itself
+    with mock.patch.object(SingleChannelConv, "apply", wraps=SingleChannelConv.apply) as spy:
+        with torch.no_grad():
+            grey(x)
+        assert spy.call_count == 0
+        grey(x)
+        assert spy.call_count == 1
     grey(x).sum().backward()
     assert grey.convs[0].weight.grad is not None and grey.convs[0].weight.grad.abs().sum() > 0
 

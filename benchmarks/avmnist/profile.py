@@ -23,14 +23,20 @@ from benchmarks.avmnist.models import MODELS
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 
+def trainable(bench: Any, cfg: Any) -> tuple[torch.nn.Module, Any]:
+    """A fresh model of ``bench`` in training mode and its optimizer under ``cfg``."""
+    from polyfuse.train.module import make_optimizer
+
+    model = bench.build().train()
+    return model, make_optimizer(cfg.optimizer, list(model.parameters()), cfg.lr, cfg.weight_decay)
+
+
 def steps(bench: Any, cfg: Any, batches: list[Any], reuse: bool = True) -> None:
     """``run.train_steps`` on a fresh model; ``reuse``: within ``reuse_freed_memory`` as in training."""
     from benchmarks.avmnist.run import train_steps
     from polyfuse.train.allocator import reuse_freed_memory
-    from polyfuse.train.module import make_optimizer
 
-    model = bench.build().train()
-    opt = make_optimizer(cfg.optimizer, list(model.parameters()), cfg.lr, cfg.weight_decay)
+    model, opt = trainable(bench, cfg)
     with reuse_freed_memory() if reuse else contextlib.nullcontext():
         train_steps(model, opt, batches)
 
@@ -41,10 +47,10 @@ def cycled_batches(table: Any, size: int, n_steps: int) -> list[Any]:
     return (batches * (n_steps // len(batches) + 1))[:n_steps]
 
 
-def profile(model_name: str, table: Any, n_steps: int) -> tuple[dict[bool, tuple[float, float]], str, str]:
+def profile(model_name: str, batches: list[Any]) -> tuple[dict[bool, tuple[float, float]], str, str]:
     """Per-step milliseconds and minor page faults without the profiler, with and without
     ``reuse_freed_memory`` (keys True / False), and the profiler's operator tables (by operator, and
-    by operator and input shape), over ``n_steps`` batches cycled from ``table``.
+    by operator and input shape), over ``batches``.
 
     Without comes first, after a warm-up without: glibc's own (dynamic) thresholds, not the ones a
     ``reuse_freed_memory`` block leaves behind."""
@@ -52,8 +58,6 @@ def profile(model_name: str, table: Any, n_steps: int) -> tuple[dict[bool, tuple
 
     bench = MODELS[model_name]
     cfg = TrainConfig(**bench.train)
-    size = cfg.batch_size
-    batches = cycled_batches(table, size, n_steps)
     steps(bench, cfg, batches[:5], reuse=False)  # warm-up: oneDNN primitives
     timings = {}
     for reuse in (False, True):
@@ -63,7 +67,7 @@ def profile(model_name: str, table: Any, n_steps: int) -> tuple[dict[bool, tuple
             time.perf_counter() - start,
             resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults,
         )
-        timings[reuse] = (seconds / n_steps * 1000, faults / n_steps)
+        timings[reuse] = (seconds / len(batches) * 1000, faults / len(batches))
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True) as prof:
         steps(bench, cfg, batches)
     ops = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25)
@@ -99,13 +103,11 @@ def kernel_choices(model_name: str, batches: list[Any]) -> list[str]:
     from benchmarks.avmnist.run import train_steps
     from polyfuse.config import TrainConfig
     from polyfuse.encoders import lenet
-    from polyfuse.train.module import make_optimizer
 
     bench, cfg = MODELS[model_name], TrainConfig(**MODELS[model_name].train)
 
     def stepper(conv: Any) -> Any:
-        model = bench.build().train()
-        opt = make_optimizer(cfg.optimizer, list(model.parameters()), cfg.lr, cfg.weight_decay)
+        model, opt = trainable(bench, cfg)
 
         def run() -> None:
             with mock.patch.object(lenet, "_conv", conv):
@@ -146,11 +148,10 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=2000, help="validation rows the batches come from")
     args = parser.parse_args()
     val = load_splits(args.variant, splits=("val",), modalities=MODELS[args.model].modalities)["val"]
-    table = val.subset(list(range(min(args.rows, len(val)))))
-    timings, ops, shapes = profile(args.model, table, args.steps)
-    (ms, faults), (ms_default, faults_default) = timings[True], timings[False]
     cfg = TrainConfig(**MODELS[args.model].train)
-    batches = cycled_batches(table, cfg.batch_size, args.steps)
+    batches = cycled_batches(val.subset(list(range(min(args.rows, len(val))))), cfg.batch_size, args.steps)
+    timings, ops, shapes = profile(args.model, batches)
+    (ms, faults), (ms_default, faults_default) = timings[True], timings[False]
     text = "\n".join(
         [
             f"# AV-MNIST training step profile: {args.model} on {args.variant}",
@@ -179,7 +180,8 @@ def main() -> None:
             shapes,
             "```",
             "",
-            "Timings behind two choices in `polyfuse.encoders.lenet` (same machine, same batches):",
+            "Timings behind two choices in `polyfuse.encoders.lenet` (same machine; the training",
+            "steps on the batches above, the LeNet passes on random inputs):",
             "",
             *kernel_choices(args.model, batches),
             "",

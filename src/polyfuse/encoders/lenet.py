@@ -33,7 +33,7 @@ class SingleChannelConv(torch.autograd.Function):
     For a one-channel input, oneDNN's weight-gradient kernel is slow on CPU (MultiBench's first audio
     conv: 5x5, 1 -> 6 channels over 112 px). The gradient ``dW[o, i] = sum_b corr(x[b, i], g[b, o])``
     is the forward conv of x with batch and channels swapped under g likewise swapped as weights,
-    which oneDNN runs faster: MultiBench's AV-MNIST late-fusion training step takes ~6% less time
+    which oneDNN runs faster: MultiBench's AV-MNIST late-fusion training step takes 6-10% less time
     (``python -m benchmarks.avmnist.profile``). Forward and input gradient are torch's own. Not
     twice differentiable.
     """
