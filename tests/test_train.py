@@ -194,6 +194,53 @@ def test_train_model_lets_the_caller_free_its_tables(make_frame):
     assert table() is None
 
 
+def _grad_norms():
+    """A callback recording, per step, the global gradient norm the backward pass left
+    (``on_before_optimizer_step`` runs before Lightning clips) and the norm of the gradient the
+    update applied: under plain SGD with lr 1 and no weight decay, the parameters' change."""
+    from lightning.pytorch.callbacks import Callback
+
+    def flat(module) -> torch.Tensor:
+        return torch.cat([p.detach().flatten() for p in module.parameters() if p.requires_grad])
+
+    class Recorder(Callback):
+        def __init__(self):
+            self.raw: list[float] = []
+            self.applied: list[float] = []
+
+        def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+            grads = [p.grad.flatten() for p in pl_module.parameters() if p.grad is not None]
+            self.raw.append(float(torch.linalg.vector_norm(torch.cat(grads))))
+            self.before = flat(pl_module)
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            self.applied.append(float(torch.linalg.vector_norm(flat(pl_module) - self.before)))
+
+    return Recorder()
+
+
+@pytest.mark.parametrize("clip", [None, 0.05])
+def test_grad_clip_norm_bounds_the_applied_gradient(make_frame, clip):
+    model, heads, losses, tables, _ = _prepared(make_frame(160), "kind")
+    recorder = _grad_norms()
+    cfg = TrainConfig(
+        max_epochs=2,
+        optimizer="sgd",
+        lr=1.0,
+        weight_decay=0.0,
+        scheduler="none",
+        grad_clip_norm=clip,
+        progress=False,
+        accelerator="cpu",
+    )
+    train_model(model, heads, losses, tables["train"], tables["val"], cfg, callbacks=[recorder])
+
+    assert len(recorder.applied) == len(recorder.raw) >= 4
+    assert min(recorder.raw) > 0.05  # every backward pass's gradient exceeds the clip
+    expected = recorder.raw if clip is None else [min(r, clip) for r in recorder.raw]
+    assert recorder.applied == pytest.approx(expected, rel=1e-3)
+
+
 def test_modality_dropout_trains_the_fused_model_only(make_frame, monkeypatch):
     rates = []
 

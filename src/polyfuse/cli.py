@@ -63,6 +63,7 @@ def fit(
     precision: str = typer.Option("32-true", help="e.g. bf16-mixed or 16-mixed for mixed precision"),
     accelerator: str = typer.Option("auto", help="cpu, gpu or auto"),
     modality_dropout: float = typer.Option(0.0, help="chance of masking a modality per training row"),
+    grad_clip_norm: Optional[float] = typer.Option(None, help="clip the gradients' global L2 norm to this"),
     fit_modality_weights: bool = typer.Option(
         False, help="late fusion: fit its modality weights on the validation split after training"
     ),
@@ -99,6 +100,7 @@ def fit(
         precision=precision,
         accelerator=accelerator,
         modality_dropout=modality_dropout,
+        grad_clip_norm=grad_clip_norm,
         fit_modality_weights=fit_modality_weights,
         baselines=baselines,
         progress=not quiet,

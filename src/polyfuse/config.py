@@ -91,6 +91,7 @@ class TrainConfig:
     precision: str = "32-true"  # Lightning precision string, e.g. "bf16-mixed"
     accelerator: str = "auto"  # "cpu", "gpu" or "auto"
     modality_dropout: float = 0.0  # chance of masking each present modality in a training row
+    grad_clip_norm: float | None = None  # scale gradients to at most this global L2 norm (None: off)
     fit_modality_weights: bool = False  # late fusion: fit its modality weights on validation after training
     val_fraction: float = 0.15  # used when the table has no split column
     test_fraction: float = 0.15

@@ -134,6 +134,8 @@ def _trainer(cfg: TrainConfig, callbacks: list[Callback], log_dir: Path | None) 
         accelerator=cfg.accelerator,
         devices=1,
         precision=cfg.precision,  # type: ignore[arg-type]
+        gradient_clip_val=cfg.grad_clip_norm,  # None: no clipping
+        gradient_clip_algorithm="norm",
         callbacks=callbacks,
         logger=logger,
         enable_checkpointing=False,
