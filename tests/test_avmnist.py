@@ -211,6 +211,16 @@ def test_profile_times_both_lenet_choices() -> None:
     assert all(re.search(r"NCHW \d+\.\d ms, channels-last \d+\.\d ms", line) for line in lines[1:])
 
 
+def test_gradnorm_records_every_step_and_counts_the_clipped_ones() -> None:
+    """One norm per training step of the epoch; the summary counts and lists the steps over the clip."""
+    from benchmarks.avmnist.gradnorm import epoch_grad_norms, summary_line
+
+    norms = epoch_grad_norms("multibench_late_fusion", _random_table(100))
+    assert len(norms) == 3 and np.isfinite(norms).all() and (norms > 0).all()  # batches 40, 40, 20
+    line = summary_line("v", np.array([1.0, 9.0, 2.0, 10.0, 3.0]))
+    assert line == "| v | 5 | 3.00 | 9.96 | 10.00 | 2 | 1, 3 |"
+
+
 def _random_arrays(seed: int = 0) -> dict[str, np.ndarray]:
     """``load_arrays``-shaped random data: 40 train, 10 val and 10 test rows."""
     rng = np.random.default_rng(seed)

@@ -1,0 +1,89 @@
+"""How often MultiBench's gradient clipping would act on an AV-MNIST benchmark model.
+
+    python -m benchmarks.avmnist.gradnorm [--model multibench_late_fusion] [--variants avmnist,avmnist-hard]
+
+MultiBench's training loop (``training_structures/Supervised_Learning.train``) clips the global
+gradient norm to ``clip_val=8`` before every SGD step; the benchmark's recipe does not
+(``TrainConfig.grad_clip_norm`` is None). This trains a fresh model for one epoch (training rows
+in a seeded random order, the model's recipe, no clipping) and records each step's global
+gradient norm, to tell how many steps clipping at 8 would have changed. Written to
+``benchmarks/results/avmnist_gradnorm.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from benchmarks.avmnist.models import MODELS
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+MULTIBENCH_CLIP = 8.0
+
+
+def epoch_grad_norms(model_name: str, train: Any, seed: int = 0) -> np.ndarray:
+    """The global gradient norm of each training step of one epoch of ``model_name`` over ``train``."""
+    from benchmarks.avmnist.profile import trainable
+    from polyfuse.config import TrainConfig
+
+    bench = MODELS[model_name]
+    cfg = TrainConfig(**bench.train)
+    torch.manual_seed(seed)
+    model, opt = trainable(bench, cfg)
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed)).tolist()
+    loss_fn = torch.nn.CrossEntropyLoss()
+    norms = []
+    for start in range(0, len(order), cfg.batch_size):
+        batch = train.take(order[start : start + cfg.batch_size])
+        opt.zero_grad()
+        loss_fn(model(batch)["digit"], batch.targets["digit"]).backward()
+        grads = [p.grad.flatten() for p in model.parameters() if p.grad is not None]
+        norms.append(float(torch.linalg.vector_norm(torch.cat(grads))))
+        opt.step()
+    return np.array(norms)
+
+
+def summary_line(variant: str, norms: np.ndarray, clip: float = MULTIBENCH_CLIP) -> str:
+    """One markdown table row: steps, norm quantiles and the steps a clip at ``clip`` would scale."""
+    over = np.flatnonzero(norms > clip)
+    steps = ", ".join(str(int(i)) for i in over[:10]) or "–"
+    quantiles = [f"{np.percentile(norms, q):.2f}" for q in (50, 99)]
+    return f"| {variant} | {len(norms)} | {' | '.join(quantiles)} | {norms.max():.2f} | {len(over)} | {steps} |"
+
+
+def main() -> None:
+    from benchmarks.common import machine_line
+    from polyfuse.data.datasets.avmnist import load_splits
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", default="multibench_late_fusion", choices=sorted(MODELS))
+    parser.add_argument("--variants", default="avmnist,avmnist-hard")
+    args = parser.parse_args()
+    lines = []
+    for variant in args.variants.split(","):
+        train = load_splits(variant, splits=("train",), modalities=MODELS[args.model].modalities)["train"]
+        lines.append(summary_line(variant, epoch_grad_norms(args.model, train)))
+        print(lines[-1], flush=True)
+    text = [
+        f"# Gradient norms of {args.model}, first epoch",
+        "",
+        f"Machine: {machine_line()}.",
+        f"Command: `python -m benchmarks.avmnist.gradnorm --model {args.model} --variants {args.variants}`.",
+        "",
+        "Global L2 norm of each step's gradient over one epoch of the model's recipe, without",
+        f"clipping; MultiBench clips it to {MULTIBENCH_CLIP:g} before every step.",
+        "",
+        f"| variant | steps | median | 99th percentile | max | steps over {MULTIBENCH_CLIP:g} | those steps (from 0) |",
+        "|---|---|---|---|---|---|---|",
+        *lines,
+        "",
+    ]
+    (RESULTS / "avmnist_gradnorm.md").write_text("\n".join(text))
+
+
+if __name__ == "__main__":
+    main()
