@@ -51,8 +51,9 @@ def summary_line(variant: str, norms: np.ndarray, clip: float = MULTIBENCH_CLIP)
     """One markdown table row: steps, norm quantiles and the steps a clip at ``clip`` would scale."""
     over = np.flatnonzero(norms > clip)
     steps = ", ".join(str(int(i)) for i in over[:10]) or "–"
-    quantiles = [f"{np.percentile(norms, q):.2f}" for q in (50, 99)]
-    return f"| {variant} | {len(norms)} | {' | '.join(quantiles)} | {norms.max():.2f} | {len(over)} | {steps} |"
+    cells = [variant, str(len(norms)), *(f"{np.percentile(norms, q):.2f}" for q in (50, 99))]
+    cells += [f"{norms.max():.2f}", str(len(over)), steps]
+    return "| " + " | ".join(cells) + " |"
 
 
 def main() -> None:
@@ -77,7 +78,8 @@ def main() -> None:
         "Global L2 norm of each step's gradient over one epoch of the model's recipe, without",
         f"clipping; MultiBench clips it to {MULTIBENCH_CLIP:g} before every step.",
         "",
-        f"| variant | steps | median | 99th percentile | max | steps over {MULTIBENCH_CLIP:g} | those steps (from 0) |",
+        f"| variant | steps | median | 99th percentile | max | steps over {MULTIBENCH_CLIP:g} "
+        "| those steps (from 0) |",
         "|---|---|---|---|---|---|---|",
         *lines,
         "",
