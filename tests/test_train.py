@@ -209,8 +209,8 @@ def _grad_norms():
             self.applied: list[float] = []
 
         def on_before_optimizer_step(self, trainer, pl_module, optimizer):
-            grads = [p.grad.flatten() for p in pl_module.parameters() if p.grad is not None]
-            self.raw.append(float(torch.linalg.vector_norm(torch.cat(grads))))
+            grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
+            self.raw.append(float(torch.nn.utils.get_total_norm(grads)))
             self.before = flat(pl_module)
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):

@@ -89,7 +89,7 @@ def write_markdown(frame: pd.DataFrame) -> None:
         f"Reference: {MULTIBENCH}.",
         "",
         "| variant | model | epochs | seeds | test accuracy | best epochs | last epoch's accuracy "
-        "| s / epoch | bare s / epoch | ratio | peak RSS MB | samples/s | params | max load |",
+        "| s / epoch | bare s / epoch | ratio | peak RSS MiB | samples/s | params | max load |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for _, r in table.iterrows():

@@ -26,24 +26,26 @@ MULTIBENCH_CLIP = 8.0
 
 
 def epoch_grad_norms(model_name: str, train: Any, seed: int = 0) -> np.ndarray:
-    """The global gradient norm of each training step of one epoch of ``model_name`` over ``train``."""
+    """The global gradient norm of each training step of one epoch of ``model_name`` over ``train``:
+    ``run.train_steps`` with a hook reading the gradients as each optimizer step begins."""
     from benchmarks.avmnist.profile import trainable
+    from benchmarks.avmnist.run import train_steps
     from polyfuse.config import TrainConfig
 
     bench = MODELS[model_name]
     cfg = TrainConfig(**bench.train)
     torch.manual_seed(seed)
     model, opt = trainable(bench, cfg)
+    params = [p for p in model.parameters() if p.requires_grad]
+    norms: list[float] = []
+
+    def record(*_: Any) -> None:
+        norms.append(float(torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])))
+
+    opt.register_step_pre_hook(record)
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed)).tolist()
-    loss_fn = torch.nn.CrossEntropyLoss()
-    norms = []
-    for start in range(0, len(order), cfg.batch_size):
-        batch = train.take(order[start : start + cfg.batch_size])
-        opt.zero_grad()
-        loss_fn(model(batch)["digit"], batch.targets["digit"]).backward()
-        grads = [p.grad.flatten() for p in model.parameters() if p.grad is not None]
-        norms.append(float(torch.linalg.vector_norm(torch.cat(grads))))
-        opt.step()
+    batches = (train.take(order[i : i + cfg.batch_size]) for i in range(0, len(order), cfg.batch_size))
+    train_steps(model, opt, batches)  # a generator: one batch in memory at a time
     return np.array(norms)
 
 

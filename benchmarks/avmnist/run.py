@@ -13,6 +13,7 @@ import json
 import os
 import resource
 import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import lightning as L
@@ -153,7 +154,7 @@ def bare_epoch(bench: BenchModel, cfg: Any, tables: dict[str, Any]) -> float:
         return time.perf_counter() - start
 
 
-def train_steps(model: torch.nn.Module, opt: Any, batches: list[Any]) -> None:
+def train_steps(model: torch.nn.Module, opt: Any, batches: Iterable[Any]) -> None:
     """Forward, cross-entropy backward and optimizer step over each batch of digits; the phases are
     named for torch.profiler (``benchmarks.avmnist.profile``)."""
     loss_fn = torch.nn.CrossEntropyLoss()
