@@ -184,6 +184,10 @@ def test_cli_compare_writes_the_leaderboard_and_best(tmp_path):
         "text=text_bag",
         "--max-epochs",
         "2",
+        "--batch-size",
+        "32",
+        "--grad-clip-norm",
+        "8",
         "--quiet",
     ]
     result = CliRunner().invoke(app, args)
@@ -192,6 +196,8 @@ def test_cli_compare_writes_the_leaderboard_and_best(tmp_path):
     board = pd.read_csv(out / "leaderboard.csv")
     assert len(board) == 3 and LEADERBOARD_COLUMNS <= set(board.columns)
     assert (out / "best" / "model.safetensors").is_file()
+    trained = polyfuse.load(out / "best").train_config
+    assert (trained.batch_size, trained.grad_clip_norm) == (32, 8.0)
 
 
 def test_the_best_model_is_explained_with_subset_shapley_and_reported(compared):

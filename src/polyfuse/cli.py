@@ -128,8 +128,10 @@ def compare(
     split_column: Optional[str] = typer.Option(None, help="column with train / val / test values"),
     max_epochs: int = typer.Option(20, help="upper bound on epochs per run"),
     patience: int = typer.Option(5, help="epochs without validation improvement before stopping"),
+    batch_size: int = typer.Option(64),
     lr: float = typer.Option(2e-3, help="AdamW learning rate"),
     modality_dropout: float = typer.Option(0.2, help="chance of masking a modality per training row"),
+    grad_clip_norm: Optional[float] = typer.Option(None, help="clip the gradients' global L2 norm to this"),
     on_error: str = typer.Option("raise", help=ON_ERROR_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="print only errors"),
 ) -> None:
@@ -155,8 +157,10 @@ def compare(
         verbose=not quiet,
         max_epochs=max_epochs,
         patience=patience,
+        batch_size=batch_size,
         lr=lr,
         modality_dropout=modality_dropout,
+        grad_clip_norm=grad_clip_norm,
     )
     state = "finished" if result.finished else "stopped by the budget (run again to resume)"
     typer.echo(f"comparison {state}: {out / 'leaderboard.csv'}, best model in {result.best_dir}")
