@@ -28,8 +28,7 @@ MULTIBENCH_CLIP = 8.0
 def epoch_grad_norms(model_name: str, train: Any, seed: int = 0) -> np.ndarray:
     """The global gradient norm of each training step of one epoch of ``model_name`` over ``train``:
     ``run.train_steps`` with a hook reading the gradients as each optimizer step begins."""
-    from benchmarks.avmnist.profile import trainable
-    from benchmarks.avmnist.run import train_steps
+    from benchmarks.avmnist.run import shuffled_batches, train_steps, trainable
     from polyfuse.config import TrainConfig
 
     bench = MODELS[model_name]
@@ -43,9 +42,7 @@ def epoch_grad_norms(model_name: str, train: Any, seed: int = 0) -> np.ndarray:
         norms.append(float(torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])))
 
     opt.register_step_pre_hook(record)
-    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed)).tolist()
-    batches = (train.take(order[i : i + cfg.batch_size]) for i in range(0, len(order), cfg.batch_size))
-    train_steps(model, opt, batches)  # a generator: one batch in memory at a time
+    train_steps(model, opt, shuffled_batches(train, cfg.batch_size, seed))  # one batch in memory at a time
     return np.array(norms)
 
 

@@ -23,17 +23,9 @@ from benchmarks.avmnist.models import MODELS
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 
-def trainable(bench: Any, cfg: Any) -> tuple[torch.nn.Module, Any]:
-    """A fresh model of ``bench`` in training mode and its optimizer under ``cfg``."""
-    from polyfuse.train.module import make_optimizer
-
-    model = bench.build().train()
-    return model, make_optimizer(cfg.optimizer, list(model.parameters()), cfg.lr, cfg.weight_decay)
-
-
 def steps(bench: Any, cfg: Any, batches: list[Any], reuse: bool = True) -> None:
     """``run.train_steps`` on a fresh model; ``reuse``: within ``reuse_freed_memory`` as in training."""
-    from benchmarks.avmnist.run import train_steps
+    from benchmarks.avmnist.run import train_steps, trainable
     from polyfuse.train.allocator import reuse_freed_memory
 
     model, opt = trainable(bench, cfg)
@@ -100,7 +92,7 @@ def kernel_choices(model_name: str, batches: list[Any]) -> list[str]:
     forward + backward in NCHW vs channels-last."""
     from unittest import mock
 
-    from benchmarks.avmnist.run import train_steps
+    from benchmarks.avmnist.run import train_steps, trainable
     from polyfuse.config import TrainConfig
     from polyfuse.encoders import lenet
 

@@ -13,7 +13,7 @@ import json
 import os
 import resource
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import lightning as L
@@ -134,24 +134,36 @@ def bare_epoch(bench: BenchModel, cfg: Any, tables: dict[str, Any]) -> float:
     batches gathered in memory beforehand: the compute floor the training loop is compared with."""
     from polyfuse.train.allocator import reuse_freed_memory
     from polyfuse.train.loop import eval_batch_size
-    from polyfuse.train.module import make_optimizer
 
     torch.manual_seed(cfg.seed)
-    model = bench.build()
-    train, val = tables["train"], tables["val"]
-    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.seed))
-    batches = [train.take(order[i : i + cfg.batch_size]) for i in range(0, len(train), cfg.batch_size)]
+    model, opt = trainable(bench, cfg)
+    val = tables["val"]
+    batches = list(shuffled_batches(tables["train"], cfg.batch_size, cfg.seed))
     step = eval_batch_size(cfg)  # the batches the timed loop validates with
     val_batches = [val.take(list(range(i, min(i + step, len(val))))) for i in range(0, len(val), step)]
-    opt = make_optimizer(cfg.optimizer, list(model.parameters()), cfg.lr, cfg.weight_decay)
     with reuse_freed_memory():  # as the training loop
         start = time.perf_counter()
-        train_steps(model.train(), opt, batches)
+        train_steps(model, opt, batches)
         model.eval()
         with torch.no_grad():
             for batch in val_batches:
                 model(batch)
         return time.perf_counter() - start
+
+
+def trainable(bench: BenchModel, cfg: Any) -> tuple[torch.nn.Module, Any]:
+    """A fresh model of ``bench`` in training mode and its optimizer under ``cfg``."""
+    from polyfuse.train.module import make_optimizer
+
+    model = bench.build().train()
+    return model, make_optimizer(cfg.optimizer, list(model.parameters()), cfg.lr, cfg.weight_decay)
+
+
+def shuffled_batches(table: Any, batch_size: int, seed: int) -> Iterator[Any]:
+    """The rows of ``table`` in a random order seeded by ``seed``, ``batch_size`` at a time, each
+    batch gathered as it is asked for."""
+    order = torch.randperm(len(table), generator=torch.Generator().manual_seed(seed)).tolist()
+    return (table.take(order[i : i + batch_size]) for i in range(0, len(order), batch_size))
 
 
 def train_steps(model: torch.nn.Module, opt: Any, batches: Iterable[Any]) -> None:
