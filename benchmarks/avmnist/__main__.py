@@ -15,8 +15,12 @@ from benchmarks.avmnist.models import MODELS
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 CSV = RESULTS / "avmnist.csv"
 KEY = ["variant", "model", "epochs", "seed"]
+# Measured side by side on this project's idle machine, one run after the other on the same build
+# (issue #22): MultiBench's unchanged modules, late fusion, batch 40, 2 threads.
 MULTIBENCH = (
-    "MultiBench's own code on this machine (issue #3): 260 s/epoch, 8.4 GB peak RSS, 0.986 after 2 epochs"
+    "MultiBench's own code, measured side by side on the idle machine (issue #22): 114.6 s/epoch "
+    "(polyfuse's multibench_late_fusion in the same session: 107.6 s/epoch, so about 1.07x), "
+    "9.5 GiB peak RSS, 0.9858 after 2 epochs"
 )
 
 
