@@ -641,7 +641,7 @@ def test_broken_json_names_the_file(tmp_path: Path):
 def test_missing_matplotlib_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     write_explain_dir(tmp_path)
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
-    with pytest.raises(PolyfuseError, match=re.escape("pip install polyfuse[explain]")):
+    with pytest.raises(PolyfuseError, match=re.escape("pip install 'polyfuse[explain]'")):
         build_report(tmp_path)
     assert not (tmp_path / "report.html").exists()
 

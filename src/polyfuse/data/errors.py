@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from polyfuse.errors import PolyfuseError
 
-class PolyfuseError(Exception):
-    """A user-facing error: the CLI prints its message without a traceback."""
+__all__ = ["DataError", "PolyfuseError", "SchemaError"]
 
 
 class DataError(PolyfuseError):

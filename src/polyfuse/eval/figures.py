@@ -9,17 +9,14 @@ from typing import Any
 
 import numpy as np
 
-from polyfuse.data.errors import PolyfuseError
+from polyfuse.extras import require
 
 DPI = 100
 
 
 def pyplot() -> Any:
     """matplotlib.pyplot on the non-interactive Agg backend, or a clear error naming the extra."""
-    try:
-        import matplotlib
-    except ImportError as err:
-        raise PolyfuseError("explain's figures need matplotlib: pip install 'polyfuse[explain]'") from err
+    matplotlib = require("matplotlib", "explain", "explain's figures")
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 

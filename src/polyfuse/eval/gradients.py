@@ -13,10 +13,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from polyfuse.data.errors import PolyfuseError
 from polyfuse.eval.probe import Feature, Probe
-
-EXPLAIN_EXTRA = "pip install 'polyfuse[explain]'"
+from polyfuse.extras import require
 
 
 @dataclass
@@ -26,11 +24,7 @@ class Attribution:
 
 
 def require_captum() -> Any:
-    try:
-        import captum.attr
-    except ImportError as err:
-        raise PolyfuseError(f"feature attributions need captum: {EXPLAIN_EXTRA}") from err
-    return captum.attr
+    return require("captum.attr", "explain", "feature attributions")
 
 
 def skipped(reason: str) -> Attribution:

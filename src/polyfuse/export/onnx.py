@@ -9,7 +9,6 @@ the part a server must do anyway, and the part ONNX cannot express. A JSON sidec
 
 from __future__ import annotations
 
-import importlib
 import json
 import warnings
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from polyfuse import extras
 from polyfuse.data.batch import EncodedTable
 from polyfuse.data.errors import PolyfuseError
 from polyfuse.export.layout import (
@@ -40,10 +40,7 @@ EXTRA = "pip install 'polyfuse[export]'"
 
 def require(module: str) -> Any:
     """Import an optional dependency of export / ONNX serving, or say which extra brings it."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as err:
-        raise PolyfuseError(f"ONNX export and serving need the {module!r} package: {EXTRA}") from err
+    return extras.require(module, "export", "ONNX export and serving")
 
 
 def sidecar_path(onnx_path: str | Path) -> Path:

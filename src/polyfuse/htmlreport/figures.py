@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from polyfuse.data.errors import PolyfuseError
+from polyfuse.extras import require
 
 DPI = 110
 WIDTH = 7.0  # inches; ~770 px at DPI, the width of the page's content column
@@ -36,12 +36,7 @@ STYLE: dict[str, Any] = {
 
 def require_matplotlib() -> None:
     """Fail early, with the install command, when the ``explain`` extra is missing."""
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError as err:
-        raise PolyfuseError(
-            "the HTML report draws its figures with matplotlib: pip install polyfuse[explain]"
-        ) from err
+    require("matplotlib", "explain", "the HTML report's figures")
 
 
 def plain(labels: Iterable[str]) -> list[str]:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from polyfuse.data.errors import PolyfuseError
 from polyfuse.eval.metrics import LOWER_IS_BETTER
+from polyfuse.extras import require
 from polyfuse.sweep.grid import SINGLE_FUSION, RunSpec, modality_subsets
 from polyfuse.sweep.runner import Session
 
@@ -118,9 +118,6 @@ def _suggest(trial: Any, name: str, kind: str, arg: Any) -> Any:
 
 
 def _optuna() -> Any:
-    try:
-        import optuna
-    except ImportError as err:
-        raise PolyfuseError("search='optuna' needs optuna: pip install 'polyfuse[tune]'") from err
+    optuna = require("optuna", "tune", "search='optuna'")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna

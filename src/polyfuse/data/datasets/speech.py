@@ -22,10 +22,11 @@ from typing import Any
 
 import numpy as np
 
+from polyfuse.extras import require
+
 AUDIO_OUTPUT_SYNCHRONOUS = 2  # espeak_AUDIO_OUTPUT: synthesise into the callback, no playback
 ESPEAK_RATE, ESPEAK_PITCH = 1, 3  # espeak_PARAMETER ids
 POS_CHARACTER, CHARS_UTF8 = 1, 1
-INSTALL_HINT = "speech synthesis needs espeak-ng: pip install 'polyfuse[audio]'"
 
 _Callback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
 
@@ -42,11 +43,7 @@ class Utterance:
 
 def require_espeak() -> Any:
     """Import ``espeakng_loader`` or raise an ImportError that names the extra to install."""
-    try:
-        import espeakng_loader
-    except ImportError as err:
-        raise ImportError(INSTALL_HINT) from err
-    return espeakng_loader
+    return require("espeakng_loader", "audio", "speech synthesis (espeak-ng)")
 
 
 def available_variants() -> list[str]:
