@@ -213,7 +213,7 @@ def test_the_best_model_is_explained_with_subset_shapley_and_reported(compared):
 
 
 def test_the_default_pretrained_text_encoder_stays_frozen_in_every_run():
-    from polyfuse.api import fit_inputs
+    from polyfuse.fitting import fit_inputs
     from polyfuse.encoders import default_text_model_path
     from polyfuse.sweep.engine import CompareRequest, Workspace
     from polyfuse.sweep.grid import RunSpec

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 import polyfuse.encoders  # noqa: F401  (registers the encoders)
 import polyfuse.fusions  # noqa: F401
 import polyfuse.heads  # noqa: F401
-from polyfuse.api import Predictor, data_split
+from polyfuse.predictor import Predictor, data_split
 from polyfuse.cli import app
 from polyfuse.data.batch import EncodedTable
 from polyfuse.data.errors import PolyfuseError

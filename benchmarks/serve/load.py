@@ -64,7 +64,7 @@ def multipart(fields: dict[str, Any], kinds: dict[str, str]) -> Payload:
 
 def request_payloads(model_dir: str | Path, limit: int = 256) -> list[Payload]:
     """Up to ``limit`` requests built from the model's test rows (files read into memory)."""
-    from polyfuse.api import data_split, load
+    from polyfuse.predictor import data_split, load
     from polyfuse.data.table import is_missing, resolve_path
     from polyfuse.serve.inputs import MEDIA, model_fields
 

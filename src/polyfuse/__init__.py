@@ -13,9 +13,10 @@ __version__ = "0.1.0"
 
 _API = {
     "fit": "polyfuse.api",
-    "compare": "polyfuse.sweep",
-    "load": "polyfuse.api",
-    "Predictor": "polyfuse.api",
+    "compare": "polyfuse.api",
+    "load": "polyfuse.predictor",
+    "Predictor": "polyfuse.predictor",
+    "PolyfuseError": "polyfuse.errors",
     "explain": "polyfuse.api",
     "report": "polyfuse.api",
     "read_table": "polyfuse.data.table",

@@ -1,161 +1,17 @@
-"""The public Python API: ``fit`` a model on a table, ``load`` a saved one, and the Predictor."""
+"""The public verbs: ``fit``, ``load``, ``compare``, ``explain``, ``report`` and the ``list_*`` helpers.
+
+Each is a thin front over the layer that does the work (``fitting``, ``predictor``, ``sweep``,
+``htmlreport``); nothing below this module imports it.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
-import torch
-
-from polyfuse import __version__
-from polyfuse.config import (
-    FusionConfig,
-    ModelConfig,
-    Schema,
-    TrainConfig,
-    from_dict,
-    load_json,
-    save_json,
-    to_dict,
-)
-from polyfuse.data.batch import EncodedTable
-from polyfuse.data.errors import DataError, PolyfuseError
-from polyfuse.data.preprocess import Preprocessor
-from polyfuse.data.table import read_table
-from polyfuse.eval.evaluate import evaluate_table
-from polyfuse.models.multimodal import MultimodalModel
+from polyfuse.config import FusionConfig
+from polyfuse.predictor import Predictor, load
 from polyfuse.reporting import Reporter
-
-DEFAULT_DATASET = "digits-av"
-FORMAT_VERSION = 1
-TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
-
-
-class Predictor:
-    """A trained model with everything needed to use it on new rows of the same kind of table."""
-
-    def __init__(
-        self,
-        preprocessor: Preprocessor,
-        model_config: ModelConfig,
-        train_config: TrainConfig,
-        model: MultimodalModel,
-        metrics: dict[str, Any] | None = None,
-    ):
-        self.preprocessor = preprocessor
-        self.model_config = model_config
-        self.train_config = train_config
-        self.model = model.eval()
-        self.metrics: dict[str, Any] = metrics or {}
-
-    @property
-    def schema(self) -> Schema:
-        return self.preprocessor.schema
-
-    @property
-    def labels(self) -> list[str]:
-        return [spec.column for spec in self.schema.labels]
-
-    def encode(
-        self, data: Any, targets: bool = False, on_error: str = "raise"
-    ) -> tuple[EncodedTable, list[DataError]]:
-        """Rows of a table (path or DataFrame) -> tensors, with the bad rows dropped under ``skip``."""
-        df, base_dir = _frame(data)
-        return self.preprocessor.transform(df, base_dir, on_error=on_error, targets=targets)
-
-    def outputs(self, table: EncodedTable, batch_size: int = 256) -> dict[str, torch.Tensor]:
-        """Label -> probabilities [N, K] / [N] or values [N], in the table's row order."""
-        from polyfuse.models.inference import predict_table
-
-        return predict_table(self.model, table, batch_size)
-
-    def predict(self, data: Any, on_error: str = "raise") -> pd.Series | pd.DataFrame:
-        """Predicted label values; a Series for one label, a DataFrame (a column each) for several."""
-        table, _ = self.encode(data, on_error=on_error)
-        frame = self._labels(table, self.outputs(table))
-        return frame[self.labels[0]] if len(self.labels) == 1 else frame
-
-    def predict_proba(self, data: Any, label: str | None = None, on_error: str = "raise") -> pd.DataFrame:
-        """Class probabilities of one classification label, a column per class value."""
-        label = label or self.labels[0]
-        spec = next(s for s in self.schema.labels if s.column == label)
-        if spec.task == "regression":
-            raise PolyfuseError(f"label {label!r} is a regression target: use predict()")
-        table, _ = self.encode(data, on_error=on_error)
-        return self._proba(table, self.outputs(table), label)
-
-    def predictions(self, data: Any, on_error: str = "raise") -> pd.DataFrame:
-        """Labels and, for classification labels, ``p_<label>_<class>`` probability columns.
-
-        Decodes the table once (``predict`` + ``predict_proba`` would read every file again).
-        """
-        table, _ = self.encode(data, on_error=on_error)
-        outputs = self.outputs(table)
-        frame = self._labels(table, outputs)
-        for spec in self.schema.labels:
-            if spec.task in ("multiclass", "binary"):
-                frame = frame.join(self._proba(table, outputs, spec.column).add_prefix(f"p_{spec.column}_"))
-        return frame
-
-    def _labels(self, table: EncodedTable, outputs: dict[str, torch.Tensor]) -> pd.DataFrame:
-        return pd.DataFrame(self.preprocessor.decode_all(outputs), index=pd.Index(table.row_ids))
-
-    def _proba(self, table: EncodedTable, outputs: dict[str, torch.Tensor], label: str) -> pd.DataFrame:
-        spec = next(s for s in self.schema.labels if s.column == label)
-        proba = outputs[label].numpy()
-        if spec.task == "binary":
-            proba = np.stack([1 - proba, proba], axis=1)
-        return pd.DataFrame(proba, columns=list(spec.classes), index=pd.Index(table.row_ids))
-
-    def evaluate(self, data: Any, on_error: str = "raise") -> dict[str, Any]:
-        """Metrics of the first label on a labelled table (``by_label`` holds every label's)."""
-        table, errors = self.encode(data, targets=True, on_error=on_error)
-        result = evaluate_table(self.model, self.schema, table)
-        result["skipped_rows"] = [str(e) for e in errors]
-        return result
-
-    def save(self, path: str | Path) -> Path:
-        """Write the model directory: config.json, model.safetensors, preprocessor.json, metrics.json."""
-        from safetensors.torch import save_model
-
-        out = Path(path)
-        out.mkdir(parents=True, exist_ok=True)
-        config = {
-            "format": FORMAT_VERSION,
-            "polyfuse_version": __version__,
-            "model": to_dict(self.model_config),
-            "train": to_dict(self.train_config),
-        }
-        save_json(config, out / "config.json")
-        save_json(self.preprocessor.state(), out / "preprocessor.json")
-        save_model(self.model, str(out / "model.safetensors"))
-        save_json(self.metrics, out / "metrics.json")
-        return out
-
-    def __repr__(self) -> str:
-        fusion = self.model_config.fusion.name
-        return f"Predictor(modalities={self.schema.modalities}, fusion={fusion!r}, labels={self.labels})"
-
-
-def load(path: str | Path) -> Predictor:
-    """Load a model directory written by ``Predictor.save`` (JSON + safetensors, no pickle)."""
-    from safetensors.torch import load_model
-
-    from polyfuse.models.build import build_model
-
-    folder = Path(path)
-    if not (folder / "config.json").is_file():
-        raise PolyfuseError(f"{folder} is not a polyfuse model directory (no config.json)")
-    config = load_json(folder / "config.json")
-    preprocessor = Preprocessor.from_state(load_json(folder / "preprocessor.json"))
-    model_config = from_dict(ModelConfig, config["model"])
-    model = build_model(model_config, preprocessor)
-    load_model(model, str(folder / "model.safetensors"))
-    metrics = load_json(folder / "metrics.json") if (folder / "metrics.json").is_file() else {}
-    return Predictor(preprocessor, model_config, from_dict(TrainConfig, config["train"]), model, metrics)
 
 
 def fit(
@@ -195,7 +51,7 @@ def fit(
         **train_options: Fields of ``TrainConfig`` (``max_epochs``, ``batch_size``, ``lr``, ``seed``,
             ``precision``, ``modality_dropout``, ``baselines``, ...).
     """
-    from polyfuse.fitting import run_fit
+    from polyfuse.fitting import fit_inputs, run_fit
 
     frame, base_dir, request, source = fit_inputs(
         data,
@@ -219,88 +75,92 @@ def fit(
     return predictor
 
 
-def fit_inputs(
-    data: Any,
-    label: str | list[str] | None,
+def compare(
+    data: Any = None,
+    label: str | list[str] | None = None,
     *,
+    out: str | Path = "runs/compare",
+    fusions: list[str] | None = None,
+    subsets: list[list[str]] | None = None,
+    max_modalities: int | None = None,
+    encoder_choices: dict[str, list[str]] | None = None,
+    seeds: int | list[int] = 1,
+    budget_s: float | None = None,
+    search: str = "grid",
+    trials: int = 20,
+    explain: bool = True,
     roles: dict[str, str] | None = None,
     split_column: str | None = None,
-    fusion: FusionConfig | None = None,
-    encoders: dict[str, str] | None = None,
     encoder_params: dict[str, dict[str, Any]] | None = None,
     freeze: dict[str, bool] | None = None,
     processor_options: dict[str, dict[str, Any]] | None = None,
     on_error: str = "raise",
-    train_options: dict[str, Any] | None = None,
-) -> tuple[pd.DataFrame, Path, Any, dict[str, str] | None]:
-    """The table, its folder, a ``FitRequest`` and the table's source, from ``fit``'s arguments.
-
-    ``data=None`` means the built-in digits-av with its label and split column.
-    """
-    from polyfuse.fitting import FitRequest
-
-    train_options = dict(train_options or {})
-    unknown = set(train_options) - TRAIN_FIELDS
-    if unknown:
-        raise TypeError(f"unknown training option(s) {sorted(unknown)}; known: {sorted(TRAIN_FIELDS)}")
-    source = _source(data)
-    if data is None:
-        from polyfuse.data.datasets import load_dataset
-
-        data, label = load_dataset(DEFAULT_DATASET), label or "digit"
-        split_column = split_column or "split"
-    if label is None:
-        raise PolyfuseError("a label column is needed (label=...)")
-    request = FitRequest(
-        label=[label] if isinstance(label, str) else list(label),
-        roles=roles or {},
-        split_column=split_column,
-        fusion=fusion or FusionConfig(),
-        encoders=dict(encoders or {}),
-        encoder_params={k: dict(v) for k, v in (encoder_params or {}).items()},
-        freeze=dict(freeze or {}),
-        processor_options={k: dict(v) for k, v in (processor_options or {}).items()},
-        on_error=on_error,
-        train=TrainConfig(**train_options),
-    )
-    frame, base_dir = _frame(data)
-    return frame, base_dir, request, source
-
-
-def _source(data: Any) -> dict[str, str] | None:
-    """Where the training table came from, so that ``data_split`` can find its test rows later."""
-    if data is None:
-        return {"dataset": DEFAULT_DATASET}
-    if isinstance(data, (str, Path)):
-        return {"table": str(Path(data).resolve())}
-    return None  # an in-memory frame: the caller passes it again
-
-
-def data_split(predictor: Predictor, split: str = "test", data: Any = None) -> tuple[pd.DataFrame, Path]:
-    """The rows of one split (train / val / test) of the table a model was trained on.
+    verbose: bool = True,
+    **train_options: Any,
+) -> Any:
+    """Train every modality subset x fusion (x encoder choice) x seed and write a leaderboard.
 
     Args:
-        predictor: A fitted or loaded model; its ``metrics["data"]`` names the table when ``data`` is None.
-        split: Which split.
-        data: The training table again (path, DataFrame or ``(frame, folder)``); needed when the model
-            was fit on an in-memory frame.
+        data: Table path or DataFrame; ``None`` uses the built-in ``digits-av`` (as ``fit`` does).
+        label: Label column(s).
+        out: The comparison directory: ``leaderboard.csv``, ``summary.csv``, ``compare.json``,
+            ``runs/<run_id>/history.csv`` and ``best/`` (a normal model directory). Running again with
+            the same ``out`` resumes: runs already on the board are not trained again.
+        fusions: Fusions tried on subsets of two or more modalities (default ``DEFAULT_FUSIONS``).
+        subsets: Modality subsets to train; default: every non-empty subset.
+        max_modalities: Largest subset size when ``subsets`` is not given.
+        encoder_choices: Modality -> encoder names to try, e.g. ``{"text": ["hf_text", "text_bag"]}``.
+        seeds: Number of seeds (0, 1, ...) or the seeds themselves.
+        budget_s: Wall-clock budget in seconds; runs left when it is spent are not started.
+        search: ``"grid"`` (every run) or ``"optuna"`` (TPE over fusions, subsets and hyper-parameters,
+            with pruning of weak trials).
+        trials: Number of optuna trials.
+        explain: Explain the best model into ``out/explain`` (modality Shapley values, including over
+            the retrained subsets, attributions, robustness), ready for ``polyfuse report``.
+        **train_options: ``TrainConfig`` fields. Defaults differ from ``fit``'s: ``modality_dropout``
+            0.2 (single-modality runs use none), ``max_epochs`` 20, ``patience`` 5.
+
+    Returns:
+        A ``CompareResult`` (rows, summary frame, metric, whether every run finished).
     """
-    from polyfuse.data.split import split_indices
+    from polyfuse.fitting import fit_inputs
+    from polyfuse.reporting import Reporter
+    from polyfuse.sweep.engine import (
+        DEFAULT_MAX_EPOCHS,
+        DEFAULT_MODALITY_DROPOUT,
+        DEFAULT_PATIENCE,
+        CompareRequest,
+    )
+    from polyfuse.sweep.grid import DEFAULT_FUSIONS
+    from polyfuse.sweep.runner import run_compare
 
-    if data is None:
-        source = predictor.metrics.get("data") or {}
-        if "dataset" in source:
-            from polyfuse.data.datasets import load_dataset
-
-            data = load_dataset(source["dataset"])
-        elif "table" in source:
-            data = source["table"]
-        else:
-            raise PolyfuseError("this model does not record its training table: pass the table")
-    frame, base_dir = _frame(data)
-    cfg = predictor.train_config
-    rows = split_indices(frame, predictor.schema, cfg.seed, cfg.val_fraction, cfg.test_fraction)[split]
-    return frame.iloc[rows], base_dir
+    train_options.setdefault("modality_dropout", DEFAULT_MODALITY_DROPOUT)
+    train_options.setdefault("max_epochs", DEFAULT_MAX_EPOCHS)
+    train_options.setdefault("patience", DEFAULT_PATIENCE)
+    frame, base_dir, fit_request, source = fit_inputs(
+        data,
+        label,
+        roles=roles,
+        split_column=split_column,
+        encoder_params=encoder_params,
+        freeze=freeze,
+        processor_options=processor_options,
+        on_error=on_error,
+        train_options=train_options,
+    )
+    request = CompareRequest(
+        fit=fit_request,
+        fusions=list(fusions or DEFAULT_FUSIONS),
+        encoder_choices={k: list(v) for k, v in (encoder_choices or {}).items()},
+        subsets=[list(s) for s in subsets] if subsets else None,
+        max_modalities=max_modalities,
+        seeds=list(range(seeds)) if isinstance(seeds, int) else list(seeds),
+        budget_s=budget_s,
+        search=search,
+        trials=trials,
+        explain=explain,
+    )
+    return run_compare(frame, base_dir, request, Path(out), Reporter(verbose), data=source)
 
 
 def explain(
@@ -333,19 +193,10 @@ def explain(
     Returns:
         explain.json's content, with shapley.json's under "shapley".
     """
-    from polyfuse.eval.explain import explain_table
-
     predictor = model if isinstance(model, Predictor) else load(model)
-    rows = data_split(predictor, "test") if data is None else _frame(data)
-    table, _ = predictor.encode(rows, targets=True, on_error=on_error)
-    if len(table) == 0:
-        raise PolyfuseError("no labelled rows left to explain")
-    return explain_table(predictor, table, out, compare_dir, seed=seed, samples=samples, steps=steps)
-
-
-def _frame(data: Any) -> tuple[pd.DataFrame, Path]:
-    """A table source, or an already-read ``(frame, folder)`` pair, as a frame and its folder."""
-    return data if isinstance(data, tuple) else read_table(data)
+    return predictor.explain(
+        data, out, compare_dir, seed=seed, samples=samples, steps=steps, on_error=on_error
+    )
 
 
 def report(run_dir: str | Path, out: str | Path | None = None) -> Path:
@@ -395,6 +246,7 @@ def _first_line(obj: Any) -> str:
 
 __all__ = [
     "Predictor",
+    "compare",
     "explain",
     "fit",
     "load",

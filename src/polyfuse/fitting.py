@@ -1,4 +1,8 @@
-"""The fit pipeline: schema -> splits -> preprocessing -> fused model + single-modality baselines."""
+"""The fit pipeline: schema -> splits -> preprocessing -> fused model + single-modality baselines.
+
+``prepare`` is the part before training that ``fit`` and ``compare`` share; ``model_metrics`` is the
+``metrics.json`` of any trained model directory.
+"""
 
 from __future__ import annotations
 
@@ -12,20 +16,24 @@ import numpy as np
 import pandas as pd
 import torch
 
-from polyfuse.api import Predictor
 from polyfuse.config import EncoderConfig, FusionConfig, HeadConfig, ModelConfig, Schema, TrainConfig, plain
 from polyfuse.data.batch import EncodedTable
 from polyfuse.data.errors import DataError, SchemaError
 from polyfuse.data.preprocess import Preprocessor
 from polyfuse.data.schema import infer_schema
 from polyfuse.data.split import split_indices
+from polyfuse.errors import PolyfuseError
 from polyfuse.eval.evaluate import evaluate_table
 from polyfuse.models.build import build_model
 from polyfuse.models.multimodal import MultimodalModel
+from polyfuse.predictor import DEFAULT_DATASET, Predictor, read_rows
 from polyfuse.reporting import Reporter
 
 # The encoder each kind of modality gets unless the user names one ("auto": see _text_encoder).
 DEFAULT_ENCODERS = {"image": "image_cnn", "audio": "audio_cnn", "text": "auto", "tabular": "tabular_mlp"}
+
+
+TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 
 
 @dataclass
@@ -52,6 +60,41 @@ class Trained:
     history: list[dict[str, float]] = field(default_factory=list)  # logged metrics per epoch
 
 
+@dataclass
+class Prepared:
+    """A table ready to train on: its schema, fitted preprocessor, encoders and encoded splits."""
+
+    schema: Schema
+    pre: Preprocessor
+    encoders: dict[str, EncoderConfig]  # modality -> encoder
+    tables: dict[str, EncodedTable]  # "train" / "val" / "test"
+    heads: list[HeadConfig]  # one per label
+    skipped: list[DataError] = field(default_factory=list)  # bad rows dropped under on_error="skip"
+
+
+def prepare(
+    frame: pd.DataFrame,
+    base_dir: Path,
+    req: FitRequest,
+    schema: Schema | None = None,
+    splits: dict[str, np.ndarray] | None = None,
+) -> Prepared:
+    """Schema -> encoders -> split -> preprocessor (fit on train) -> encoded splits -> heads.
+
+    ``schema`` and ``splits`` are inferred / drawn from ``req`` unless given (a comparison infers
+    them once and prepares once per encoder assignment).
+    """
+    if schema is None:
+        schema = infer_schema(frame, req.label, base_dir, declared=req.roles, split_column=req.split_column)
+    encoders, options = choose_encoders(schema, req)
+    if splits is None:
+        splits = split_indices(frame, schema, req.train.seed, req.train.val_fraction, req.train.test_fraction)
+    pre = Preprocessor(schema, options).fit(frame.iloc[splits["train"]], base_dir)
+    tables, skipped = encode_splits(pre, frame, base_dir, splits, req.on_error)
+    heads = [HeadConfig(s.column, s.task, pre.num_outputs(s.column)) for s in schema.labels]
+    return Prepared(schema, pre, encoders, tables, heads, skipped)
+
+
 def run_fit(
     frame: pd.DataFrame, base_dir: Path, req: FitRequest, rep: Reporter, log_dir: Path | None
 ) -> Predictor:
@@ -60,24 +103,24 @@ def run_fit(
         req.train = dataclasses.replace(req.train, progress=False)
     schema = infer_schema(frame, req.label, base_dir, declared=req.roles, split_column=req.split_column)
     rep.schema(schema, frame, base_dir)
-    encoders, options = choose_encoders(schema, req)
-    splits = split_indices(frame, schema, req.train.seed, req.train.val_fraction, req.train.test_fraction)
-    pre = Preprocessor(schema, options).fit(frame.iloc[splits["train"]], base_dir)
-    tables, skipped = encode_splits(pre, frame, base_dir, splits, req.on_error)
-    rep.skipped(skipped)
-    heads = [HeadConfig(s.column, s.task, pre.num_outputs(s.column)) for s in schema.labels]
-    config = ModelConfig(encoders, req.fusion, heads)
-    fused = train_and_test(config, pre, tables, req.train, log_dir, rep, "fused")
+    prep = prepare(frame, base_dir, req, schema)
+    rep.skipped(prep.skipped)
+    config = ModelConfig(prep.encoders, req.fusion, prep.heads)
+    fused = train_and_test(config, prep.pre, prep.tables, req.train, log_dir, rep, "fused")
     baselines = {}
-    if req.train.baselines and len(encoders) > 1:
+    if req.train.baselines and len(prep.encoders) > 1:
         solo = dataclasses.replace(req.train, modality_dropout=0.0)
-        for name in encoders:
-            one = ModelConfig({name: encoders[name]}, req.fusion, heads)
-            only = {k: t.select([name]) for k, t in tables.items()}
-            baselines[name] = train_and_test(one, pre, only, solo, None, rep, name)
-    metrics = collect_metrics(schema, config, fused, baselines, tables, skipped)
+        for name, encoder in prep.encoders.items():
+            one = ModelConfig({name: encoder}, req.fusion, prep.heads)
+            only = {k: t.select([name]) for k, t in prep.tables.items()}
+            baselines[name] = train_and_test(one, prep.pre, only, solo, None, rep, name)
+    metrics = {
+        **model_metrics(schema, config, fused, prep.tables),
+        "baselines": {name: {"test": t.test, **t.summary} for name, t in baselines.items()},
+        "skipped_rows": skipped_rows(prep.skipped),
+    }
     rep.results(metrics)
-    return Predictor(pre, config, req.train, fused.model, metrics)
+    return Predictor(prep.pre, config, req.train, fused.model, metrics)
 
 
 def choose_encoders(
@@ -179,23 +222,77 @@ def train_and_test(
     return Trained(model, test, summary, result.history)
 
 
-def collect_metrics(
-    schema: Schema,
-    config: ModelConfig,
-    fused: Trained,
-    baselines: dict[str, Trained],
-    tables: dict[str, EncodedTable],
-    skipped: list[DataError],
+def skipped_rows(errors: list[DataError]) -> list[dict[str, Any]]:
+    """metrics.json's record of the rows ``on_error="skip"`` dropped."""
+    return [{"row": plain(e.row), "column": e.column, "problem": e.problem} for e in errors]
+
+
+def model_metrics(
+    schema: Schema, config: ModelConfig, trained: Trained, tables: dict[str, EncodedTable]
 ) -> dict[str, Any]:
+    """The common part of a model directory's metrics.json (fit and compare add their own keys)."""
     return {
         "task": schema.labels[0].task,
         "label": schema.labels[0].column,
-        "modalities": schema.modalities,
+        "modalities": list(config.encoders),
         "fusion": config.fusion.name,
         "encoders": {name: enc.name for name, enc in config.encoders.items()},
-        "test": fused.test,
-        **fused.summary,
-        "baselines": {name: {"test": t.test, **t.summary} for name, t in baselines.items()},
+        "test": trained.test,
+        **trained.summary,
         "rows": {name: len(table) for name, table in tables.items()},
-        "skipped_rows": [{"row": plain(e.row), "column": e.column, "problem": e.problem} for e in skipped],
     }
+
+
+def fit_inputs(
+    data: Any,
+    label: str | list[str] | None,
+    *,
+    roles: dict[str, str] | None = None,
+    split_column: str | None = None,
+    fusion: FusionConfig | None = None,
+    encoders: dict[str, str] | None = None,
+    encoder_params: dict[str, dict[str, Any]] | None = None,
+    freeze: dict[str, bool] | None = None,
+    processor_options: dict[str, dict[str, Any]] | None = None,
+    on_error: str = "raise",
+    train_options: dict[str, Any] | None = None,
+) -> tuple[pd.DataFrame, Path, Any, dict[str, str] | None]:
+    """The table, its folder, a ``FitRequest`` and the table's source, from ``fit``'s arguments.
+
+    ``data=None`` means the built-in digits-av with its label and split column.
+    """
+    train_options = dict(train_options or {})
+    unknown = set(train_options) - TRAIN_FIELDS
+    if unknown:
+        raise TypeError(f"unknown training option(s) {sorted(unknown)}; known: {sorted(TRAIN_FIELDS)}")
+    source = _source(data)
+    if data is None:
+        from polyfuse.data.datasets import load_dataset
+
+        data, label = load_dataset(DEFAULT_DATASET), label or "digit"
+        split_column = split_column or "split"
+    if label is None:
+        raise PolyfuseError("a label column is needed (label=...)")
+    request = FitRequest(
+        label=[label] if isinstance(label, str) else list(label),
+        roles=roles or {},
+        split_column=split_column,
+        fusion=fusion or FusionConfig(),
+        encoders=dict(encoders or {}),
+        encoder_params={k: dict(v) for k, v in (encoder_params or {}).items()},
+        freeze=dict(freeze or {}),
+        processor_options={k: dict(v) for k, v in (processor_options or {}).items()},
+        on_error=on_error,
+        train=TrainConfig(**train_options),
+    )
+    frame, base_dir = read_rows(data)
+    return frame, base_dir, request, source
+
+
+def _source(data: Any) -> dict[str, str] | None:
+    """Where the training table came from, so that ``data_split`` can find its test rows later."""
+    if data is None:
+        return {"dataset": DEFAULT_DATASET}
+    if isinstance(data, (str, Path)):
+        return {"table": str(Path(data).resolve())}
+    return None  # an in-memory frame: the caller passes it again

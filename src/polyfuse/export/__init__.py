@@ -5,9 +5,10 @@ without the extra and says which extra to install when one is used.
 """
 
 from polyfuse.export.model_dir import export_dir
-from polyfuse.export.onnx import example_table, export_model, export_onnx, parity, read_sidecar, sidecar_path
+from polyfuse.export.onnx import example_table, export_model, export_onnx, parity
 from polyfuse.export.quantize import compare_int8, int8_path, quantize_int8
 from polyfuse.export.runtime import OnnxModel
+from polyfuse.export.sidecar import read_sidecar, sidecar_path
 
 __all__ = [
     "OnnxModel",

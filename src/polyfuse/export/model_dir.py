@@ -11,7 +11,7 @@ from polyfuse.export.onnx import example_table, export_onnx
 from polyfuse.export.quantize import compare_int8, int8_path, quantize_int8
 
 if TYPE_CHECKING:
-    from polyfuse.api import Predictor
+    from polyfuse.predictor import Predictor
 
 QUANTIZATIONS = ("int8",)
 
@@ -62,7 +62,7 @@ def export_dir(
 
 def _rows(predictor: Predictor, data: Any, on_error: str) -> tuple[EncodedTable, str]:
     """Labelled rows to trace, check and compare on, and a word on where they came from."""
-    from polyfuse.api import data_split
+    from polyfuse.predictor import data_split
 
     if data is not None:
         table, _ = predictor.encode(data, targets=True, on_error=on_error)

@@ -9,14 +9,12 @@ the part a server must do anyway, and the part ONNX cannot express. A JSON sidec
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from polyfuse import extras
 from polyfuse.data.batch import EncodedTable
 from polyfuse.data.errors import PolyfuseError
 from polyfuse.export.layout import (
@@ -27,38 +25,15 @@ from polyfuse.export.layout import (
     input_layout,
     output_names,
 )
+from polyfuse.export.sidecar import SIDECAR_FORMAT, require, sidecar_path, write_sidecar
 from polyfuse.models.multimodal import MultimodalModel
 
 if TYPE_CHECKING:
-    from polyfuse.api import Predictor
+    from polyfuse.predictor import Predictor
 
-SIDECAR_FORMAT = 1
 OPSET = 18  # the dynamo exporter's native opset; onnxruntime >= 1.14 runs it
 TOLERANCE = 1e-4  # largest |onnxruntime - torch| logit accepted right after export
 EXTRA = "pip install 'polyfuse[export]'"
-
-
-def require(module: str) -> Any:
-    """Import an optional dependency of export / ONNX serving, or say which extra brings it."""
-    return extras.require(module, "export", "ONNX export and serving")
-
-
-def sidecar_path(onnx_path: str | Path) -> Path:
-    """``model.onnx`` -> ``model.onnx.json`` (beside it, so copying both keeps them together)."""
-    return Path(f"{onnx_path}.json")
-
-
-def read_sidecar(onnx_path: str | Path) -> dict[str, Any]:
-    path = sidecar_path(onnx_path)
-    if not path.is_file():
-        raise PolyfuseError(f"{path} not found: it is written by `polyfuse export` beside {onnx_path}")
-    return json.loads(path.read_text())  # type: ignore[no-any-return]
-
-
-def write_sidecar(info: dict[str, Any], onnx_path: str | Path) -> Path:
-    path = sidecar_path(onnx_path)
-    path.write_text(json.dumps(info, indent=2) + "\n")
-    return path
 
 
 def export_onnx(

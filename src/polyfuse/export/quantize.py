@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 from polyfuse.data.batch import EncodedTable
 from polyfuse.data.errors import PolyfuseError
-from polyfuse.export.onnx import read_sidecar, require, write_sidecar
+from polyfuse.export.sidecar import read_sidecar, require, write_sidecar
 
 if TYPE_CHECKING:
-    from polyfuse.api import Predictor
+    from polyfuse.predictor import Predictor
 
 
 def int8_path(onnx_path: str | Path) -> Path:

@@ -12,7 +12,7 @@ from torch import Tensor
 from polyfuse.data.batch import Batch, EncodedTable
 from polyfuse.data.errors import PolyfuseError
 from polyfuse.export.layout import InputInfo, feeds
-from polyfuse.export.onnx import read_sidecar, require
+from polyfuse.export.sidecar import read_sidecar, require
 
 Readable = Callable[[dict[str, Tensor]], dict[str, Tensor]]
 

@@ -40,7 +40,7 @@ class Server:
     """Everything one app holds: the model service, the request decoder, the batcher, the metrics."""
 
     def __init__(self, model_dir: str | Path, config: ServeConfig):
-        from polyfuse.api import load
+        from polyfuse.predictor import load
 
         self.model_dir, self.config, self.limits = Path(model_dir), config, config.limits
         self.predictor = load(self.model_dir)

@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from polyfuse.api import Predictor
 from polyfuse.data.batch import EncodedTable
 from polyfuse.eval.shapley import coalitions, shapley_from_values
+from polyfuse.predictor import Predictor
 from polyfuse.serve.config import ServeConfig
 from polyfuse.serve.inputs import InputError, model_fields
 

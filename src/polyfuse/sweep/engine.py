@@ -16,13 +16,13 @@ from typing import Any
 import pandas as pd
 import torch
 
-from polyfuse.config import FusionConfig, HeadConfig, ModelConfig, Schema, TrainConfig
+from polyfuse.config import FusionConfig, ModelConfig, Schema, TrainConfig
 from polyfuse.data.batch import EncodedTable
 from polyfuse.data.preprocess import Preprocessor
 from polyfuse.data.schema import infer_schema
 from polyfuse.data.split import split_indices
 from polyfuse.eval.metrics import LOWER_IS_BETTER, primary_metric
-from polyfuse.fitting import FitRequest, Trained, choose_encoders, encode_splits, train_and_test
+from polyfuse.fitting import FitRequest, Prepared, Trained, choose_encoders, prepare, train_and_test
 from polyfuse.reporting import Reporter
 from polyfuse.sweep.grid import DEFAULT_FUSIONS, RunSpec, build_grid, modality_subsets
 
@@ -50,15 +50,6 @@ class CompareRequest:
     search: str = "grid"  # "grid" or "optuna"
     trials: int = 20  # optuna trials
     explain: bool = True  # explain the best model into ``out/explain`` (needs the explain extra)
-
-
-@dataclass
-class Prepared:
-    """A preprocessor and encoded splits for one assignment of encoders to modalities."""
-
-    pre: Preprocessor
-    encoders: dict[str, Any]  # modality -> EncoderConfig
-    tables: dict[str, EncodedTable]
 
 
 class Workspace:
@@ -92,17 +83,10 @@ class Workspace:
             request = dataclasses.replace(
                 self.fit, encoders={**self.fit.encoders, **assignment}, freeze={**freeze, **self.fit.freeze}
             )
-            encoders, options = choose_encoders(self.schema, request)
-            train_rows = self.frame.iloc[self.splits["train"]]
-            pre = Preprocessor(self.schema, options).fit(train_rows, self.base_dir)
-            tables, self.skipped = encode_splits(
-                pre, self.frame, self.base_dir, self.splits, self.fit.on_error
-            )
-            self._prepared[key] = Prepared(pre, encoders, tables)
+            prep = prepare(self.frame, self.base_dir, request, self.schema, self.splits)
+            self.skipped = prep.skipped
+            self._prepared[key] = prep
         return self._prepared[key]
-
-    def heads(self, pre: Preprocessor) -> list[HeadConfig]:
-        return [HeadConfig(s.column, s.task, pre.num_outputs(s.column)) for s in self.schema.labels]
 
 
 def default_grid(ws: Workspace, req: CompareRequest) -> list[RunSpec]:
@@ -138,7 +122,7 @@ def train_run(
     config = ModelConfig(
         {m: prep.encoders[m] for m in subset},
         FusionConfig(spec.fusion, dict(spec.fusion_params)),
-        ws.heads(prep.pre),
+        prep.heads,
     )
     overrides: dict[str, Any] = {
         "seed": spec.seed,

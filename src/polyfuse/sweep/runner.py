@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,21 +9,19 @@ from typing import Any
 import pandas as pd
 
 from polyfuse.config import save_json
+from polyfuse.errors import PolyfuseError
 from polyfuse.eval.metrics import LOWER_IS_BETTER
+from polyfuse.predictor import load
 from polyfuse.reporting import Reporter
-from polyfuse.sweep.board import read_board, summarize, write_board
+from polyfuse.sweep.board import summarize
 from polyfuse.sweep.engine import (
     CompareRequest,
-    RunOutput,
     Workspace,
-    better,
     default_grid,
-    latency_ms,
     limit_threads,
-    result_row,
-    train_run,
 )
 from polyfuse.sweep.grid import RunSpec
+from polyfuse.sweep.session import Session, best_of
 
 
 @dataclass
@@ -38,76 +35,6 @@ class CompareResult:
     @property
     def best_dir(self) -> Path:
         return self.out / "best"
-
-
-class Session:
-    """The state of one comparison directory: the board so far, the best run, the clock."""
-
-    def __init__(self, ws: Workspace, req: CompareRequest, out: Path, rep: Reporter, data: Any):
-        self.ws, self.req, self.out, self.rep, self.data = ws, req, out, rep, data
-        self.board_path = out / "leaderboard.csv"
-        self.rows = read_board(self.board_path)
-        self.done = {r["run_id"] for r in self.rows}
-        ok = [r for r in self.rows if r.get("status") == "ok"]
-        self.best = _best_of(ok, ws.metric)
-        self.start = time.perf_counter()
-
-    def time_left(self) -> float | None:
-        if self.req.budget_s is None:
-            return None
-        return self.req.budget_s - (time.perf_counter() - self.start)
-
-    def run(self, spec: RunSpec, callbacks: list[Any] | None = None) -> dict[str, Any] | None:
-        """Train one run unless it is on the board already; returns its row (None if skipped).
-
-        ``callbacks`` go to the trainer; a run one of them stopped early (``stopped_early``, a pruned
-        search trial) is recorded as "pruned" and never becomes the best model.
-        """
-        if spec.run_id in self.done:
-            return None
-        try:
-            done = train_run(self.ws, spec, self.req.fit.train, self.time_left(), callbacks)
-        except (RuntimeError, ValueError) as err:  # a fusion that cannot train here must not end the sweep
-            row = {**spec.row(), "status": "failed", "metric": self.ws.metric, "error": str(err)[:300]}
-            self._record(row)
-            return row
-        row = result_row(
-            spec, self.ws.metric, done.trained, latency_ms(done.trained.model, done.tables["test"])
-        )
-        _write_history(done.trained.history, self.out / "runs" / spec.run_id / "history.csv")
-        if any(getattr(cb, "stopped_early", False) for cb in callbacks or []):
-            row["status"] = "pruned"
-        elif better(row["val_score"], self.best.get("val_score") if self.best else None, self.ws.metric):
-            self._save_best(spec, row, done)
-        self._record(row)
-        return row
-
-    def _record(self, row: dict[str, Any]) -> None:
-        self.rows.append(row)
-        self.done.add(row["run_id"])
-        write_board(self.rows, self.board_path)
-        shown = f"test {row['metric']} {row.get('test_' + row['metric'], float('nan')):.4f}"
-        took = f"{row.get('train_seconds', 0):.1f}s"
-        self.rep.line(f"  [{len(self.rows)}] {row['run_id']}: {row['status']} {shown} ({took})")
-
-    def _save_best(self, spec: RunSpec, row: dict[str, Any], done: RunOutput) -> None:
-        from polyfuse.api import Predictor
-
-        trained = done.trained
-        metrics = {
-            "task": self.ws.schema.labels[0].task,
-            "label": self.ws.schema.labels[0].column,
-            "modalities": list(spec.modalities),
-            "fusion": spec.fusion,
-            "encoders": dict(spec.encoders),
-            "test": trained.test,
-            **trained.summary,
-            "rows": {k: len(t) for k, t in done.tables.items()},
-            "data": self.data,
-            "compare": {"run_id": spec.run_id, "out": str(self.out)},
-        }
-        Predictor(done.pre, done.config, done.train, trained.model, metrics).save(self.out / "best")
-        self.best = row
 
 
 def run_compare(
@@ -135,13 +62,11 @@ def run_compare(
 
 def explain_best(session: Session) -> None:
     """``polyfuse explain`` of best/ on the test split, with Shapley values over the retrained subsets."""
-    from polyfuse.api import explain
-    from polyfuse.data.errors import PolyfuseError
-
     ws = session.ws
     rows = (ws.frame.iloc[ws.splits["test"]], ws.base_dir)
     try:
-        result = explain(session.out / "best", rows, out=session.out / "explain", compare_dir=session.out)
+        best = load(session.out / "best")
+        result = best.explain(rows, out=session.out / "explain", compare_dir=session.out)
     except PolyfuseError as err:  # e.g. the explain extra is not installed: the comparison still stands
         session.rep.line(f"explain skipped: {err}")
         return
@@ -178,7 +103,7 @@ def _finish(session: Session, finished: bool) -> CompareResult:
         "fusions": sorted({r["fusion"] for r in session.rows if r["n_modalities"] > 1}),
         "seeds": sorted({int(r["seed"]) for r in session.rows}),
         "best": _brief(session.best, ws.metric),
-        "best_single": _brief(_best_of([r for r in ok if r["n_modalities"] == 1], ws.metric), ws.metric),
+        "best_single": _brief(best_of([r for r in ok if r["n_modalities"] == 1], ws.metric), ws.metric),
         "selection": "best validation score of a single run; test metrics are reported, never used to choose",
         "data": session.data,
         "finished": finished,
@@ -192,21 +117,8 @@ def _finish(session: Session, finished: bool) -> CompareResult:
     return CompareResult(out, session.rows, summary, ws.metric, finished)
 
 
-def _best_of(rows: list[dict[str, Any]], metric: str) -> dict[str, Any] | None:
-    best: dict[str, Any] | None = None
-    for row in rows:
-        if better(row.get("val_score"), best.get("val_score") if best else None, metric):
-            best = row
-    return best
-
-
 def _brief(row: dict[str, Any] | None, metric: str) -> dict[str, Any] | None:
     if row is None:
         return None
     keys = ("run_id", "modalities", "fusion", "encoders", "seed", "val_score")
     return {**{k: row.get(k) for k in keys}, metric: row.get(f"test_{metric}")}
-
-
-def _write_history(history: list[dict[str, float]], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(history).to_csv(path, index=False)

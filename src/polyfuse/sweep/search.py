@@ -12,7 +12,7 @@ from typing import Any
 from polyfuse.eval.metrics import LOWER_IS_BETTER
 from polyfuse.extras import require
 from polyfuse.sweep.grid import SINGLE_FUSION, RunSpec, modality_subsets
-from polyfuse.sweep.runner import Session
+from polyfuse.sweep.session import Session
 
 # The search space besides subsets and fusions: name -> (kind, choices or bounds).
 SPACE: dict[str, tuple[str, Any]] = {

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from polyfuse.data.datasets.base import DatasetInfo
+from polyfuse.data.datasets.base import COMPLETE, DatasetInfo, build_dataset, cache_dir
 from polyfuse.registry import DATASETS
 
 TABLE = "avmnist.csv"
@@ -293,8 +293,6 @@ def load_arrays(
 
 def table_path(name: str, source: str | Path | None, limit: int | None, seed: int, out: Path | None) -> Path:
     """The build's table, built first unless a complete build is there (arguments as ``load_arrays``)."""
-    from polyfuse.data.datasets import COMPLETE, build_dataset
-
     if source is None:
         return build_dataset(name, out=out, seed=seed, limit=limit)
     # the same marker protocol as build_dataset, with an explicit source
@@ -308,8 +306,6 @@ def table_path(name: str, source: str | Path | None, limit: int | None, seed: in
 
 def _source_folder(name: str, source: Path, seed: int, limit: int | None) -> Path:
     import hashlib
-
-    from polyfuse.data.datasets import cache_dir
 
     tag = hashlib.sha1(str(source.resolve()).encode()).hexdigest()[:8]
     suffix = f"-rows{limit}" if limit is not None else ""
