@@ -51,6 +51,7 @@ bench-serve: install
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/mypy src
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf runs lightning_logs .pytest_cache

@@ -1,6 +1,6 @@
 """Reading a run directory (compare, model or explain) into one ``RunData`` for the section builders.
 
-What is read from where (the formats are documented in notes/formats.md):
+What is read from where (the formats are specified in docs/format.md):
 
 * compare directory: ``compare.json``, ``summary.csv`` (or a summary computed from ``leaderboard.csv``),
   ``leaderboard.csv``, ``runs/*/history.csv``; its ``best/`` model and ``explain/`` folder as below.
