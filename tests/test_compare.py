@@ -119,6 +119,7 @@ def test_best_is_the_best_validation_run_and_a_loadable_model(compared):
     out, _ = compared
     info = json.loads((out / "compare.json").read_text())
     board = pd.read_csv(out / "leaderboard.csv")
+    assert info["format"] == 1  # docs/format.md
     assert info["best"]["val_score"] == pytest.approx(board["val_score"].max())
     assert info["best_single"]["modalities"] in {"text", "tabular"}
     best = polyfuse.load(out / "best")
@@ -213,8 +214,8 @@ def test_the_best_model_is_explained_with_subset_shapley_and_reported(compared):
 
 
 def test_the_default_pretrained_text_encoder_stays_frozen_in_every_run():
-    from polyfuse.fitting import fit_inputs
     from polyfuse.encoders import default_text_model_path
+    from polyfuse.fitting import fit_inputs
     from polyfuse.sweep.engine import CompareRequest, Workspace
     from polyfuse.sweep.grid import RunSpec
 

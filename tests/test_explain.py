@@ -251,7 +251,7 @@ def test_api_writes_the_explain_directory(tiny, tmp_path):
     out = tmp_path / "explain"
     result = polyfuse.explain(predictor, rows, out=out, compare_dir=_compare_dir(tmp_path / "cmp"), steps=8)
     explain = json.loads((out / "explain.json").read_text())
-    assert EXPLAIN_KEYS <= set(explain)
+    assert EXPLAIN_KEYS <= set(explain) and explain["format"] == 1  # docs/format.md
     assert explain["metric"] == "accuracy" and explain["rows"] == len(rows)
     assert explain["confusion"]["classes"] == ["a", "b", "c"]
     assert np.asarray(explain["confusion"]["matrix"]).sum() == len(rows)

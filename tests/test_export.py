@@ -20,7 +20,6 @@ from typer.testing import CliRunner
 import polyfuse.encoders  # noqa: F401  (registers the encoders)
 import polyfuse.fusions  # noqa: F401
 import polyfuse.heads  # noqa: F401
-from polyfuse.predictor import Predictor, data_split
 from polyfuse.cli import app
 from polyfuse.data.batch import EncodedTable
 from polyfuse.data.errors import PolyfuseError
@@ -29,6 +28,7 @@ from polyfuse.export.layout import input_layout
 from polyfuse.models.build import fusion_input_dim
 from polyfuse.models.inference import predict_table
 from polyfuse.models.multimodal import MultimodalModel
+from polyfuse.predictor import Predictor, data_split
 from polyfuse.registry import ENCODERS, FUSIONS, HEADS
 
 pytest.importorskip("onnxruntime")

@@ -31,8 +31,8 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 import polyfuse
-from polyfuse.predictor import Predictor
 from polyfuse.data.table import read_table
+from polyfuse.predictor import Predictor
 from polyfuse.serve import Limits, ServeConfig, create_app
 from polyfuse.serve.batching import MicroBatcher
 

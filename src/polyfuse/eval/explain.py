@@ -26,6 +26,7 @@ from polyfuse.eval.errors import (
 from polyfuse.eval.gradients import Attribution, require_captum
 from polyfuse.eval.probe import Probe, value_metric
 from polyfuse.eval.robustness import robustness
+from polyfuse.formats import EXPLAIN_FORMAT
 
 GRADIENT_KINDS = ("image", "audio", "text")
 
@@ -109,7 +110,7 @@ def write_directory(
     write_json(out / "shapley.json", result["shapley"])
     contributions.per_sample.to_csv(out / "shapley_per_sample.csv", index=False)
     result["figures"] = draw_figures(out, result, attributions, kinds)
-    write_json(out / "explain.json", result)
+    write_json(out / "explain.json", {"format": EXPLAIN_FORMAT, **result})
 
 
 def draw_figures(

@@ -20,6 +20,7 @@ import pandas as pd
 from polyfuse.data.errors import PolyfuseError
 from polyfuse.eval.metrics import LOWER_IS_BETTER, compute_metrics
 from polyfuse.eval.shapley import coalitions, shapley_from_values
+from polyfuse.formats import COMPARE_FORMAT, check_format
 
 
 @dataclass
@@ -30,10 +31,20 @@ class SubsetScores:
     best: dict[frozenset[str], dict[str, Any]]  # subset -> {"metric": best mean, "fusion": its fusion}
 
 
+def read_compare_json(folder: Path) -> dict[str, Any]:
+    """compare.json of a comparison directory ({} when absent), its format version checked."""
+    path = folder / "compare.json"
+    if not path.is_file():
+        return {}
+    info: dict[str, Any] = json.loads(path.read_text())
+    check_format(info, COMPARE_FORMAT, path)
+    return info
+
+
 def subset_scores(folder: str | Path) -> SubsetScores:
     """The best configuration's mean test metric of every modality subset in a compare directory."""
     folder = Path(folder)
-    info = json.loads((folder / "compare.json").read_text()) if (folder / "compare.json").is_file() else {}
+    info = read_compare_json(folder)
     if (folder / "summary.csv").is_file():
         frame = pd.read_csv(folder / "summary.csv")
         metric = info.get("metric") or _metric_from_columns(frame)

@@ -11,6 +11,7 @@ import pandas as pd
 from polyfuse.config import save_json
 from polyfuse.errors import PolyfuseError
 from polyfuse.eval.metrics import LOWER_IS_BETTER
+from polyfuse.formats import COMPARE_FORMAT
 from polyfuse.predictor import load
 from polyfuse.reporting import Reporter
 from polyfuse.sweep.board import summarize
@@ -96,6 +97,7 @@ def _finish(session: Session, finished: bool) -> CompareResult:
         summary.to_csv(out / "summary.csv", index=False)
     ok = [r for r in session.rows if r.get("status") == "ok"]
     info = {
+        "format": COMPARE_FORMAT,
         "metric": ws.metric,
         "higher_is_better": ws.metric not in LOWER_IS_BETTER,
         "label": ws.schema.labels[0].column,
