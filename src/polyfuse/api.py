@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from polyfuse.config import FusionConfig
+from polyfuse.config import COMPARE_DEFAULTS, FusionConfig
 from polyfuse.predictor import Predictor, load
 from polyfuse.reporting import Reporter
 
@@ -117,26 +117,19 @@ def compare(
         trials: Number of optuna trials.
         explain: Explain the best model into ``out/explain`` (modality Shapley values, including over
             the retrained subsets, attributions, robustness), ready for ``polyfuse report``.
-        **train_options: ``TrainConfig`` fields. Defaults differ from ``fit``'s: ``modality_dropout``
-            0.2 (single-modality runs use none), ``max_epochs`` 20, ``patience`` 5.
+        **train_options: ``TrainConfig`` fields. ``config.COMPARE_DEFAULTS`` replaces a few of
+            ``fit``'s defaults (fewer epochs; modality dropout, which single-modality runs never use).
 
     Returns:
         A ``CompareResult`` (rows, summary frame, metric, whether every run finished).
     """
     from polyfuse.fitting import fit_inputs
     from polyfuse.reporting import Reporter
-    from polyfuse.sweep.engine import (
-        DEFAULT_MAX_EPOCHS,
-        DEFAULT_MODALITY_DROPOUT,
-        DEFAULT_PATIENCE,
-        CompareRequest,
-    )
+    from polyfuse.sweep.engine import CompareRequest
     from polyfuse.sweep.grid import DEFAULT_FUSIONS
     from polyfuse.sweep.runner import run_compare
 
-    train_options.setdefault("modality_dropout", DEFAULT_MODALITY_DROPOUT)
-    train_options.setdefault("max_epochs", DEFAULT_MAX_EPOCHS)
-    train_options.setdefault("patience", DEFAULT_PATIENCE)
+    train_options = {**COMPARE_DEFAULTS, **train_options}
     frame, base_dir, fit_request, source = fit_inputs(
         data,
         label,

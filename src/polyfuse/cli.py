@@ -9,6 +9,8 @@ from typing import Any, Optional
 
 import typer
 
+from polyfuse.cli_options import with_config_options
+from polyfuse.config import COMPARE_DEFAULTS, TrainConfig
 from polyfuse.sweep.grid import DEFAULT_FUSIONS
 
 app = typer.Typer(
@@ -35,6 +37,7 @@ def _pairs(values: list[str], what: str) -> dict[str, str]:
 
 
 @app.command()
+@with_config_options(TrainConfig, into="train")
 def fit(
     table: Optional[Path] = typer.Argument(
         None, help="CSV / Parquet / JSONL table; default: the built-in digits-av"
@@ -55,24 +58,15 @@ def fit(
     pretrained: list[str] = typer.Option([], help="MODALITY=NAME_OR_PATH of a HuggingFace model"),
     freeze: list[str] = typer.Option([], help="modality whose pretrained encoder stays frozen"),
     finetune: list[str] = typer.Option([], help="modality whose pretrained encoder is fine-tuned"),
-    max_epochs: int = typer.Option(30, help="upper bound on epochs (early stopping ends sooner)"),
-    batch_size: int = typer.Option(64),
-    lr: float = typer.Option(2e-3, help="AdamW learning rate"),
-    patience: int = typer.Option(6, help="epochs without validation improvement before stopping"),
-    seed: int = typer.Option(0),
-    precision: str = typer.Option("32-true", help="e.g. bf16-mixed or 16-mixed for mixed precision"),
-    accelerator: str = typer.Option("auto", help="cpu, gpu or auto"),
-    modality_dropout: float = typer.Option(0.0, help="chance of masking a modality per training row"),
-    grad_clip_norm: Optional[float] = typer.Option(None, help="clip the gradients' global L2 norm to this"),
-    fit_modality_weights: bool = typer.Option(
-        False, help="late fusion: fit its modality weights on the validation split after training"
-    ),
-    baselines: bool = typer.Option(True, help="also train one single-modality model per modality"),
     on_error: str = typer.Option("raise", help=ON_ERROR_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="print only errors"),
+    train: Optional[dict[str, Any]] = None,  # every TrainConfig field, from with_config_options
 ) -> None:
     """Train a multimodal model on TABLE; print schema, progress and test metrics; save it to OUT."""
     import polyfuse
+
+    train = {**(train or {})}
+    train["progress"] = train.get("progress", True) and not quiet
 
     encoders = _pairs(encoder, "--encoder")
     params = {m: {"pretrained": p} for m, p in _pairs(pretrained, "--pretrained").items()}
@@ -92,22 +86,12 @@ def fit(
         freeze={**{m: True for m in freeze}, **{m: False for m in finetune}},
         on_error=on_error,
         verbose=not quiet,
-        max_epochs=max_epochs,
-        batch_size=batch_size,
-        lr=lr,
-        patience=patience,
-        seed=seed,
-        precision=precision,
-        accelerator=accelerator,
-        modality_dropout=modality_dropout,
-        grad_clip_norm=grad_clip_norm,
-        fit_modality_weights=fit_modality_weights,
-        baselines=baselines,
-        progress=not quiet,
+        **train,
     )
 
 
 @app.command()
+@with_config_options(TrainConfig, into="train", defaults=COMPARE_DEFAULTS, skip=("baselines",))
 def compare(
     table: Optional[Path] = typer.Argument(
         None, help="CSV / Parquet / JSONL table; default: the built-in digits-av"
@@ -126,14 +110,9 @@ def compare(
     explain: bool = typer.Option(True, help="explain best/ into OUT/explain (for polyfuse report)"),
     role: list[str] = typer.Option([], help="COLUMN=ROLE (text, image, audio, numeric, categorical, ignore)"),
     split_column: Optional[str] = typer.Option(None, help="column with train / val / test values"),
-    max_epochs: int = typer.Option(20, help="upper bound on epochs per run"),
-    patience: int = typer.Option(5, help="epochs without validation improvement before stopping"),
-    batch_size: int = typer.Option(64),
-    lr: float = typer.Option(2e-3, help="AdamW learning rate"),
-    modality_dropout: float = typer.Option(0.2, help="chance of masking a modality per training row"),
-    grad_clip_norm: Optional[float] = typer.Option(None, help="clip the gradients' global L2 norm to this"),
     on_error: str = typer.Option("raise", help=ON_ERROR_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="print only errors"),
+    train: Optional[dict[str, Any]] = None,  # every TrainConfig field but baselines, from with_config_options
 ) -> None:
     """Train modality subsets x fusions (x encoders) x seeds; write leaderboard.csv and best/ to OUT."""
     import polyfuse
@@ -155,12 +134,7 @@ def compare(
         split_column=split_column,
         on_error=on_error,
         verbose=not quiet,
-        max_epochs=max_epochs,
-        patience=patience,
-        batch_size=batch_size,
-        lr=lr,
-        modality_dropout=modality_dropout,
-        grad_clip_norm=grad_clip_norm,
+        **(train or {}),
     )
     state = "finished" if result.finished else "stopped by the budget (run again to resume)"
     typer.echo(f"comparison {state}: {out / 'leaderboard.csv'}, best model in {result.best_dir}")

@@ -77,27 +77,65 @@ class ModelConfig:
     heads: list[HeadConfig]
 
 
+def option(default: Any, help: str, *, search: tuple[str, Any] | None = None) -> Any:
+    """A config field with its help text, which the CLI and the docs show (``field_help``).
+
+    Args:
+        default: The one default: the API's, the CLI's (``compare`` may override it,
+            ``COMPARE_DEFAULTS``) and the config file's.
+        help: One line for ``--help``.
+        search: ``(kind, choices or bounds)`` when ``compare --search optuna`` tunes the field:
+            kind "choice" (a list), "float" or "log" (a (low, high) pair).
+    """
+    metadata: dict[str, Any] = {"help": help}
+    if search is not None:
+        metadata["search"] = search
+    return field(default=default, metadata=metadata)
+
+
+def field_help(cls: type, name: str) -> str:
+    """The help text of a config field declared with ``option``."""
+    found = {f.name: f for f in dataclasses.fields(cls)}[name]  # type: ignore[arg-type]
+    return str(found.metadata.get("help", ""))
+
+
 @dataclass
 class TrainConfig:
-    max_epochs: int = 30  # upper bound; early stopping usually ends sooner
-    batch_size: int = 64
-    eval_batch_size: int | None = None  # validation batches; None: min(512, 4 x batch_size)
-    lr: float = 2e-3  # learning rate
-    weight_decay: float = 1e-4
-    optimizer: str = "adamw"  # "adamw", "adam", "sgd" (plain) or "sgd_momentum" (0.9, Nesterov)
-    scheduler: str = "cosine"  # "cosine" (annealed over max_epochs) or "none" (constant)
-    patience: int = 6  # epochs without validation improvement before stopping
-    seed: int = 0
-    precision: str = "32-true"  # Lightning precision string, e.g. "bf16-mixed"
-    accelerator: str = "auto"  # "cpu", "gpu" or "auto"
-    modality_dropout: float = 0.0  # chance of masking each present modality in a training row
-    grad_clip_norm: float | None = None  # scale gradients to at most this global L2 norm (None: off)
-    fit_modality_weights: bool = False  # late fusion: fit its modality weights on validation after training
-    val_fraction: float = 0.15  # used when the table has no split column
-    test_fraction: float = 0.15
-    baselines: bool = True  # also train one single-modality model per modality
-    time_limit_s: float | None = None  # wall-clock cap per model (None: no cap)
-    progress: bool = True  # show Lightning's progress bar
+    """How a model is trained. Each field is a ``polyfuse fit`` / ``compare`` option and an API keyword."""
+
+    max_epochs: int = option(30, "upper bound on epochs; early stopping usually ends sooner")
+    batch_size: int = option(64, "training rows per step", search=("choice", [32, 64]))
+    eval_batch_size: int | None = option(
+        None, "validation rows per batch (default: min(512, 4 x batch size))"
+    )
+    lr: float = option(2e-3, "learning rate", search=("log", (3e-4, 5e-3)))
+    weight_decay: float = option(1e-4, "decoupled weight decay (AdamW) or L2 penalty (others)")
+    optimizer: str = option("adamw", "adamw, adam, sgd (plain) or sgd_momentum (0.9, Nesterov)")
+    scheduler: str = option("cosine", "cosine (annealed over max epochs) or none (constant)")
+    patience: int = option(6, "epochs without validation improvement before stopping")
+    seed: int = option(0, "seeds the split, the initial weights and the batch order")
+    precision: str = option("32-true", "Lightning precision, e.g. bf16-mixed or 16-mixed for mixed precision")
+    accelerator: str = option("auto", "cpu, gpu or auto")
+    modality_dropout: float = option(
+        0.0, "chance of masking each present modality of a training row", search=("float", (0.0, 0.4))
+    )
+    grad_clip_norm: float | None = option(
+        None, "scale gradients to at most this global L2 norm (default: off)"
+    )
+    fit_modality_weights: bool = option(
+        False, "late fusion: fit its modality weights on the validation split after training"
+    )
+    val_fraction: float = option(0.15, "validation share of the rows when the table has no split column")
+    test_fraction: float = option(0.15, "test share of the rows when the table has no split column")
+    baselines: bool = option(True, "also train one single-modality model per modality")
+    time_limit_s: float | None = option(None, "wall-clock cap per model in seconds (default: none)")
+    progress: bool = option(True, "show Lightning's progress bar")
+
+
+# ``compare`` trains many runs on one budget: fewer epochs than a single fit by default, and modality
+# dropout on multi-modality runs, which makes a model usable (and its masking-based Shapley values
+# meaningful) when a modality is missing at inference. Single-modality runs never use dropout.
+COMPARE_DEFAULTS: dict[str, Any] = {"max_epochs": 20, "patience": 5, "modality_dropout": 0.2}
 
 
 def to_dict(cfg: Any) -> Any:

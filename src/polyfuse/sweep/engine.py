@@ -26,12 +26,6 @@ from polyfuse.fitting import FitRequest, Prepared, Trained, choose_encoders, pre
 from polyfuse.reporting import Reporter
 from polyfuse.sweep.grid import DEFAULT_FUSIONS, RunSpec, build_grid, modality_subsets
 
-# Modality dropout of multi-modality runs unless the user sets one: it makes a model usable (and its
-# masking-based Shapley values meaningful) when a modality is missing at inference.
-DEFAULT_MODALITY_DROPOUT = 0.2
-# Many runs share the budget: fewer epochs than a single fit (30 / patience 6) by default.
-DEFAULT_MAX_EPOCHS = 20
-DEFAULT_PATIENCE = 5
 # Inference latency is timed on at most this many test rows (every encoder run, no cache).
 LATENCY_ROWS = 128
 

@@ -6,23 +6,27 @@ The study lives in ``optuna.log`` (a journal file, no database server), so a kil
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
+from polyfuse.config import TrainConfig
 from polyfuse.eval.metrics import LOWER_IS_BETTER
 from polyfuse.extras import require
 from polyfuse.sweep.grid import SINGLE_FUSION, RunSpec, modality_subsets
 from polyfuse.sweep.session import Session
 
+# The training options searched, and their ranges, are declared on ``TrainConfig`` (``option(search=)``).
+TRAIN_SPACE: dict[str, tuple[str, Any]] = {
+    f.name: f.metadata["search"] for f in dataclasses.fields(TrainConfig) if "search" in f.metadata
+}
+TRAIN_KEYS = tuple(TRAIN_SPACE)
 # The search space besides subsets and fusions: name -> (kind, choices or bounds).
 SPACE: dict[str, tuple[str, Any]] = {
     "width": ("choice", [64, 128, 256]),  # the fusion's hidden_dim (or output_dim if it has none)
     "dropout": ("float", (0.0, 0.3)),  # the fusion's dropout
-    "lr": ("log", (3e-4, 5e-3)),
-    "modality_dropout": ("float", (0.0, 0.4)),
-    "batch_size": ("choice", [32, 64]),
+    **TRAIN_SPACE,
 }
-TRAIN_KEYS = ("lr", "modality_dropout", "batch_size")
 
 
 def run_search(session: Session) -> bool:

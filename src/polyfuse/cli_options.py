@@ -1,0 +1,57 @@
+"""Command-line options generated from config dataclasses, so each option is defined once.
+
+``with_config_options(TrainConfig)`` adds one ``--option`` per field to a typer command, with the
+field's type, default and help (``config.option``), and hands the command the values as one dict.
+``polyfuse fit``, ``polyfuse compare`` and the API thus cannot drift apart: a new ``TrainConfig``
+field is a new option everywhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+import typing
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import typer
+
+Command = Callable[..., Any]
+
+
+def with_config_options(
+    cls: type, into: str, defaults: Mapping[str, Any] | None = None, skip: tuple[str, ...] = ()
+) -> Callable[[Command], Command]:
+    """Decorate a typer command so that every field of ``cls`` is an option.
+
+    Args:
+        cls: A config dataclass whose fields are declared with ``config.option``.
+        into: The command's keyword that receives ``{field: value}`` (every field, always).
+        defaults: Defaults that replace the dataclass's for this command (e.g. compare's).
+        skip: Fields the command sets itself (they get no option).
+    """
+    hints = typing.get_type_hints(cls)
+    fields = [f for f in dataclasses.fields(cls) if f.name not in skip]  # type: ignore[arg-type]
+    overrides = dict(defaults or {})
+
+    def decorate(command: Command) -> Command:
+        signature = inspect.signature(command, eval_str=True)
+        own = [p for p in signature.parameters.values() if p.name != into]
+        added = [_parameter(f, hints[f.name], overrides.get(f.name, f.default)) for f in fields]
+
+        @functools.wraps(command)
+        def run(**kwargs: Any) -> Any:
+            values = {f.name: kwargs.pop(f.name) for f in fields}
+            return command(**kwargs, **{into: values})
+
+        run.__signature__ = signature.replace(parameters=own + added)  # type: ignore[attr-defined]
+        run.__annotations__ = {p.name: p.annotation for p in own + added}
+        return run
+
+    return decorate
+
+
+def _parameter(field: dataclasses.Field[Any], hint: Any, default: Any) -> inspect.Parameter:
+    option = typer.Option(default, help=str(field.metadata.get("help", "")), show_default=True)
+    return inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=hint)

@@ -1,0 +1,138 @@
+"""Options are defined once: every ``TrainConfig`` field is a ``fit`` / ``compare`` CLI option and an API
+keyword with the same default, and a value given on the command line reaches the API unchanged."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+import polyfuse
+from polyfuse.cli import app
+from polyfuse.config import COMPARE_DEFAULTS, TrainConfig, field_help
+
+FIELDS = [f.name for f in dataclasses.fields(TrainConfig)]
+COMPARE_SKIPS = {"baselines"}  # compare trains single-modality runs itself
+# A value different from the default for each field, as the CLI is given it and as the API receives it.
+CHANGED: dict[str, tuple[str, Any]] = {
+    "max_epochs": ("7", 7),
+    "batch_size": ("17", 17),
+    "eval_batch_size": ("33", 33),
+    "lr": ("0.01", 0.01),
+    "weight_decay": ("0.5", 0.5),
+    "optimizer": ("sgd", "sgd"),
+    "scheduler": ("none", "none"),
+    "patience": ("2", 2),
+    "seed": ("3", 3),
+    "precision": ("bf16-mixed", "bf16-mixed"),
+    "accelerator": ("cpu", "cpu"),
+    "modality_dropout": ("0.3", 0.3),
+    "grad_clip_norm": ("8", 8.0),
+    "fit_modality_weights": ("", True),
+    "val_fraction": ("0.2", 0.2),
+    "test_fraction": ("0.25", 0.25),
+    "baselines": ("", False),
+    "time_limit_s": ("60", 60.0),
+    "progress": ("", False),
+}
+
+
+def _params(command: str) -> dict[str, Any]:
+    click_group = typer.main.get_command(app)
+    return {p.name: p for p in click_group.commands[command].params}  # type: ignore[attr-defined]
+
+
+def _flag(name: str, default: Any) -> list[str]:
+    cli_value, _ = CHANGED[name]
+    option = "--" + name.replace("_", "-")
+    if isinstance(default, bool):
+        return [option if not default else "--no-" + name.replace("_", "-")]
+    return [option, cli_value]
+
+
+def test_every_field_has_a_changed_value_here():
+    assert set(CHANGED) == set(FIELDS)  # a new field needs a line above, and then it is tested
+
+
+@pytest.mark.parametrize("name", FIELDS)
+def test_fit_cli_option_has_the_config_default_and_help(name):
+    param = _params("fit")[name]
+    assert param.default == getattr(TrainConfig(), name)
+    assert param.help == field_help(TrainConfig, name) and param.help
+
+
+@pytest.mark.parametrize("name", [n for n in FIELDS if n not in COMPARE_SKIPS])
+def test_compare_cli_option_has_compares_default(name):
+    param = _params("compare")[name]
+    assert param.default == COMPARE_DEFAULTS.get(name, getattr(TrainConfig(), name))
+
+
+def _recorded(monkeypatch: pytest.MonkeyPatch, verb: str, args: list[str]) -> dict[str, Any]:
+    calls: list[dict[str, Any]] = []
+
+    class Done:
+        finished, best_dir = True, "best"
+
+    monkeypatch.setattr(polyfuse, verb, lambda *a, **kw: calls.append(kw) or Done(), raising=False)
+    result = CliRunner().invoke(app, [verb, *args])
+    assert result.exit_code == 0, result.output
+    return calls[0]
+
+
+@pytest.mark.parametrize("verb", ["fit", "compare"])
+def test_cli_defaults_reach_the_api_as_the_apis_defaults(verb, monkeypatch):
+    got = _recorded(monkeypatch, verb, [])
+    expected = TrainConfig(**(COMPARE_DEFAULTS if verb == "compare" else {}))
+    for name in FIELDS:
+        if verb == "compare" and name in COMPARE_SKIPS:
+            assert name not in got
+            continue
+        assert got[name] == getattr(expected, name), name
+
+
+@pytest.mark.parametrize("name", FIELDS)
+def test_a_cli_value_reaches_fit(name, monkeypatch):
+    got = _recorded(monkeypatch, "fit", _flag(name, getattr(TrainConfig(), name)))
+    assert got[name] == CHANGED[name][1]
+
+
+@pytest.mark.parametrize("name", [n for n in FIELDS if n not in COMPARE_SKIPS])
+def test_a_cli_value_reaches_compare(name, monkeypatch):
+    default = COMPARE_DEFAULTS.get(name, getattr(TrainConfig(), name))
+    got = _recorded(monkeypatch, "compare", _flag(name, default))
+    assert got[name] == CHANGED[name][1]
+
+
+def test_api_keywords_build_the_train_config(make_frame):
+    from polyfuse.fitting import fit_inputs
+
+    frame = make_frame(20)
+    _, _, request, _ = fit_inputs(frame, "kind", train_options={})
+    assert request.train == TrainConfig()
+    changed = {name: value for name, (_, value) in CHANGED.items()}
+    _, _, request, _ = fit_inputs(frame, "kind", train_options=changed)
+    assert request.train == TrainConfig(**changed)
+    with pytest.raises(TypeError, match="unknown training option"):
+        fit_inputs(frame, "kind", train_options={"epochs": 3})
+
+
+def test_compare_api_applies_compares_defaults(make_frame, monkeypatch):
+    import polyfuse.sweep.runner as runner
+
+    seen = []
+    monkeypatch.setattr(runner, "run_compare", lambda frame, base, req, *a, **kw: seen.append(req))
+    polyfuse.compare(make_frame(20), "kind", verbose=False)
+    assert seen[0].fit.train == TrainConfig(**COMPARE_DEFAULTS)
+
+
+def test_the_search_space_covers_compares_defaults():
+    from polyfuse.sweep.search import SPACE, TRAIN_KEYS
+
+    assert TRAIN_KEYS and set(TRAIN_KEYS) <= set(FIELDS)
+    for name in TRAIN_KEYS:
+        kind, arg = SPACE[name]
+        default = COMPARE_DEFAULTS.get(name, getattr(TrainConfig(), name))  # a search runs under compare
+        assert (default in arg) if kind == "choice" else (arg[0] <= default <= arg[1]), name
