@@ -6,6 +6,7 @@ batch is a gather by index: no per-sample Python work in the training loop.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +52,11 @@ class EncodedTable:
             cached={k: v[idx] for k, v in self.cached.items()},
         )
 
+    def batches(self, batch_size: int) -> Iterator[Batch]:
+        """The whole table as consecutive Batches of at most ``batch_size`` rows, in row order."""
+        for rows in row_chunks(len(self), batch_size):
+            yield self.take(torch.arange(rows.start, rows.stop))
+
     def subset(self, index: Tensor | list[int]) -> EncodedTable:
         batch = self.take(index)
         ids = [self.row_ids[i] for i in torch.as_tensor(index).tolist()] if self.row_ids else []
@@ -66,6 +72,12 @@ class EncodedTable:
             cached={k: v for k, v in self.cached.items() if k in keep},
             row_ids=self.row_ids,
         )
+
+
+def row_chunks(n: int, batch_size: int) -> Iterator[slice]:
+    """Consecutive row ranges of at most ``batch_size`` covering ``range(n)``: how every pass over a
+    whole table (inference, frozen-encoder caching, probing) is cut, never a copy of the table."""
+    return (slice(i, min(i + batch_size, n)) for i in range(0, n, batch_size))
 
 
 def gather(value: Inputs, idx: Any) -> Inputs:

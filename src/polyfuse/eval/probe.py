@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from polyfuse.config import LabelSpec
-from polyfuse.data.batch import EncodedTable, Inputs, gather
+from polyfuse.data.batch import EncodedTable, Inputs, gather, row_chunks
 from polyfuse.models.multimodal import MultimodalModel, has_tokens, pad_tokens
 
 # The value of a coalition: the task's metric in a higher-is-better form (R² rather than MSE).
@@ -163,8 +163,8 @@ class Probe:
         mask = mask if mask is not None else self.present
         features = {**self.features, **(replace or {})}
         outs = []
-        for start in range(0, len(self), self.batch_size):
-            rows = torch.arange(start, min(start + self.batch_size, len(self)))
+        for chunk in row_chunks(len(self), self.batch_size):
+            rows = torch.arange(chunk.start, chunk.stop)
             out = self.fuse(
                 {m: f.take(rows) for m, f in features.items()}, {m: k[rows] for m, k in mask.items()}
             )
@@ -193,10 +193,9 @@ class Probe:
     @torch.no_grad()
     def encode(self, modality: str, inputs: Inputs) -> Feature:
         """The fusion input of one modality for every row, from replacement inputs (noisy, permuted)."""
-        n = len(self)
         parts = [
-            self.encode_rows(modality, gather(inputs, slice(i, min(i + self.batch_size, n))))
-            for i in range(0, n, self.batch_size)
+            self.encode_rows(modality, gather(inputs, rows))
+            for rows in row_chunks(len(self), self.batch_size)
         ]
         return _concat(parts)
 
@@ -205,10 +204,9 @@ class Probe:
 def fusion_features(model: MultimodalModel, table: EncodedTable, batch_size: int = 256) -> dict[str, Feature]:
     """Modality -> what the fusion receives for every row (valid precomputed ``table.cached`` reused)."""
     model.eval()
-    n = len(table)
     parts: dict[str, list[Feature]] = {m: [] for m in model.modalities}
-    for start in range(0, n, batch_size):
-        values, valid = model.fusion_inputs(table.take(list(range(start, min(start + batch_size, n)))))
+    for batch in table.batches(batch_size):
+        values, valid = model.fusion_inputs(batch)
         for m, v in values.items():
             parts[m].append(Feature(v.float(), (valid or {}).get(m)))
     return {m: _concat(p) for m, p in parts.items()}

@@ -14,12 +14,9 @@ def predict_table(
     model: MultimodalModel, table: EncodedTable, batch_size: int = 256
 ) -> dict[str, torch.Tensor]:
     """Label -> heads' ``predict`` outputs (probabilities or values) for every row, in order."""
-    n = len(table)
-    if n == 0:
+    if len(table) == 0:
         raise PolyfuseError("no rows left to predict on")
     if model.training:  # eval() walks every module: a served one-row call paid ~5% of its time for it
         model.eval()
-    outs = [
-        model.predict(table.take(list(range(i, min(i + batch_size, n))))) for i in range(0, n, batch_size)
-    ]
+    outs = [model.predict(batch) for batch in table.batches(batch_size)]
     return {label: torch.cat([o[label] for o in outs]).float() for label in outs[0]}

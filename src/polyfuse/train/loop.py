@@ -17,7 +17,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping
 
 from polyfuse.config import HeadConfig, TrainConfig
-from polyfuse.data.batch import EncodedTable, gather
+from polyfuse.data.batch import EncodedTable, gather, row_chunks
 from polyfuse.models.multimodal import MultimodalModel, pack_tokens, pad_tokens
 from polyfuse.train.allocator import reuse_freed_memory
 from polyfuse.train.module import MultimodalTask, monitor_for
@@ -198,10 +198,8 @@ def cache_frozen_outputs(model: MultimodalModel, tables: list[EncodedTable], bat
             cached = table.cached.get(name)
             if name not in table.inputs or (cached is not None and cached.dim() == (3 if as_tokens else 2)):
                 continue
-            chunks = (  # one batch of inputs at a time, never a copy of the whole table
-                gather(table.inputs[name], slice(i, i + batch_size))  # this modality's inputs only
-                for i in range(0, len(table), batch_size)
-            )
+            # one batch of this modality's inputs at a time, never a copy of the whole table
+            chunks = (gather(table.inputs[name], rows) for rows in row_chunks(len(table), batch_size))
             out = _frozen_tokens(enc, chunks) if as_tokens else torch.cat([enc(x) for x in chunks])
             if out is not None:  # None: too big to keep, the fusion's tokens are computed on the fly
                 table.cached[name] = out
