@@ -84,8 +84,8 @@ class TrainConfig:
     eval_batch_size: int | None = None  # validation batches; None: min(512, 4 x batch_size)
     lr: float = 2e-3  # learning rate
     weight_decay: float = 1e-4
-    optimizer: str = "adamw"  # "adamw", "adam", "sgd" (plain) or "sgd_momentum" (0.9, Nesterov)
-    scheduler: str = "cosine"  # "cosine" (annealed over max_epochs) or "none" (constant)
+    optimizer: str = "adamw"  # an OPTIMIZERS name: "adamw", "adam", "sgd" or "sgd_momentum" (0.9, Nesterov)
+    scheduler: str = "cosine"  # a SCHEDULERS name: "cosine" (over max_epochs), "none", "linear_warmup_cosine"
     patience: int = 6  # epochs without validation improvement before stopping
     seed: int = 0
     precision: str = "32-true"  # Lightning precision string, e.g. "bf16-mixed"
