@@ -193,7 +193,8 @@ def fit(
         on_error: "raise" stops at the first bad cell; "skip" drops bad rows and reports them.
         verbose: Print the schema, progress and results.
         **train_options: Fields of ``TrainConfig`` (``max_epochs``, ``batch_size``, ``lr``, ``seed``,
-            ``precision``, ``modality_dropout``, ``baselines``, ...).
+            ``precision``, ``modality_dropout``, ``baselines``, ...); ``optimizer``, ``scheduler`` and
+            ``callbacks`` name entries of the ``OPTIMIZERS``, ``SCHEDULERS`` and ``CALLBACKS`` registries.
     """
     from polyfuse.fitting import run_fit
 
@@ -238,11 +239,14 @@ def fit_inputs(
     ``data=None`` means the built-in digits-av with its label and split column.
     """
     from polyfuse.fitting import FitRequest
+    from polyfuse.train import check_names
 
     train_options = dict(train_options or {})
     unknown = set(train_options) - TRAIN_FIELDS
     if unknown:
         raise TypeError(f"unknown training option(s) {sorted(unknown)}; known: {sorted(TRAIN_FIELDS)}")
+    train = TrainConfig(**train_options)
+    check_names(train)  # an unknown optimizer, scheduler or callback fails now, before any data work
     source = _source(data)
     if data is None:
         from polyfuse.data.datasets import load_dataset
@@ -261,7 +265,7 @@ def fit_inputs(
         freeze=dict(freeze or {}),
         processor_options={k: dict(v) for k, v in (processor_options or {}).items()},
         on_error=on_error,
-        train=TrainConfig(**train_options),
+        train=train,
     )
     frame, base_dir = _frame(data)
     return frame, base_dir, request, source

@@ -98,6 +98,7 @@ class TrainConfig:
     baselines: bool = True  # also train one single-modality model per modality
     time_limit_s: float | None = None  # wall-clock cap per model (None: no cap)
     progress: bool = True  # show Lightning's progress bar
+    callbacks: list[str] = field(default_factory=list)  # registered training CALLBACKS, e.g. "lr_monitor"
 
 
 def to_dict(cfg: Any) -> Any:
