@@ -37,6 +37,7 @@ CHANGED: dict[str, tuple[str, Any]] = {
     "baselines": ("", False),
     "time_limit_s": ("60", 60.0),
     "progress": ("", False),
+    "callbacks": ("lr_monitor", ["lr_monitor"]),
 }
 
 

@@ -153,7 +153,7 @@ def bare_epoch(bench: BenchModel, cfg: Any, tables: dict[str, Any]) -> float:
 
 def trainable(bench: BenchModel, cfg: Any) -> tuple[torch.nn.Module, Any]:
     """A fresh model of ``bench`` in training mode and its optimizer under ``cfg``."""
-    from polyfuse.train.module import make_optimizer
+    from polyfuse.train.optimizers import make_optimizer
 
     model = bench.build().train()
     return model, make_optimizer(cfg.optimizer, list(model.parameters()), cfg.lr, cfg.weight_decay)

@@ -49,7 +49,8 @@ def fit(
         on_error: "raise" stops at the first bad cell; "skip" drops bad rows and reports them.
         verbose: Print the schema, progress and results.
         **train_options: Fields of ``TrainConfig`` (``max_epochs``, ``batch_size``, ``lr``, ``seed``,
-            ``precision``, ``modality_dropout``, ``baselines``, ...).
+            ``precision``, ``modality_dropout``, ``baselines``, ...); ``optimizer``, ``scheduler`` and
+            ``callbacks`` name entries of the ``OPTIMIZERS``, ``SCHEDULERS`` and ``CALLBACKS`` registries.
     """
     from polyfuse.fitting import fit_inputs, run_fit
 

@@ -38,7 +38,7 @@ def with_config_options(
     def decorate(command: Command) -> Command:
         signature = inspect.signature(command, eval_str=True)
         own = [p for p in signature.parameters.values() if p.name != into]
-        added = [_parameter(f, hints[f.name], overrides.get(f.name, f.default)) for f in fields]
+        added = [_parameter(f, hints[f.name], overrides.get(f.name, _default(f))) for f in fields]
 
         @functools.wraps(command)
         def run(**kwargs: Any) -> Any:
@@ -50,6 +50,10 @@ def with_config_options(
         return run
 
     return decorate
+
+
+def _default(field: dataclasses.Field[Any]) -> Any:
+    return field.default_factory() if field.default is dataclasses.MISSING else field.default  # type: ignore[misc,operator]
 
 
 def _parameter(field: dataclasses.Field[Any], hint: Any, default: Any) -> inspect.Parameter:

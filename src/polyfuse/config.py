@@ -82,7 +82,7 @@ def option(default: Any, help: str, *, search: tuple[str, Any] | None = None) ->
 
     Args:
         default: The one default: the API's, the CLI's (``compare`` may override it,
-            ``COMPARE_DEFAULTS``) and the config file's.
+            ``COMPARE_DEFAULTS``) and the config file's; ``list`` for an empty list.
         help: One line for ``--help``.
         search: ``(kind, choices or bounds)`` when ``compare --search optuna`` tunes the field:
             kind "choice" (a list), "float" or "log" (a (low, high) pair).
@@ -90,6 +90,8 @@ def option(default: Any, help: str, *, search: tuple[str, Any] | None = None) ->
     metadata: dict[str, Any] = {"help": help}
     if search is not None:
         metadata["search"] = search
+    if default is list:  # a mutable default: each config gets its own
+        return field(default_factory=list, metadata=metadata)
     return field(default=default, metadata=metadata)
 
 
@@ -110,8 +112,10 @@ class TrainConfig:
     )
     lr: float = option(2e-3, "learning rate", search=("log", (3e-4, 5e-3)))
     weight_decay: float = option(1e-4, "decoupled weight decay (AdamW) or L2 penalty (others)")
-    optimizer: str = option("adamw", "adamw, adam, sgd (plain) or sgd_momentum (0.9, Nesterov)")
-    scheduler: str = option("cosine", "cosine (annealed over max epochs) or none (constant)")
+    optimizer: str = option("adamw", "an OPTIMIZERS name: adamw, adam, sgd (plain) or sgd_momentum")
+    scheduler: str = option(
+        "cosine", "a SCHEDULERS name: cosine (over max epochs), none, linear_warmup_cosine"
+    )
     patience: int = option(6, "epochs without validation improvement before stopping")
     seed: int = option(0, "seeds the split, the initial weights and the batch order")
     precision: str = option("32-true", "Lightning precision, e.g. bf16-mixed or 16-mixed for mixed precision")
@@ -130,6 +134,9 @@ class TrainConfig:
     baselines: bool = option(True, "also train one single-modality model per modality")
     time_limit_s: float | None = option(None, "wall-clock cap per model in seconds (default: none)")
     progress: bool = option(True, "show Lightning's progress bar")
+    callbacks: list[str] = option(
+        list, "a CALLBACKS name to add to the trainer, e.g. lr_monitor (repeatable)"
+    )
 
 
 # ``compare`` trains many runs on one budget: fewer epochs than a single fit by default, and modality

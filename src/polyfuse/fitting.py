@@ -261,10 +261,14 @@ def fit_inputs(
 
     ``data=None`` means the built-in digits-av with its label and split column.
     """
+    from polyfuse.train import check_names
+
     train_options = dict(train_options or {})
     unknown = set(train_options) - TRAIN_FIELDS
     if unknown:
         raise TypeError(f"unknown training option(s) {sorted(unknown)}; known: {sorted(TRAIN_FIELDS)}")
+    train = TrainConfig(**train_options)
+    check_names(train)  # an unknown optimizer, scheduler or callback fails now, before any data work
     source = _source(data)
     if data is None:
         from polyfuse.data.datasets import load_dataset
@@ -283,7 +287,7 @@ def fit_inputs(
         freeze=dict(freeze or {}),
         processor_options={k: dict(v) for k, v in (processor_options or {}).items()},
         on_error=on_error,
-        train=TrainConfig(**train_options),
+        train=train,
     )
     frame, base_dir = read_rows(data)
     return frame, base_dir, request, source

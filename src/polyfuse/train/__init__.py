@@ -1,1 +1,33 @@
-"""Training: the Lightning module, callbacks and the fit loop (the only package importing lightning)."""
+"""Training: the Lightning module, callbacks and the fit loop (the only package importing lightning).
+
+Importing this package registers the optimizers, learning-rate schedules and training callbacks
+(``OPTIMIZERS``, ``SCHEDULERS``, ``CALLBACKS`` in ``polyfuse.registry``) that ``TrainConfig`` names.
+To add one: a factory registered in ``optimizers.py``, ``schedulers.py`` or ``callbacks.py`` (or in a
+new module imported below); ``tests/test_train_registries.py`` then covers it.
+"""
+
+from polyfuse.config import TrainConfig
+from polyfuse.registry import CALLBACKS, OPTIMIZERS, SCHEDULERS
+from polyfuse.train import (
+    callbacks,  # noqa: F401  (each import registers its entries)
+    optimizers,  # noqa: F401
+    schedulers,  # noqa: F401
+)
+
+
+def check_names(cfg: TrainConfig) -> None:
+    """Fail before any work if ``cfg`` names an unregistered optimizer, scheduler or callback.
+
+    Raises:
+        KeyError: naming the unknown entry and the known ones (the registries' message).
+        TypeError: if ``cfg.callbacks`` is a single string rather than a list of names.
+    """
+    OPTIMIZERS.get(cfg.optimizer)
+    SCHEDULERS.get(cfg.scheduler)
+    if isinstance(cfg.callbacks, str):
+        raise TypeError(f"callbacks is a list of names, e.g. [{cfg.callbacks!r}]")
+    for name in cfg.callbacks:
+        CALLBACKS.get(name)
+
+
+__all__ = ["check_names"]

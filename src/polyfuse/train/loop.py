@@ -19,6 +19,8 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping
 from polyfuse.config import HeadConfig, TrainConfig
 from polyfuse.data.batch import EncodedTable, gather, row_chunks
 from polyfuse.models.multimodal import MultimodalModel, pack_tokens, pad_tokens
+from polyfuse.registry import CALLBACKS
+from polyfuse.train import check_names
 from polyfuse.train.allocator import reuse_freed_memory
 from polyfuse.train.module import MultimodalTask, monitor_for
 
@@ -73,8 +75,10 @@ def train_model(
 ) -> TrainResult:
     """Train ``model`` in place and load the weights of its best validation epoch.
 
-    ``callbacks`` are added to the Lightning trainer (e.g. ``EpochReporter`` for search pruning).
+    ``callbacks`` are added to the Lightning trainer (e.g. ``EpochReporter`` for search pruning), after
+    the ones ``cfg.callbacks`` names (``CALLBACKS``).
     """
+    check_names(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     start = time.perf_counter()
     cache_frozen_outputs(model, [train, val])
@@ -83,7 +87,8 @@ def train_model(
     best = BestWeights(monitor, mode)
     with reuse_freed_memory(), _quiet_lightning():  # glibc keeps freed activations for the next step
         stop = EarlyStopping(monitor, mode=mode, patience=cfg.patience)
-        trainer = _trainer(cfg, [best, stop, *(callbacks or [])], log_dir)
+        named = [CALLBACKS.get(name)(cfg) for name in cfg.callbacks]
+        trainer = _trainer(cfg, [best, stop, *named, *(callbacks or [])], log_dir)
         gathers = _Gather(train), _Gather(val)
         train_loader = _loader(gathers[0], cfg.batch_size, cfg.seed, shuffle=True)
         trainer.fit(task, train_loader, _loader(gathers[1], eval_batch_size(cfg)))

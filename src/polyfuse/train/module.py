@@ -12,6 +12,8 @@ from polyfuse.config import HeadConfig, TrainConfig
 from polyfuse.data.batch import Batch
 from polyfuse.eval.metrics import LOWER_IS_BETTER, compute_metrics, primary_metric
 from polyfuse.models.multimodal import MultimodalModel
+from polyfuse.registry import SCHEDULERS
+from polyfuse.train.optimizers import make_optimizer
 
 
 class MultimodalTask(L.LightningModule):
@@ -64,35 +66,14 @@ class MultimodalTask(L.LightningModule):
     def configure_optimizers(self) -> Any:
         params = [p for p in self.model.parameters() if p.requires_grad]
         opt = make_optimizer(self.cfg.optimizer, params, self.cfg.lr, self.cfg.weight_decay)
-        if self.cfg.scheduler == "none":
-            return opt
-        if self.cfg.scheduler != "cosine":
-            raise ValueError(f"unknown scheduler {self.cfg.scheduler!r}; choose cosine or none")
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.cfg.max_epochs))
-        return {"optimizer": opt, "lr_scheduler": sched}
-
-
-OPTIMIZERS: dict[str, Any] = {
-    "adamw": lambda params, lr, wd: torch.optim.AdamW(params, lr=lr, weight_decay=wd),
-    "adam": lambda params, lr, wd: torch.optim.Adam(params, lr=lr, weight_decay=wd),
-    "sgd": lambda params, lr, wd: torch.optim.SGD(params, lr=lr, weight_decay=wd),
-    "sgd_momentum": lambda params, lr, wd: torch.optim.SGD(
-        params, lr=lr, weight_decay=wd, momentum=0.9, nesterov=True
-    ),
-}
+        sched = SCHEDULERS.get(self.cfg.scheduler)(opt, self.cfg)
+        return opt if sched is None else {"optimizer": opt, "lr_scheduler": sched}
 
 
 def summed_loss(losses: Any, logits: dict[str, Tensor], targets: dict[str, Tensor]) -> Tensor:
     """The training objective: the sum over labels of each head's loss (``losses``: label -> loss)."""
     first = next(iter(logits.values()))
     return sum((losses[k](logits[k], targets[k]) for k in logits), torch.zeros((), device=first.device))
-
-
-def make_optimizer(name: str, params: list[nn.Parameter], lr: float, weight_decay: float) -> Any:
-    """The optimizer ``name`` (a key of OPTIMIZERS) over ``params``."""
-    if name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}; choose from {sorted(OPTIMIZERS)}")
-    return OPTIMIZERS[name](params, lr, weight_decay)
 
 
 def drop_modalities(batch: Batch, rate: float) -> Batch:

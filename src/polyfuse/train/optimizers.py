@@ -1,0 +1,47 @@
+"""Optimizers by name: ``TrainConfig.optimizer`` is a key of ``OPTIMIZERS``.
+
+Each entry is a factory ``(params, lr, weight_decay) -> torch.optim.Optimizer``; an optimizer's other
+hyper-parameters are fixed here, so a saved config names its optimizer completely. To add one, register
+a factory below (or in a new module imported by ``polyfuse.train``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from polyfuse.registry import OPTIMIZERS
+
+Params = Iterable[nn.Parameter]
+
+
+@OPTIMIZERS.register("adamw")
+def adamw(params: Params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """AdamW (Loshchilov & Hutter, 2019, "Decoupled Weight Decay Regularization"), torch's betas."""
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+
+
+@OPTIMIZERS.register("adam")
+def adam(params: Params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """Adam (Kingma & Ba, 2015, "Adam: A Method for Stochastic Optimization"); decay as an L2 term."""
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+
+
+@OPTIMIZERS.register("sgd")
+def sgd(params: Params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """Plain stochastic gradient descent, no momentum."""
+    return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)
+
+
+@OPTIMIZERS.register("sgd_momentum")
+def sgd_momentum(params: Params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """SGD with Nesterov momentum 0.9 (Sutskever et al., 2013, "On the importance of initialization and
+    momentum in deep learning")."""
+    return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay, momentum=0.9, nesterov=True)
+
+
+def make_optimizer(name: str, params: Params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """The optimizer ``name`` over ``params``; an unknown name raises a KeyError listing the known ones."""
+    return OPTIMIZERS.get(name)(params, lr, weight_decay)
