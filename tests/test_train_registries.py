@@ -165,6 +165,13 @@ def test_lr_monitor_logs_each_epochs_rate_in_the_history_and_csv(tmp_path: Path,
     assert logged["val_accuracy"].notna().all()  # the same row as the epoch's validation metrics
 
 
+def test_each_history_row_holds_its_own_epochs_train_loss(tmp_path: Path) -> None:
+    result = _fit(tmp_path, max_epochs=3, patience=10)
+    logged = pd.read_csv(tmp_path / "metrics.csv").dropna(subset=["train_loss"])
+    assert [h["epoch"] for h in result.history] == logged["epoch"].tolist() == [0, 1, 2]
+    assert [h["train_loss"] for h in result.history] == pytest.approx(logged["train_loss"].tolist(), rel=1e-6)
+
+
 def test_lr_monitor_only_observes() -> None:
     plain = _fit(max_epochs=2)
     watched = _fit(max_epochs=2, callbacks=["lr_monitor"])

@@ -62,6 +62,13 @@ class BestWeights(Callback):
             self.best, self.best_epoch = score, trainer.current_epoch
             self.state = {k: v.detach().to("cpu", copy=True) for k, v in pl_module.state_dict().items()}
 
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Lightning reduces the epoch's training metrics after its validation pass: until now the row
+        # held the previous epoch's train_loss. Complete this epoch's row with its own.
+        if self.history and self.history[-1]["epoch"] == trainer.current_epoch:
+            metrics = trainer.callback_metrics.items()
+            self.history[-1].update({k: float(v) for k, v in metrics if k.startswith("train_")})
+
 
 def train_model(
     model: MultimodalModel,
