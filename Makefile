@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install browser demo test lint clean bench-compare bench-fusions bench-avmnist bench-serve
+.PHONY: install browser demo test lint docs clean bench-compare bench-fusions bench-avmnist bench-serve
 
 install: $(VENV)/.installed
 
@@ -48,10 +48,14 @@ bench-avmnist: install
 bench-serve: install
 	$(PY) -m benchmarks.serve
 
+# The documentation site (docs/, mkdocs.yml) into site/; strict: a broken link or reference fails.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/mypy src
 	$(VENV)/bin/lint-imports
 
 clean:
-	rm -rf runs lightning_logs .pytest_cache
+	rm -rf runs lightning_logs .pytest_cache site
