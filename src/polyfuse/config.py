@@ -139,10 +139,12 @@ class TrainConfig:
     )
 
 
-# ``compare`` trains many runs on one budget: fewer epochs than a single fit by default, and modality
-# dropout on multi-modality runs, which makes a model usable (and its masking-based Shapley values
-# meaningful) when a modality is missing at inference. Single-modality runs never use dropout.
 COMPARE_DEFAULTS: dict[str, Any] = {"max_epochs": 20, "patience": 5, "modality_dropout": 0.2}
+"""``compare``'s defaults where they differ from ``fit``'s (its API and CLI both apply them).
+
+Many runs share one budget, so fewer epochs; modality dropout on multi-modality runs makes a model
+usable (and its masking-based Shapley values meaningful) when a modality is missing at inference.
+Single-modality runs never use dropout."""
 
 
 def to_dict(cfg: Any) -> Any:
