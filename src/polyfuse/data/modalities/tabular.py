@@ -197,6 +197,12 @@ class TabularProcessor:
         }
         return Encoded(values=values, present=torch.from_numpy(present), errors=errors)
 
+    def column_slices(self) -> list[tuple[str, list[tuple[str, int]]]]:
+        """[(column, [(tensor key, index), ...])]: the slices of ``transform``'s tensors that hold each
+        column (a number moves with its missing flag), for permutation importance."""
+        numbers = [(c, [("numeric", j), ("numeric_missing", j)]) for j, c in enumerate(self.numeric)]
+        return numbers + [(c, [("categorical", k)]) for k, c in enumerate(self.categorical)]
+
     def encoder_kwargs(self) -> dict[str, Any]:
         return {
             "num_numeric": len(self.numeric),
