@@ -66,19 +66,21 @@ def request_payloads(model_dir: str | Path, limit: int = 256) -> list[Payload]:
     """Up to ``limit`` requests built from the model's test rows (files read into memory)."""
     from polyfuse.predictor import data_split, load
     from polyfuse.data.table import is_missing, resolve_path
-    from polyfuse.serve.inputs import MEDIA, model_fields
+    from polyfuse.serve.inputs import model_fields
 
     predictor = load(model_dir)
     frame, base_dir = data_split(predictor, "test")
-    kinds = {f.name: f.kind for f in model_fields(predictor.preprocessor)}
+    served = model_fields(predictor.preprocessor)
+    kinds = {f.name: f.kind for f in served}
+    files = {f.name for f in served if f.describe()["type"] == "file"}
     out = []
     for _, row in frame.head(limit).iterrows():
         fields: dict[str, Any] = {}
-        for name, kind in kinds.items():
+        for name in kinds:
             value = row.get(name)
             if value is None or is_missing(value):
                 continue
-            fields[name] = resolve_path(value, base_dir).read_bytes() if kind in MEDIA else value
+            fields[name] = resolve_path(value, base_dir).read_bytes() if name in files else value
         out.append(multipart(fields, kinds))
     return out
 

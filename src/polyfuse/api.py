@@ -42,7 +42,7 @@ def fit(
         split_column: Column with train / val / test values; default: a seeded stratified split.
         fusion: Registered fusion name (``list_fusions()``).
         fusion_params: Keyword options of the fusion (``output_dim``, ``hidden_dim``, ...).
-        encoders: Modality -> registered encoder name; default per kind (``DEFAULT_ENCODERS``).
+        encoders: Modality -> registered encoder name; default: its modality's ``default_encoder``.
         encoder_params: Modality -> encoder keyword options (``output_dim``, ``pretrained``, ...).
         freeze: Modality -> keep pretrained encoder weights fixed.
         processor_options: Modality -> processor options (``image_size``, ``duration``, ...).

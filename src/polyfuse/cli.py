@@ -142,8 +142,13 @@ def compare(
 
 
 def _hf_encoder_for(modality: str) -> str:
-    # A --pretrained without --encoder means the HuggingFace adapter of that modality's kind.
-    return {"text": "hf_text", "image": "hf_image", "audio": "hf_audio"}.get(modality, "hf_text")
+    # A --pretrained without --encoder means the HuggingFace adapter of the kind the modality is
+    # named after (the table is not read yet); other names get the text adapter.
+    import polyfuse.data.modalities  # noqa: F401  (registers the modalities)
+    from polyfuse.registry import MODALITIES
+
+    known = MODALITIES.get(modality).pretrained_encoder if modality in MODALITIES else None
+    return known or "hf_text"
 
 
 @app.command()

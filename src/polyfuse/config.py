@@ -10,7 +10,6 @@ from typing import Any, TypeVar
 
 C = TypeVar("C")
 
-MODALITY_KINDS = ("image", "audio", "text", "tabular")
 TASKS = ("multiclass", "binary", "multilabel", "regression")
 
 
@@ -19,7 +18,7 @@ class InputSpec:
     """One model input: a modality fed by one or more table columns."""
 
     name: str  # key in batches, embeddings and masks ("image", "text", "tabular", ...)
-    kind: str  # one of MODALITY_KINDS
+    kind: str  # a registered modality (MODALITIES): image, audio, text, tabular ...
     columns: list[str]  # table columns feeding it (tabular groups several, others take one)
 
 

@@ -29,10 +29,6 @@ from polyfuse.models.multimodal import MultimodalModel
 from polyfuse.predictor import DEFAULT_DATASET, Predictor, read_rows
 from polyfuse.reporting import Reporter
 
-# The encoder each kind of modality gets unless the user names one ("auto": see _text_encoder).
-DEFAULT_ENCODERS = {"image": "image_cnn", "audio": "audio_cnn", "text": "auto", "tabular": "tabular_mlp"}
-
-
 TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 
 
@@ -128,7 +124,7 @@ def choose_encoders(
 ) -> tuple[dict[str, EncoderConfig], dict[str, dict[str, Any]]]:
     """An EncoderConfig per modality, and the processor options those encoders need."""
     import polyfuse.encoders  # noqa: F401  (registers the encoders)
-    from polyfuse.registry import ENCODERS
+    from polyfuse.registry import ENCODERS, MODALITIES
 
     unknown = (set(req.encoders) | set(req.encoder_params) | set(req.freeze)) - set(schema.modalities)
     if unknown:
@@ -138,7 +134,8 @@ def choose_encoders(
     encoders: dict[str, EncoderConfig] = {}
     options = {k: dict(v) for k, v in req.processor_options.items()}
     for spec in schema.inputs:
-        name = req.encoders.get(spec.name, DEFAULT_ENCODERS[spec.kind])
+        # Unless the user names one, the modality's default ("auto": see _text_encoder).
+        name = req.encoders.get(spec.name, MODALITIES.get(spec.kind).default_encoder)
         params = dict(req.encoder_params.get(spec.name, {}))
         freeze = req.freeze.get(spec.name)
         if name == "auto":

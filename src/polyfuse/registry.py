@@ -58,6 +58,7 @@ HEADS: Registry[Any] = Registry("head")
 LOSSES: Registry[Any] = Registry("loss")
 PROCESSORS: Registry[Any] = Registry("processor")
 DATASETS: Registry[Any] = Registry("dataset")
+MODALITIES: Registry[Any] = Registry("modality")
 OPTIMIZERS: Registry[Any] = Registry("optimizer")  # (params, lr, weight_decay) -> Optimizer
 SCHEDULERS: Registry[Any] = Registry("scheduler")  # (optimizer, TrainConfig) -> LRScheduler | None
 CALLBACKS: Registry[Any] = Registry("training callback")  # (TrainConfig) -> Lightning Callback

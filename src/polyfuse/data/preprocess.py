@@ -14,14 +14,14 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-import polyfuse.data.modalities  # noqa: F401  (registers the processors)
+import polyfuse.data.modalities  # noqa: F401  (registers the modalities and their processors)
 from polyfuse.config import InputSpec, Schema, from_dict, to_dict
 from polyfuse.data.batch import EncodedTable, Inputs
 from polyfuse.data.errors import DataError, SchemaError
 from polyfuse.data.labels import LabelEncoder
 from polyfuse.data.modalities.base import Encoded
 from polyfuse.data.table import missing_mask
-from polyfuse.registry import PROCESSORS
+from polyfuse.registry import MODALITIES, PROCESSORS
 
 ON_ERROR = ("raise", "skip")
 
@@ -47,11 +47,7 @@ class Preprocessor:
 
     def _build(self, spec: InputSpec) -> Any:
         params = dict(self.options.get(spec.name, {}))
-        if spec.kind == "tabular":
-            params.setdefault(
-                "categorical", [c for c in spec.columns if self.schema.roles.get(c) == "categorical"]
-            )
-        return PROCESSORS.build(spec.kind, columns=spec.columns, **params)
+        return MODALITIES.get(spec.kind).processor(spec, self.schema, params)
 
     def fit(self, df: pd.DataFrame, base_dir: str | Path) -> Preprocessor:
         """Fit every processor and label encoder on the given (training) rows."""

@@ -13,6 +13,9 @@ Declared roles always win. Otherwise a column's role is inferred from its values
 * strings that are all distinct and contain no whitespace -> ``ignore`` (identifiers);
 * other strings -> ``text``.
 
+Each rule lives with the modality that owns its role (``data/modalities/<kind>.py``), with a rank
+that puts it in the order above; a new kind adds its rules at a rank of its choosing.
+
 A column named ``split`` whose values are train/val/valid/validation/test is the split column.
 
 Label tasks: list values -> ``multilabel``; two distinct values -> ``binary``; numbers that are not
@@ -32,13 +35,18 @@ import pandas as pd
 
 from polyfuse.config import TASKS, InputSpec, LabelSpec, Schema
 from polyfuse.data.errors import SchemaError
-from polyfuse.data.table import missing_mask, resolve_path
+from polyfuse.data.modalities import Column, input_roles, owner
+from polyfuse.data.modalities.modality import Rule
+from polyfuse.data.table import missing_mask
+from polyfuse.registry import MODALITIES
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".au")
-ROLES = ("text", "image", "audio", "numeric", "categorical", "label", "split", "ignore")
+OTHER_ROLES = ("label", "split", "ignore")  # column roles that feed no modality
 SPLIT_VALUES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
-_SNIFF_ROWS = 200  # values looked at when sniffing file extensions
+
+
+def known_roles() -> list[str]:
+    """Every role a column can be declared with: the modalities' roles, then ``OTHER_ROLES``."""
+    return [*input_roles(), *OTHER_ROLES]
 
 
 def infer_schema(
@@ -54,7 +62,7 @@ def infer_schema(
         df: The whole table.
         label: The label column(s).
         base_dir: Folder of the table (kept for symmetry with processors; roles need no files).
-        declared: Column -> role (one of ``ROLES``) or, for label columns, a task name.
+        declared: Column -> role (one of ``known_roles()``) or, for label columns, a task name.
         split_column: Column holding train/val/test, if any.
 
     Returns:
@@ -86,8 +94,9 @@ def _check_columns(
     for name, role in declared.items():
         if name not in df.columns:
             raise SchemaError(f"declared column {name!r} not in the table (columns: {list(df.columns)})")
-        if role not in ROLES and role not in TASKS:
-            raise SchemaError(f"column {name!r}: unknown role {role!r} (known: {', '.join(ROLES)})")
+        roles = known_roles()
+        if role not in roles and role not in TASKS:
+            raise SchemaError(f"column {name!r}: unknown role {role!r} (known: {', '.join(roles)})")
         if role in TASKS and name not in labels:
             raise SchemaError(f"column {name!r} is declared {role!r} but is not a label column")
     if split_column is not None and split_column not in df.columns:
@@ -114,11 +123,16 @@ def _roles(
 
 
 def _inputs(roles: dict[str, str]) -> list[InputSpec]:
-    inputs = [InputSpec(c, r, [c]) for c, r in roles.items() if r in ("image", "audio", "text")]
-    tabular = [c for c, r in roles.items() if r in ("numeric", "categorical")]
-    if tabular:
-        inputs.append(InputSpec("tabular", "tabular", tabular))
-    return inputs
+    """One input per column in table order, then one per grouped modality (tabular: all its columns)."""
+    fed = [(column, owner(role)) for column, role in roles.items() if role not in OTHER_ROLES]
+    inputs = [spec for column, m in fed if not m.grouped for spec in m.inputs([column])]
+    groups: dict[str, list[str]] = {}  # kind -> its columns, in table order
+    for column, m in fed:
+        if m.grouped:
+            groups.setdefault(m.kind, []).append(column)
+    return inputs + [
+        spec for kind, columns in groups.items() for spec in MODALITIES.get(kind).inputs(columns)
+    ]
 
 
 def _is_split(series: pd.Series) -> bool:
@@ -128,34 +142,33 @@ def _is_split(series: pd.Series) -> bool:
 
 def infer_role(series: pd.Series) -> str:
     """The role of one input column, inferred from its values (see the module docstring)."""
-    values = series.dropna()
-    if len(values) == 0:
+    column = Column(series)
+    if len(column.values) == 0:
         return "ignore"
-    if pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series):
-        return "numeric"
-    if values.map(lambda v: isinstance(v, (list, tuple, np.ndarray, dict))).any():
-        return "ignore"
-    strings = values.astype(str).str.strip()
-    sample = strings.iloc[:_SNIFF_ROWS].str.lower()
-    if sample.str.endswith(IMAGE_EXTENSIONS).mean() > 0.5:
-        return "image"
-    if sample.str.endswith(AUDIO_EXTENSIONS).mean() > 0.5:
-        return "audio"
-    if pd.to_numeric(strings, errors="coerce").notna().mean() >= 0.9:
-        return "numeric"
-    return _string_role(strings, len(series))
+    for _, rule in _rules():
+        role = rule(column)
+        if role is not None:
+            return role
+    return "ignore"
 
 
-def _string_role(strings: pd.Series, n_rows: int) -> str:
-    words = strings.str.split().str.len()
-    if words.median() >= 4 or strings.str.len().mean() > 60:
-        return "text"
-    n_unique = strings.nunique()
-    if n_unique <= max(20, 0.05 * n_rows):
-        return "categorical"
-    if n_unique == len(strings) and not strings.str.contains(r"\s").any():
-        return "ignore"
-    return "text"
+def _rules() -> list[tuple[int, Rule]]:
+    """Every modality's inference rules and the schema's own, by rank (ties: modality name order)."""
+    rules = [(20, _nested), (80, _identifiers)]
+    for name in MODALITIES:
+        rules += MODALITIES.get(name).rules()
+    return sorted(rules, key=lambda pair: pair[0])
+
+
+def _nested(column: Column) -> str | None:
+    found = column.values.map(lambda v: isinstance(v, (list, tuple, np.ndarray, dict))).any()
+    return "ignore" if found else None
+
+
+def _identifiers(column: Column) -> str | None:
+    strings = column.strings
+    distinct = strings.nunique() == len(strings) and not strings.str.contains(r"\s").any()
+    return "ignore" if distinct else None
 
 
 def infer_task(series: pd.Series) -> str:
@@ -203,20 +216,10 @@ def describe_schema(
 def _detail(series: pd.Series, role: str, task: str | None, base_dir: str | Path | None) -> str:
     values = series.dropna()
     missing = int(missing_mask(series).sum())
-    if role in ("image", "audio"):
-        detail = f"{len(values)} files, {missing} missing"
-        if base_dir is not None:
-            absent = sum(not resolve_path(v, Path(base_dir)).is_file() for v in values)
-            detail += f", {absent} not found"
-        return detail
-    if role == "numeric":
-        numbers = pd.to_numeric(values, errors="coerce")
-        return f"mean {numbers.mean():.3g}, std {numbers.std():.3g}, {missing} missing"
     if role == "label" and task == "regression":
         return f"mean {values.astype(float).mean():.3g}, {missing} missing"
-    if role in ("categorical", "label", "split"):
+    if role in ("label", "split"):
         return f"{values.astype(str).nunique()} categories, {missing} missing"
-    if role == "text":
-        words = values.astype(str).str.split().str.len()
-        return f"{words.mean():.1f} words on average, {missing} missing"
+    if role in input_roles():
+        return owner(role).detail(series, role, base_dir)
     return f"{values.nunique()} distinct values"

@@ -5,7 +5,8 @@ Attribution for Deep Networks", via captum) of the fused model's true-class prob
 predicted value for regression) with respect to the modality's input, the other modalities'
 embeddings held fixed: per pixel, per time frame, per token (on the token embeddings, since ids are
 not differentiable). Tabular columns: permutation importance (Breiman, 2001), the metric drop when
-one column is shuffled across the present rows.
+one column is shuffled across the present rows. Each modality names its method in ``METHODS``
+(``Modality.attribution``), so a new kind picks one (a time series: "frames") or adds one here.
 
 Frozen pretrained encoders are differentiated through (their weights stay fixed); a modality known
 only by cached embeddings, or whose encoder has no token embedding layer, is skipped with a note.
@@ -13,18 +14,43 @@ only by cached embeddings, or whose encoder has no token embedding layer, is ski
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+import polyfuse.data.modalities  # noqa: F401  (registers the modalities)
+from polyfuse.eval import figures
 from polyfuse.eval.gradients import Attribution, integrated_gradients, sample_rows, skipped
 from polyfuse.eval.permutation import permutation_importance
 from polyfuse.eval.probe import Probe
 from polyfuse.eval.tokens import text_attribution
+from polyfuse.registry import MODALITIES
 
 PROFILE_POINTS = 200  # longest audio profile written to JSON
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How hard to look: integration steps (gradients), the seed, shuffles per column (permutation)."""
+
+    steps: int
+    seed: int
+    repeats: int
+
+
+@dataclass(frozen=True)
+class Method:
+    """An attribution method a modality names (``Modality.attribution``)."""
+
+    run: Callable[[Probe, str, np.ndarray, Settings, Any], Attribution]  # (probe, modality, rows, ..)
+    gradients: bool  # integrated gradients (needs captum and a present row); else permutation
+    figure: str  # the figure's name (and PNG stem) is f"{figure}_{modality}"
+    draw: Callable[[Path, str, Attribution, str], Path | None]  # (PNG, modality, found, metric)
 
 
 def attribute(
@@ -40,7 +66,7 @@ def attribute(
 
     Args:
         probe: The model and rows.
-        kinds: Modality -> "image", "audio", "text" or "tabular".
+        kinds: Modality -> its kind, whose ``Modality.attribution`` names the method in ``METHODS``.
         processors: Modality -> the preprocessor's processor (column names, vocabulary).
         samples: Rows explained by integrated gradients per modality.
         steps: Integration steps.
@@ -52,24 +78,19 @@ def attribute(
         if m not in probe.table.inputs:
             out[m] = skipped("only cached embeddings, no inputs to attribute")
             continue
-        rows = sample_rows(probe.present[m].numpy(), samples, seed)
         kind = kinds.get(m, "")
+        method = method_of(kind)
+        rows = sample_rows(probe.present[m].numpy(), samples, seed)
         try:
-            if kind == "tabular":
-                out[m] = permutation_importance(probe, m, processors[m], repeats, seed)
-            elif len(rows) == 0:
-                out[m] = skipped("no row has this modality")
-            elif kind == "image":
-                out[m] = image_attribution(probe, m, rows, steps)
-            elif kind == "audio":
-                out[m] = audio_attribution(probe, m, rows, steps)
-            elif kind == "text":
-                out[m] = text_attribution(probe, m, rows, steps, processors[m])
-            else:
+            if method is None:
                 out[m] = skipped(f"no attribution method for {kind!r} inputs")
+            elif method.gradients and len(rows) == 0:
+                out[m] = skipped("no row has this modality")
+            else:
+                out[m] = method.run(probe, m, rows, Settings(steps, seed, repeats), processors[m])
         except (RuntimeError, TypeError, AttributeError) as err:  # e.g. an encoder that cuts gradients
             out[m] = skipped(f"attribution failed: {err}")
-        if kind in ("image", "audio", "text") and "skipped" not in out[m].summary:
+        if method is not None and method.gradients and "skipped" not in out[m].summary:
             # Gradients went through weights that training kept fixed: worth knowing when reading.
             out[m].summary["frozen_encoder"] = is_frozen(probe.model.encoders[m])
     return out
@@ -144,3 +165,44 @@ def audio_attribution(probe: Probe, modality: str, rows: np.ndarray, steps: int)
 def _resample(values: np.ndarray, points: int) -> np.ndarray:
     edges = np.linspace(0, len(values), points + 1).astype(int)
     return np.array([values[a:b].mean() for a, b in zip(edges[:-1], edges[1:], strict=True)])
+
+
+def _token_bars(path: Path, modality: str, found: Attribution, metric: str) -> Path | None:
+    if not found.summary.get("top_tokens"):
+        return None
+    tokens = {f"{t} ({n})": s for t, s, n in found.summary["top_tokens"]}
+    return figures.bars(path, tokens, f"{modality}: token attributions", "mean IG")
+
+
+def _importance_bars(path: Path, modality: str, found: Attribution, metric: str) -> Path:
+    return figures.bars(path, found.summary, f"{modality}: permutation importance", f"{metric} drop")
+
+
+METHODS = {  # what a modality's ``attribution`` names
+    "pixels": Method(
+        lambda p, m, rows, s, _: image_attribution(p, m, rows, s.steps),
+        True,
+        "ig",
+        lambda path, _m, found, _metric: figures.image_map(path, found.arrays),
+    ),
+    "frames": Method(
+        lambda p, m, rows, s, _: audio_attribution(p, m, rows, s.steps),
+        True,
+        "ig",
+        lambda path, _m, found, _metric: figures.audio_profile(path, found.arrays),
+    ),
+    "tokens": Method(
+        lambda p, m, rows, s, proc: text_attribution(p, m, rows, s.steps, proc), True, "ig", _token_bars
+    ),
+    "permutation": Method(
+        lambda p, m, rows, s, proc: permutation_importance(p, m, proc, s.repeats, s.seed),
+        False,
+        "importance",
+        _importance_bars,
+    ),
+}
+
+
+def method_of(kind: str) -> Method | None:
+    """The attribution method of a modality kind (None: unknown kind or none named)."""
+    return METHODS.get(MODALITIES.get(kind).attribution) if kind in MODALITIES else None

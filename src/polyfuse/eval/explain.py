@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from polyfuse.data.batch import EncodedTable
-from polyfuse.eval.attribution import attribute
+from polyfuse.eval.attribution import attribute, method_of
 from polyfuse.eval.contributions import ModalityShapley, modality_shapley, shapley_record
 from polyfuse.eval.correlation import similarity_matrices
 from polyfuse.eval.errors import (
@@ -27,8 +27,6 @@ from polyfuse.eval.gradients import Attribution, require_captum
 from polyfuse.eval.probe import Probe, value_metric
 from polyfuse.eval.robustness import robustness
 from polyfuse.formats import EXPLAIN_FORMAT
-
-GRADIENT_KINDS = ("image", "audio", "text")
 
 
 def explain_table(
@@ -47,7 +45,7 @@ def explain_table(
     Returns explain.json's content, with shapley.json's under "shapley".
     """
     kinds = {spec.name: spec.kind for spec in predictor.schema.inputs}
-    if any(kind in GRADIENT_KINDS for kind in kinds.values()):
+    if any(getattr(method_of(kind), "gradients", False) for kind in kinds.values()):
         require_captum()  # fail before the work, with the extra's name
     if out is not None:
         from polyfuse.eval.figures import pyplot
@@ -139,22 +137,13 @@ def draw_figures(
             out / "attention.png", result["attention"], "Fusion weights", "mean weight"
         )
     for m, found in attributions.items():
-        if "skipped" in found.summary:
+        method = method_of(kinds.get(m, ""))
+        if "skipped" in found.summary or method is None:
             continue
-        kind = kinds.get(m)
-        if kind == "image":
-            drawn[f"ig_{m}"] = figures.image_map(out / f"ig_{m}.png", found.arrays)
-        elif kind == "audio":
-            drawn[f"ig_{m}"] = figures.audio_profile(out / f"ig_{m}.png", found.arrays)
-        elif kind == "text" and found.summary.get("top_tokens"):
-            tokens = {f"{t} ({n})": s for t, s, n in found.summary["top_tokens"]}
-            drawn[f"ig_{m}"] = figures.bars(
-                out / f"ig_{m}.png", tokens, f"{m}: token attributions", "mean IG"
-            )
-        elif kind == "tabular":
-            drawn[f"importance_{m}"] = figures.bars(
-                out / f"importance_{m}.png", found.summary, f"{m}: permutation importance", f"{metric} drop"
-            )
+        name = f"{method.figure}_{m}"
+        path = method.draw(out / f"{name}.png", m, found, metric)
+        if path is not None:
+            drawn[name] = path
     return {name: path.name for name, path in drawn.items()}
 
 

@@ -1,8 +1,9 @@
 """Permutation importance of tabular columns (Breiman, 2001, "Random Forests"): how much the metric
 drops when one column is shuffled across the rows, in the preprocessed tensors.
 
-A numeric column is its standardised value and its missing flag (moved together); a categorical
-column is its code. Columns are named with the tabular processor's column lists.
+Which tensor slices make up a column is the processor's to say (``column_slices``): for the tabular
+processor a numeric column is its standardised value and its missing flag (moved together), a
+categorical column its code.
 """
 
 from __future__ import annotations
@@ -18,12 +19,9 @@ from polyfuse.eval.probe import Probe
 
 
 def column_slices(processor: Any) -> list[tuple[str, list[tuple[str, int]]]]:
-    """[(column, [(tensor key, index), ...])] of a tabular processor's columns."""
-    numeric = list(getattr(processor, "numeric", []))
-    categorical = list(getattr(processor, "categorical", []))
-    return [(c, [("numeric", j), ("numeric_missing", j)]) for j, c in enumerate(numeric)] + [
-        (c, [("categorical", k)]) for k, c in enumerate(categorical)
-    ]
+    """[(column, [(tensor key, index), ...])] of a processor's columns; none if it cannot say."""
+    slices = getattr(processor, "column_slices", None)
+    return list(slices()) if callable(slices) else []
 
 
 def permute_columns(

@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException
 from polyfuse import __version__
 from polyfuse.serve.batching import MicroBatcher
 from polyfuse.serve.config import ServeConfig
-from polyfuse.serve.inputs import InputError, RowDecoder, Upload
+from polyfuse.serve.inputs import InputError, RowDecoder, Upload, describe_field
 from polyfuse.serve.metrics import ServerMetrics
 from polyfuse.serve.openapi import request_bodies
 from polyfuse.serve.service import ModelService, make_backend
@@ -72,7 +72,7 @@ class Server:
             "name": self.model_dir.name,
             "polyfuse_version": __version__,
             "modalities": schema.modalities,
-            "fields": [f.describe() for f in self.service.fields],
+            "fields": [describe_field(f, self.limits) for f in self.service.fields],
             "labels": [
                 {"column": s.column, "task": s.task, "classes": [str(c) for c in s.classes]}
                 for s in schema.labels

@@ -8,23 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from polyfuse.data.modalities import Field, owner
 from polyfuse.serve.config import Limits
-from polyfuse.serve.inputs import MEDIA, Field
 
 
 def field_schema(field: Field, limits: Limits, multipart: bool) -> dict[str, Any]:
-    if field.kind in MEDIA:
-        how = "an uploaded file" if multipart else "the file's bytes, base64 (a data: URL works too)"
-        return {
-            "type": "string",
-            "format": "binary" if multipart else "byte",
-            "description": f"{field.kind}: {how}",
-        }
-    if field.kind == "numeric":
-        return {"type": "number"}
-    if field.kind == "text":
-        return {"type": "string", "maxLength": limits.max_text_chars}
-    return {"type": "string", **({"enum": field.categories} if field.categories is not None else {})}
+    return owner(field.kind).field_schema(field, limits, multipart)
 
 
 def object_schema(fields: list[Field], limits: Limits, multipart: bool) -> dict[str, Any]:

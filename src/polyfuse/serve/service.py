@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 
 from polyfuse.data.batch import EncodedTable
+from polyfuse.data.modalities import owner
 from polyfuse.eval.shapley import coalitions, shapley_from_values
 from polyfuse.predictor import Predictor
 from polyfuse.serve.config import ServeConfig
@@ -57,7 +58,7 @@ class ModelService:
     def warm_up(self) -> None:
         """One prediction on a made-up row with every field: checks the model end to end at start-up
         and pays the first call's one-off costs (thread pools, kernels) before any client does."""
-        results = self.predict([{f.name: _example(f.kind, f.categories) for f in self.fields}])
+        results = self.predict([{f.name: owner(f.kind).example(f) for f in self.fields}])
         if isinstance(results[0], InputError):
             raise RuntimeError(f"the model cannot predict on an example row: {results[0]}")
 
@@ -147,27 +148,6 @@ def _finite_rows(outputs: dict[str, torch.Tensor]) -> list[bool]:
     """Per row: whether every label's output is a finite number."""
     per_label = [torch.isfinite(v.reshape(len(v), -1)).all(dim=1) for v in outputs.values()]  # [N] each
     return torch.stack(per_label).all(dim=0).tolist()  # type: ignore[no-any-return]
-
-
-def _example(kind: str, categories: list[str] | None) -> Any:
-    """A valid value of a field of ``kind``: a small PNG, 0.1 s of WAV silence, text, 0, a category."""
-    import io
-
-    if kind == "image":
-        from PIL import Image
-
-        out = io.BytesIO()
-        Image.new("RGB", (8, 8)).save(out, format="PNG")
-        return out.getvalue()
-    if kind == "audio":
-        import soundfile as sf
-
-        out = io.BytesIO()
-        sf.write(out, np.zeros(1600, dtype=np.float32), 16000, format="WAV")
-        return out.getvalue()
-    if kind in ("text", "numeric"):
-        return "warm up" if kind == "text" else 0.0
-    return categories[0] if categories else None
 
 
 def _target_values(out: torch.Tensor, task: str) -> list[float]:

@@ -6,6 +6,8 @@ float and normalise on the fly.
 
 from __future__ import annotations
 
+import io
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -16,11 +18,61 @@ import torch
 
 from polyfuse.data.errors import DataError
 from polyfuse.data.modalities.base import Encoded, map_files
+from polyfuse.data.modalities.modality import BadValue, Field, FileModality, size
 from polyfuse.data.table import describe_cell, is_missing, media_source
-from polyfuse.registry import PROCESSORS
+from polyfuse.registry import MODALITIES, PROCESSORS
 
 _GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F", "La"}
 _FIT_SAMPLE = 200  # images whose mode is looked at to choose the channels
+
+
+class ImageModality(FileModality):
+    """Image files: a CNN by default, per-pixel integrated gradients, header-checked uploads."""
+
+    kind = "image"
+    roles = ("image",)
+    extensions = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+    preview = "img"
+    rank = 30
+    default_encoder = "image_cnn"
+    pretrained_encoder = "hf_image"
+    attribution = "pixels"
+
+    def check(self, data: bytes, limits: Any) -> None:
+        check_image(data, limits.max_image_pixels)
+
+    def example(self, field: Field) -> bytes:
+        from PIL import Image
+
+        out = io.BytesIO()
+        Image.new("RGB", (8, 8)).save(out, format="PNG")
+        return out.getvalue()
+
+    def hint(self, limits: Any) -> str:
+        side = int(math.sqrt(limits.max_image_pixels or 0))
+        return f"PNG, JPEG \u2026 up to {size(limits.max_upload_bytes)}" + (
+            f", {side}\u00d7{side} pixels" if side else ""
+        )
+
+
+MODALITIES.register("image")(ImageModality())  # one instance per kind
+
+
+def check_image(data: bytes, max_pixels: int) -> None:
+    """Reads the header only: the pixel count is checked before anything is decoded."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            width, height = img.size
+    except Image.DecompressionBombError:  # Pillow's own bound (far above ours) is still "too large"
+        raise BadValue(
+            f"image over Pillow's decompression-bomb bound; limit {max_pixels} pixels", 413
+        ) from None
+    except Exception as exc:  # Pillow raises many types for bad bytes
+        raise BadValue(f"not a readable image ({exc.__class__.__name__})") from None
+    if width * height > max_pixels:
+        raise BadValue(f"image of {width}x{height} pixels; limit {max_pixels} pixels", 413)
 
 
 @PROCESSORS.register("image")

@@ -7,6 +7,7 @@ unseen values.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +15,109 @@ import numpy as np
 import pandas as pd
 import torch
 
+from polyfuse.config import InputSpec, Schema
 from polyfuse.data.errors import DataError
 from polyfuse.data.modalities.base import Encoded
+from polyfuse.data.modalities.modality import BadValue, Column, Field, Modality, Rule
 from polyfuse.data.table import missing_mask
-from polyfuse.registry import PROCESSORS
+from polyfuse.registry import MODALITIES, PROCESSORS
+
+NUMERIC, CATEGORICAL = "numeric", "categorical"  # its two column roles
+
+
+class TabularModality(Modality):
+    """Numeric and categorical columns, grouped into one input: an MLP, permutation importance."""
+
+    kind = "tabular"
+    roles = (NUMERIC, CATEGORICAL)
+    grouped = True
+    default_encoder = "tabular_mlp"
+    attribution = "permutation"
+
+    def rules(self) -> list[tuple[int, Rule]]:
+        # Numbers first; strings that are mostly numbers come after file paths (ranks 30, 40), and
+        # categories after long text (rank 60).
+        return [(10, _numeric_dtype), (50, _numeric_strings), (70, _few_values)]
+
+    def processor(self, spec: InputSpec, schema: Schema, options: dict[str, Any]) -> Any:
+        options = dict(options)
+        options.setdefault(CATEGORICAL, [c for c in spec.columns if schema.roles.get(c) == CATEGORICAL])
+        return super().processor(spec, schema, options)
+
+    def detail(self, series: pd.Series, role: str, base_dir: str | Path | None) -> str:
+        missing = int(missing_mask(series).sum())
+        values = series.dropna()
+        if role == NUMERIC:
+            numbers = pd.to_numeric(values, errors="coerce")
+            return f"mean {numbers.mean():.3g}, std {numbers.std():.3g}, {missing} missing"
+        return f"{values.astype(str).nunique()} categories, {missing} missing"
+
+    def fields(self, spec: InputSpec, processor: Any) -> list[Field]:
+        categories = processor.categories
+        return [
+            Field(c, spec.name, CATEGORICAL, categories.get(c))
+            if c in categories
+            else Field(c, spec.name, NUMERIC)
+            for c in spec.columns
+        ]
+
+    def field_type(self, field: Field) -> str:
+        return "number" if field.kind == NUMERIC else "string"
+
+    def decode(self, field: Field, value: Any, limits: Any) -> Any:
+        return _number(value) if field.kind == NUMERIC else _category(field, value)
+
+    def example(self, field: Field) -> Any:
+        if field.kind == NUMERIC:
+            return 0.0
+        return field.categories[0] if field.categories else None
+
+    def field_schema(self, field: Field, limits: Any, multipart: bool) -> dict[str, Any]:
+        if field.kind == NUMERIC:
+            return {"type": "number"}
+        return {"type": "string", **({"enum": field.categories} if field.categories is not None else {})}
+
+    def form(self, field: Field, limits: Any) -> dict[str, Any]:
+        return {"input": "number"} if field.kind == NUMERIC else {"input": "select"}
+
+
+MODALITIES.register("tabular")(TabularModality())  # one instance per kind
+
+
+def _numeric_dtype(column: Column) -> str | None:
+    series = column.series
+    return NUMERIC if pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series) else None
+
+
+def _numeric_strings(column: Column) -> str | None:
+    # At least 90% numbers: the odd bad cell then raises a DataError naming it.
+    return NUMERIC if pd.to_numeric(column.strings, errors="coerce").notna().mean() >= 0.9 else None
+
+
+def _few_values(column: Column) -> str | None:
+    return CATEGORICAL if column.strings.nunique() <= max(20, 0.05 * len(column.series)) else None
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise BadValue(f"expected a number, got {type(value).__name__}")
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):  # OverflowError: a JSON integer of hundreds of digits
+        raise BadValue(f"expected a number, got {str(value)[:40]!r}") from None
+    if not math.isfinite(number):
+        raise BadValue("expected a finite number")
+    return number
+
+
+def _category(field: Field, value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise BadValue(f"expected a category, got {type(value).__name__}")
+    key = category_key(value)
+    if field.categories is not None and key not in field.categories:
+        known = ", ".join(field.categories[:20]) + (" ..." if len(field.categories) > 20 else "")
+        raise BadValue(f"unknown category {key[:40]!r}; known: {known}")
+    return key
 
 
 @PROCESSORS.register("tabular")
@@ -96,6 +196,12 @@ class TabularProcessor:
             "categorical": torch.from_numpy(codes),
         }
         return Encoded(values=values, present=torch.from_numpy(present), errors=errors)
+
+    def column_slices(self) -> list[tuple[str, list[tuple[str, int]]]]:
+        """[(column, [(tensor key, index), ...])]: the slices of ``transform``'s tensors that hold each
+        column (a number moves with its missing flag), for permutation importance."""
+        numbers = [(c, [("numeric", j), ("numeric_missing", j)]) for j, c in enumerate(self.numeric)]
+        return numbers + [(c, [("categorical", k)]) for k, c in enumerate(self.categorical)]
 
     def encoder_kwargs(self) -> dict[str, Any]:
         return {

@@ -17,12 +17,65 @@ import pandas as pd
 import torch
 
 from polyfuse.data.modalities.base import Encoded
+from polyfuse.data.modalities.modality import BadValue, Column, Field, Modality, Rule
 from polyfuse.data.table import missing_mask
-from polyfuse.registry import PROCESSORS
+from polyfuse.registry import MODALITIES, PROCESSORS
 
 PAD_ID = 0
 UNK_ID = 1
 _TOKEN = re.compile(r"\w+|[^\w\s]")
+
+
+class TextModality(Modality):
+    """Free text: an encoder chosen by ``fit`` ("auto"), integrated gradients per token."""
+
+    kind = "text"
+    roles = ("text",)
+    default_encoder = "auto"
+    pretrained_encoder = "hf_text"
+    attribution = "tokens"
+
+    def rules(self) -> list[tuple[int, Rule]]:
+        # Long strings are text before few distinct values make a category (rank 70); any string
+        # left over that is not an identifier (rank 80) is text too.
+        return [(60, _long_strings), (90, lambda column: "text")]
+
+    def detail(self, series: pd.Series, role: str, base_dir: str | Path | None) -> str:
+        words = series.dropna().astype(str).str.split().str.len()
+        return f"{words.mean():.1f} words on average, {int(missing_mask(series).sum())} missing"
+
+    def decode(self, field: Field, value: Any, limits: Any) -> str:
+        if not isinstance(value, str):
+            raise BadValue(f"expected text, got {type(value).__name__}")
+        # A lone surrogate is not UTF-8 (Arrow strings once failed the batch on it).
+        if value.encode("utf-8", "replace").decode("utf-8") != value:
+            raise BadValue("text is not valid Unicode (a lone surrogate)")
+        if len(value) > limits.max_text_chars:
+            raise BadValue(f"text of {len(value)} characters; limit {limits.max_text_chars}", 413)
+        return value
+
+    def example(self, field: Field) -> str:
+        return "warm up"
+
+    def field_schema(self, field: Field, limits: Any, multipart: bool) -> dict[str, Any]:
+        return {"type": "string", "maxLength": limits.max_text_chars}
+
+    def form(self, field: Field, limits: Any) -> dict[str, Any]:
+        chars = limits.max_text_chars
+        return {
+            "input": "textarea",
+            "max_length": chars,
+            "hint": f"up to {chars} characters" if chars else "",
+        }
+
+
+MODALITIES.register("text")(TextModality())  # one instance per kind
+
+
+def _long_strings(column: Column) -> str | None:
+    strings = column.strings
+    long = strings.str.split().str.len().median() >= 4 or strings.str.len().mean() > 60
+    return "text" if long else None
 
 
 def tokenize(text: str) -> list[str]:
