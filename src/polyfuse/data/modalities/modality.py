@@ -94,7 +94,7 @@ class Modality:
     default_encoder: str = ""  # encoder used unless the user names one
     pretrained_encoder: str | None = None  # encoder of ``--pretrained`` without ``--encoder``
     attribution: str = ""  # explain's method inside it: a name in eval.attribution.METHODS
-    field_kind = "string"  # JSON type of its served fields in ``GET /model``: file, number or string
+    served_type = "string"  # JSON type of its served fields in ``GET /model``: file, number or string
 
     def rules(self) -> list[tuple[int, Rule]]:
         """(rank, rule) pairs that recognise its roles in a column without a declared role."""
@@ -125,7 +125,7 @@ class Modality:
         return [Field(c, spec.name, self.roles[0]) for c in spec.columns]
 
     def field_type(self, field: Field) -> str:
-        return self.field_kind
+        return self.served_type
 
     def decode(self, field: Field, value: Any, limits: Any) -> Any:
         """A client's present value -> the table cell; raises ``BadValue`` naming the problem."""
@@ -151,7 +151,7 @@ class FileModality(Modality):
     extensions: tuple[str, ...] = ()  # lower-case file name endings
     rank = 0  # where its extension rule sits among the inference rules
     preview = ""  # the page's HTML element that previews a chosen file ("img", "audio"), if any
-    field_kind = "file"
+    served_type = "file"
 
     def rules(self) -> list[tuple[int, Rule]]:
         return [(self.rank, self._by_extension)]
