@@ -106,7 +106,7 @@ def test_site_builds_strictly(tmp_path: Path):
     assert done.returncode == 0, done.stderr[-4000:]
     assert (tmp_path / "site" / "format" / "index.html").is_file()
     api = (tmp_path / "site" / "api" / "index.html").read_text()
-    assert 'id="polyfuse.api.Predictor.predict"' in api  # mkdocstrings rendered the docstrings
+    assert 'id="polyfuse.predictor.Predictor.predict"' in api  # mkdocstrings rendered the docstrings
 
 
 @pytest.mark.slow
