@@ -13,6 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+# Fixtures shared by the test files of one folder live in a module there (a second conftest.py would
+# clash with this one: the test folders are not packages) and are registered here once.
+pytest_plugins = ["serve.serving"]
+
 DIGITS_ROWS = 500  # digits-av rows for end-to-end fits: ~340 train, ~80 val, ~80 test
 # Inputs at the size the data actually has (8x8 digits upscaled): the same accuracy, a fraction of
 # the compute of the 32 px / 64 mel defaults.

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from test_train import _prepared
 
 import polyfuse
 from conftest import synthetic_frame
@@ -19,7 +20,6 @@ from polyfuse.registry import CALLBACKS, OPTIMIZERS, SCHEDULERS
 from polyfuse.train import check_names
 from polyfuse.train.loop import TrainResult, train_model
 from polyfuse.train.schedulers import warmup_epochs
-from test_train import _prepared
 
 LR = 0.1
 

@@ -16,7 +16,7 @@ from benchmarks.avmnist.sanity import MODALITIES
 from polyfuse.data.datasets import avmnist, list_datasets
 from polyfuse.registry import DATASETS
 
-SOURCE = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SOURCE = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 LIMIT = 700  # 1% of the 70,000 rows: 550 train / 50 val / 100 test
 needs_data = pytest.mark.skipif(not (SOURCE / "mnist" / "mnist.npz").is_file(), reason="no ../shared/data")
 

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from polyfuse.serve import Limits, ServeConfig, create_app
-from test_serve import FIELDS, MEDIA, fit_small, png, png_header, wav
+from serve.serving import FIELDS, MEDIA, fit_small, png, png_header, wav
 
 FUZZ = settings(
     max_examples=40,

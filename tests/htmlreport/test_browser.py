@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 from PIL import Image
+from test_report import ALL_SECTIONS, write_compare_dir
 
 from polyfuse.htmlreport import build_report
-from test_report import ALL_SECTIONS, write_compare_dir
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 CHROMEDRIVER = shutil.which("chromedriver")
