@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 import polyfuse
 from polyfuse.cli import app
-from polyfuse.config import COMPARE_DEFAULTS, TrainConfig, field_help
+from polyfuse.config import COMPARE_DEFAULTS, CompareOptions, TrainConfig, field_help
 
 FIELDS = [f.name for f in dataclasses.fields(TrainConfig)]
 COMPARE_SKIPS = {"baselines"}  # compare trains single-modality runs itself
@@ -137,3 +137,39 @@ def test_the_search_space_covers_compares_defaults():
         kind, arg = SPACE[name]
         default = COMPARE_DEFAULTS.get(name, getattr(TrainConfig(), name))  # a search runs under compare
         assert (default in arg) if kind == "choice" else (arg[0] <= default <= arg[1]), name
+
+
+# --- compare's search options (CompareOptions) ------------------------------------------------------
+
+COMPARE_FIELDS = [f.name for f in dataclasses.fields(CompareOptions)]
+COMPARE_CHANGED: dict[str, tuple[list[str], Any]] = {
+    "max_modalities": (["--max-modalities", "2"], 2),
+    "budget_s": (["--budget", "600"], 600.0),  # the older spelling still works
+    "search": (["--search", "optuna"], "optuna"),
+    "trials": (["--trials", "5"], 5),
+    "explain": (["--no-explain"], False),
+}
+
+
+def test_every_compare_option_has_a_changed_value_here():
+    assert set(COMPARE_CHANGED) == set(COMPARE_FIELDS)
+
+
+@pytest.mark.parametrize("name", COMPARE_FIELDS)
+def test_compare_options_have_one_default_in_cli_and_api(name):
+    import inspect
+
+    default = getattr(CompareOptions(), name)
+    assert _params("compare")[name].default == default
+    assert inspect.signature(polyfuse.compare).parameters[name].default == default
+    assert _params("compare")[name].help == field_help(CompareOptions, name)
+
+
+@pytest.mark.parametrize("name", COMPARE_FIELDS)
+def test_a_cli_compare_option_reaches_the_api(name, monkeypatch):
+    args, value = COMPARE_CHANGED[name]
+    assert _recorded(monkeypatch, "compare", args)[name] == value
+
+
+def test_budget_s_is_also_spelled_budget_s(monkeypatch):
+    assert _recorded(monkeypatch, "compare", ["--budget-s", "60"])["budget_s"] == 60.0

@@ -10,7 +10,7 @@ from typing import Any, Optional
 import typer
 
 from polyfuse.cli_options import with_config_options
-from polyfuse.config import COMPARE_DEFAULTS, TrainConfig
+from polyfuse.config import COMPARE_DEFAULTS, CompareOptions, TrainConfig
 from polyfuse.sweep.grid import DEFAULT_FUSIONS
 
 app = typer.Typer(
@@ -92,6 +92,7 @@ def fit(
 
 @app.command()
 @with_config_options(TrainConfig, into="train", defaults=COMPARE_DEFAULTS, skip=("baselines",))
+@with_config_options(CompareOptions, into="options")
 def compare(
     table: Optional[Path] = typer.Argument(
         None, help="CSV / Parquet / JSONL table; default: the built-in digits-av"
@@ -102,17 +103,13 @@ def compare(
     encoder: list[str] = typer.Option(
         [], help="MODALITY=ENC1,ENC2: encoders to try for a modality, e.g. text=hf_text,text_bag"
     ),
-    max_modalities: Optional[int] = typer.Option(None, help="largest modality subset"),
     seeds: int = typer.Option(1, help="seeds per configuration"),
-    budget: Optional[float] = typer.Option(None, help="wall-clock budget in seconds"),
-    search: str = typer.Option("grid", help="grid (every run) or optuna (TPE + pruning)"),
-    trials: int = typer.Option(20, help="optuna trials"),
-    explain: bool = typer.Option(True, help="explain best/ into OUT/explain (for polyfuse report)"),
     role: list[str] = typer.Option([], help="COLUMN=ROLE (text, image, audio, numeric, categorical, ignore)"),
     split_column: Optional[str] = typer.Option(None, help="column with train / val / test values"),
     on_error: str = typer.Option("raise", help=ON_ERROR_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="print only errors"),
     train: Optional[dict[str, Any]] = None,  # every TrainConfig field but baselines, from with_config_options
+    options: Optional[dict[str, Any]] = None,  # every CompareOptions field, from with_config_options
 ) -> None:
     """Train modality subsets x fusions (x encoders) x seeds; write leaderboard.csv and best/ to OUT."""
     import polyfuse
@@ -124,12 +121,8 @@ def compare(
         out=out,
         fusions=[f.strip() for f in fusions.split(",") if f.strip()],
         encoder_choices=choices,
-        max_modalities=max_modalities,
         seeds=seeds,
-        budget_s=budget,
-        search=search,
-        trials=trials,
-        explain=explain,
+        **(options or {}),
         roles=_pairs(role, "--role"),
         split_column=split_column,
         on_error=on_error,

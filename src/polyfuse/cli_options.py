@@ -57,5 +57,6 @@ def _default(field: dataclasses.Field[Any]) -> Any:
 
 
 def _parameter(field: dataclasses.Field[Any], hint: Any, default: Any) -> inspect.Parameter:
-    option = typer.Option(default, help=str(field.metadata.get("help", "")), show_default=True)
+    flags = field.metadata.get("flags", ())
+    option = typer.Option(default, *flags, help=str(field.metadata.get("help", "")), show_default=True)
     return inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=hint)

@@ -76,7 +76,9 @@ class ModelConfig:
     heads: list[HeadConfig]
 
 
-def option(default: Any, help: str, *, search: tuple[str, Any] | None = None) -> Any:
+def option(
+    default: Any, help: str, *, search: tuple[str, Any] | None = None, flags: tuple[str, ...] = ()
+) -> Any:
     """A config field with its help text, which the CLI and the docs show (``field_help``).
 
     Args:
@@ -85,10 +87,13 @@ def option(default: Any, help: str, *, search: tuple[str, Any] | None = None) ->
         help: One line for ``--help``.
         search: ``(kind, choices or bounds)`` when ``compare --search optuna`` tunes the field:
             kind "choice" (a list), "float" or "log" (a (low, high) pair).
+        flags: The CLI's spellings when they are not ``--field-name`` (older names kept working).
     """
     metadata: dict[str, Any] = {"help": help}
     if search is not None:
         metadata["search"] = search
+    if flags:
+        metadata["flags"] = flags
     if default is list:  # a mutable default: each config gets its own
         return field(default_factory=list, metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -138,6 +143,26 @@ class TrainConfig:
     )
 
 
+@dataclass
+class CompareOptions:
+    """How ``compare`` searches, besides what it trains. Each field is a ``polyfuse compare`` option and
+    a ``polyfuse.compare`` keyword."""
+
+    max_modalities: int | None = option(None, "largest modality subset (default: every subset)")
+    budget_s: float | None = option(
+        None,
+        "wall-clock budget in seconds: no run starts after it, a running one is cut",
+        flags=("--budget-s", "--budget"),
+    )
+    search: str = option(
+        "grid", "grid (every run) or optuna (TPE over subsets, fusions and training options, with pruning)"
+    )
+    trials: int = option(20, "optuna trials")
+    explain: bool = option(
+        True, "explain the best model into OUT/explain (needs the explain extra), for polyfuse report"
+    )
+
+
 COMPARE_DEFAULTS: dict[str, Any] = {"max_epochs": 20, "patience": 5, "modality_dropout": 0.2}
 """``compare``'s defaults where they differ from ``fit``'s (its API and CLI both apply them).
 
@@ -182,7 +207,7 @@ _NESTED.update(
     {
         c.__name__: c
         for c in (InputSpec, LabelSpec, Schema, EncoderConfig, FusionConfig, HeadConfig)
-        + (ModelConfig, TrainConfig)
+        + (ModelConfig, TrainConfig, CompareOptions)
     }
 )
 

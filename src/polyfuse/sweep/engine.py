@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from polyfuse.config import FusionConfig, ModelConfig, Schema, TrainConfig
+from polyfuse.config import CompareOptions, FusionConfig, ModelConfig, Schema, TrainConfig
 from polyfuse.data.batch import EncodedTable
 from polyfuse.data.preprocess import Preprocessor
 from polyfuse.data.schema import infer_schema
@@ -30,20 +30,16 @@ from polyfuse.sweep.grid import DEFAULT_FUSIONS, RunSpec, build_grid, modality_s
 LATENCY_ROWS = 128
 
 
-@dataclass
-class CompareRequest:
-    """What to compare, as data. ``fit`` holds everything a single fit takes (label, roles, training)."""
+@dataclass(kw_only=True)
+class CompareRequest(CompareOptions):
+    """What to compare, as data: the search options (``CompareOptions``), what to train, and ``fit``,
+    everything a single fit takes (label, roles, training)."""
 
     fit: FitRequest
     fusions: list[str] = field(default_factory=lambda: list(DEFAULT_FUSIONS))
     encoder_choices: dict[str, list[str]] = field(default_factory=dict)  # modality -> encoders to try
     subsets: list[list[str]] | None = None  # modality subsets; None: every non-empty subset
-    max_modalities: int | None = None  # largest subset size when ``subsets`` is None
     seeds: list[int] = field(default_factory=lambda: [0])
-    budget_s: float | None = None  # wall-clock budget: no run starts after it, a running one is cut
-    search: str = "grid"  # "grid" or "optuna"
-    trials: int = 20  # optuna trials
-    explain: bool = True  # explain the best model into ``out/explain`` (needs the explain extra)
 
 
 class Workspace:
