@@ -64,8 +64,8 @@ def multipart(fields: dict[str, Any], kinds: dict[str, str]) -> Payload:
 
 def request_payloads(model_dir: str | Path, limit: int = 256) -> list[Payload]:
     """Up to ``limit`` requests built from the model's test rows (files read into memory)."""
-    from polyfuse.predictor import data_split, load
     from polyfuse.data.table import is_missing, resolve_path
+    from polyfuse.predictor import data_split, load
     from polyfuse.serve.inputs import model_fields
 
     predictor = load(model_dir)
