@@ -12,14 +12,11 @@ import polyfuse
 import polyfuse.fusions  # noqa: F401  (registers the fusions)
 import polyfuse.heads  # noqa: F401
 from conftest import FAST
-from polyfuse.config import ModelConfig, TrainConfig
+from polyfuse.config import FusionConfig, ModelConfig, TrainConfig
 from polyfuse.data.batch import Batch, EncodedTable
-from polyfuse.data.preprocess import Preprocessor
-from polyfuse.data.schema import infer_schema
-from polyfuse.data.split import split_indices
 from polyfuse.encoders import build_encoder
 from polyfuse.eval.evaluate import evaluate_table
-from polyfuse.fitting import FitRequest, choose_encoders, encode_splits
+from polyfuse.fitting import FitRequest
 from polyfuse.models.build import build_model
 from polyfuse.models.multimodal import MultimodalModel
 from polyfuse.registry import FUSIONS, HEADS, LOSSES, OPTIMIZERS
@@ -144,20 +141,14 @@ def test_cache_frozen_outputs_without_frozen_encoders_does_nothing():
 
 def _prepared(frame, label: str):
     """Everything ``train_model`` takes, for ``frame``: model, heads, losses, tables, schema."""
-    from polyfuse.config import HeadConfig
+    from polyfuse.fitting import prepare
     from polyfuse.losses import default_loss
 
-    req = FitRequest(label=[label], encoders={"text": "text_bag"})
-    schema = infer_schema(frame, req.label)
-    encoders, options = choose_encoders(schema, req)
-    splits = split_indices(frame, schema, seed=0)
-    pre = Preprocessor(schema, options).fit(frame.iloc[splits["train"]], Path.cwd())
-    tables, _ = encode_splits(pre, frame, Path.cwd(), splits, "raise")
-    heads = [HeadConfig(s.column, s.task, pre.num_outputs(s.column)) for s in schema.labels]
+    prep = prepare(frame, Path.cwd(), FitRequest(label=[label], encoders={"text": "text_bag"}))
     torch.manual_seed(0)
-    model = build_model(ModelConfig(encoders, req.fusion, heads), pre)
-    losses = {h.label: LOSSES.build(default_loss(h.task)) for h in heads}
-    return model, heads, losses, tables, schema
+    model = build_model(ModelConfig(prep.encoders, FusionConfig(), prep.heads), prep.pre)
+    losses = {h.label: LOSSES.build(default_loss(h.task)) for h in prep.heads}
+    return model, prep.heads, losses, prep.tables, prep.schema
 
 
 @pytest.mark.parametrize(("task", "label"), [("multiclass", "kind"), ("regression", "price")])

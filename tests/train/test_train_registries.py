@@ -172,6 +172,22 @@ def test_each_history_row_holds_its_own_epochs_train_loss(tmp_path: Path) -> Non
     assert [h["train_loss"] for h in result.history] == pytest.approx(logged["train_loss"].tolist(), rel=1e-6)
 
 
+def test_gradient_shares_add_up_to_one_and_a_frozen_encoder_gets_none(tmp_path: Path) -> None:
+    model, heads, losses, tables, _ = _prepared(synthetic_frame(120), "kind")
+    for parameter in model.encoders["text"].parameters():
+        parameter.requires_grad_(False)
+    cfg = TrainConfig(progress=False, accelerator="cpu", max_epochs=2, callbacks=["modality_grad_share"])
+    history = train_model(model, heads, losses, tables["train"], tables["val"], cfg, tmp_path).history
+    for row in history:
+        assert row["grad_share_text"] == 0.0 and row["grad_share_tabular"] == pytest.approx(1.0)
+    unfrozen = _fit(tmp_path / "both", max_epochs=2, callbacks=["modality_grad_share"]).history
+    for row in unfrozen:
+        shares = [row["grad_share_text"], row["grad_share_tabular"]]
+        assert sum(shares) == pytest.approx(1.0) and all(0.0 < share < 1.0 for share in shares)
+    logged = pd.read_csv(tmp_path / "both" / "metrics.csv").dropna(subset=["grad_share_text"])
+    assert logged["epoch"].tolist() == [0, 1]
+
+
 def test_lr_monitor_only_observes() -> None:
     plain = _fit(max_epochs=2)
     watched = _fit(max_epochs=2, callbacks=["lr_monitor"])

@@ -9,11 +9,14 @@ function), is not registered: code passes it to ``train_model(callbacks=...)``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, cast
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import Callback
 
 from polyfuse.config import TrainConfig
+from polyfuse.models.multimodal import MultimodalModel
 from polyfuse.registry import CALLBACKS
 
 
@@ -62,3 +65,46 @@ class LearningRateLog(Callback):
 def lr_monitor(cfg: TrainConfig) -> Callback:
     """Each epoch's learning rate in the history and ``metrics.csv`` (``LearningRateLog``)."""
     return LearningRateLog()
+
+
+class ModalityGradientShare(Callback):
+    """Logs each modality's share of the encoders' gradient as ``grad_share_<modality>`` per epoch.
+
+    A diagnostic of modality imbalance: when a fused model leans on its easiest modality, the other
+    encoders receive little gradient and stop learning (the gradient view behind OGM-GE; Peng et al.,
+    CVPR 2022, "Balanced Multimodal Learning via On-the-fly Gradient Modulation"). A step's gradient
+    norm of each encoder is taken before the optimizer step (before any clipping), averaged over the
+    epoch's steps, and divided by the sum over encoders, so the shares of an epoch add up to 1; a
+    frozen encoder's share is 0. Logged with the validation metrics, so the shares land in the
+    epoch's row of the fit's history and of ``metrics.csv``.
+    """
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.steps = 0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.sums, self.steps = {}, 0
+
+    def on_before_optimizer_step(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any
+    ) -> None:
+        model = cast(MultimodalModel, pl_module.model)  # MultimodalTask's
+        for name, encoder in model.encoders.items():
+            grads = [p.grad for p in encoder.parameters() if p.grad is not None]
+            norm = float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))) if grads else 0.0
+            self.sums[name] = self.sums.get(name, 0.0) + norm
+        self.steps += 1
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        total = sum(self.sums.values())
+        if trainer.sanity_checking or self.steps == 0 or total == 0:
+            return
+        for name, value in self.sums.items():
+            pl_module.log(f"grad_share_{name}", value / total, on_step=False, on_epoch=True)
+
+
+@CALLBACKS.register("modality_grad_share")
+def modality_grad_share(cfg: TrainConfig) -> Callback:
+    """Each modality's share of the encoders' gradient norm per epoch (``ModalityGradientShare``)."""
+    return ModalityGradientShare()
