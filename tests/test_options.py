@@ -31,6 +31,7 @@ CHANGED: dict[str, tuple[str, Any]] = {
     "accelerator": ("cpu", "cpu"),
     "modality_dropout": ("0.3", 0.3),
     "grad_clip_norm": ("8", 8.0),
+    "balance": ("aux", "aux"),
     "fit_modality_weights": ("", True),
     "val_fraction": ("0.2", 0.2),
     "test_fraction": ("0.25", 0.25),

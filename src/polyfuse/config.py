@@ -130,6 +130,9 @@ class TrainConfig:
     grad_clip_norm: float | None = option(
         None, "scale gradients to at most this global L2 norm (default: off)"
     )
+    balance: str = option(
+        "none", "a BALANCERS name: how training keeps every modality learning (none, or aux: unimodal heads)"
+    )
     fit_modality_weights: bool = option(
         False, "late fusion: fit its modality weights on the validation split after training"
     )

@@ -105,13 +105,14 @@ def run_fit(
     fused = train_and_test(config, prep.pre, prep.tables, req.train, log_dir, rep, "fused")
     baselines = {}
     if req.train.baselines and len(prep.encoders) > 1:
-        solo = dataclasses.replace(req.train, modality_dropout=0.0)
+        solo = dataclasses.replace(req.train, modality_dropout=0.0, balance="none")
         for name, encoder in prep.encoders.items():
             one = ModelConfig({name: encoder}, req.fusion, prep.heads)
             only = {k: t.select([name]) for k, t in prep.tables.items()}
             baselines[name] = train_and_test(one, prep.pre, only, solo, None, rep, name)
     metrics = {
         **model_metrics(schema, config, fused, prep.tables),
+        "balance": req.train.balance,
         "baselines": {name: {"test": t.test, **t.summary} for name, t in baselines.items()},
         "skipped_rows": skipped_rows(prep.skipped),
     }

@@ -62,3 +62,4 @@ MODALITIES: Registry[Any] = Registry("modality")
 OPTIMIZERS: Registry[Any] = Registry("optimizer")  # (params, lr, weight_decay) -> Optimizer
 SCHEDULERS: Registry[Any] = Registry("scheduler")  # (optimizer, TrainConfig) -> LRScheduler | None
 CALLBACKS: Registry[Any] = Registry("training callback")  # (TrainConfig) -> Lightning Callback
+BALANCERS: Registry[Any] = Registry("balancing strategy")  # (model, heads, losses) -> Balancer | None

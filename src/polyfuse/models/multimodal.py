@@ -105,15 +105,24 @@ class MultimodalModel(nn.Module):
         return self.embed(batch), None
 
     def fuse(self, batch: Batch) -> Tensor:
-        mask = {name: batch.mask[name] for name in self.encoders}
         inputs, valid = self.fusion_inputs(batch)
+        return self.fuse_inputs(inputs, valid, batch.mask)
+
+    def fuse_inputs(
+        self, inputs: dict[str, Tensor], valid: dict[str, Tensor] | None, mask: dict[str, Tensor]
+    ) -> Tensor:
+        """The fusion over ``fusion_inputs``' output (for callers that also use the inputs)."""
+        mask = {name: mask[name] for name in self.encoders}
         if valid is not None:
             return self.fusion(inputs, mask, tokens_valid=valid)  # type: ignore[no-any-return]  # [B, D]
         return self.fusion(inputs, mask)  # type: ignore[no-any-return]  # [B, D]
 
+    def classify(self, fused: Tensor) -> dict[str, Tensor]:
+        """Label -> logits of each head on the fused representation [B, D]."""
+        return {label: head(fused) for label, head in self.heads.items()}
+
     def forward(self, batch: Batch) -> dict[str, Tensor]:
-        fused = self.fuse(batch)
-        return {label: head(fused) for label, head in self.heads.items()}  # label -> logits
+        return self.classify(self.fuse(batch))  # label -> logits
 
     @torch.no_grad()
     def predict(self, batch: Batch) -> dict[str, Tensor]:

@@ -121,7 +121,7 @@ def train_run(
         **dict(spec.train_params),
     }
     if len(subset) == 1:
-        overrides["modality_dropout"] = 0.0
+        overrides.update(modality_dropout=0.0, balance="none")
     if time_left is not None:
         overrides["time_limit_s"] = max(1.0, min(time_left, base.time_limit_s or time_left))
     cfg = dataclasses.replace(base, **overrides)

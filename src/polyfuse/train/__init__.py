@@ -7,16 +7,17 @@ new module imported below); ``tests/test_train_registries.py`` then covers it.
 """
 
 from polyfuse.config import TrainConfig
-from polyfuse.registry import CALLBACKS, OPTIMIZERS, SCHEDULERS
+from polyfuse.registry import BALANCERS, CALLBACKS, OPTIMIZERS, SCHEDULERS
 from polyfuse.train import (
-    callbacks,  # noqa: F401  (each import registers its entries)
+    balance,  # noqa: F401  (each import registers its entries)
+    callbacks,  # noqa: F401
     optimizers,  # noqa: F401
     schedulers,  # noqa: F401
 )
 
 
 def check_names(cfg: TrainConfig) -> None:
-    """Fail before any work if ``cfg`` names an unregistered optimizer, scheduler or callback.
+    """Fail before any work if ``cfg`` names an unregistered optimizer, scheduler, balancer or callback.
 
     Raises:
         KeyError: naming the unknown entry and the known ones (the registries' message).
@@ -24,6 +25,7 @@ def check_names(cfg: TrainConfig) -> None:
     """
     OPTIMIZERS.get(cfg.optimizer)
     SCHEDULERS.get(cfg.scheduler)
+    BALANCERS.get(cfg.balance)
     if isinstance(cfg.callbacks, str):
         raise TypeError(f"callbacks is a list of names, e.g. [{cfg.callbacks!r}]")
     for name in cfg.callbacks:

@@ -12,7 +12,7 @@ from polyfuse.config import HeadConfig, TrainConfig
 from polyfuse.data.batch import Batch
 from polyfuse.eval.metrics import LOWER_IS_BETTER, compute_metrics, primary_metric
 from polyfuse.models.multimodal import MultimodalModel
-from polyfuse.registry import SCHEDULERS
+from polyfuse.registry import BALANCERS, SCHEDULERS
 from polyfuse.train.optimizers import make_optimizer
 
 
@@ -27,6 +27,7 @@ class MultimodalTask(L.LightningModule):
         self.head_cfgs = heads
         self.losses = nn.ModuleDict(losses)
         self.cfg = cfg
+        self.balancer = BALANCERS.get(cfg.balance)(model, heads, dict(losses))  # None: plain training
         self._val_outputs: list[dict[str, Tensor]] = []
         self._val_targets: list[dict[str, Tensor]] = []
 
@@ -39,9 +40,20 @@ class MultimodalTask(L.LightningModule):
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         if self.cfg.modality_dropout > 0:
             batch = drop_modalities(batch, self.cfg.modality_dropout)
-        loss = self._loss(self.model(batch), batch.targets)
+        loss = (
+            self._loss(self.model(batch), batch.targets) if self.balancer is None else self._balanced(batch)
+        )
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch))
         return loss
+
+    def _balanced(self, batch: Batch) -> Tensor:
+        """The fused loss plus the balancer's, from one pass through the encoders."""
+        assert self.balancer is not None
+        inputs, valid = self.model.fusion_inputs(batch)
+        logits = self.model.classify(self.model.fuse_inputs(inputs, valid, batch.mask))
+        return self._loss(logits, batch.targets) + self.balancer.loss(
+            inputs, valid, batch.mask, batch.targets
+        )
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         logits = self.model(batch)
@@ -64,7 +76,8 @@ class MultimodalTask(L.LightningModule):
         self._val_targets.clear()
 
     def configure_optimizers(self) -> Any:
-        params = [p for p in self.model.parameters() if p.requires_grad]
+        extra = [] if self.balancer is None else list(self.balancer.parameters())  # after the model's
+        params = [p for p in [*self.model.parameters(), *extra] if p.requires_grad]
         opt = make_optimizer(self.cfg.optimizer, params, self.cfg.lr, self.cfg.weight_decay)
         sched = SCHEDULERS.get(self.cfg.scheduler)(opt, self.cfg)
         return opt if sched is None else {"optimizer": opt, "lr_scheduler": sched}
