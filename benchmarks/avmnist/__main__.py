@@ -116,6 +116,10 @@ def write_markdown(frame: pd.DataFrame) -> None:
         "overhead). Peak RSS: the largest run's own process. max load: the highest 1-minute load",
         "average at the end of a run (2 = this benchmark alone on 2 cores; higher means other work",
         "shared the machine).",
+        "",
+        "commit: the commit a run started from (`+dirty`: src/ had uncommitted changes). The rows marked",
+        "`+reconstructed` ran before commits were recorded: theirs is the last commit before the one that",
+        "first recorded the row (from git history), so uncommitted code cannot be ruled out for them.",
     ]
     (RESULTS / "avmnist.md").write_text("\n".join(lines) + "\n")
 
