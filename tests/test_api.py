@@ -19,7 +19,8 @@ from conftest import (
     MEDIA_ROWS,
     MISSING_AUDIO_ROW,
 )
-from polyfuse.data.errors import DataError, PolyfuseError, SchemaError
+from polyfuse.data.errors import DataError, SchemaError
+from polyfuse.errors import PolyfuseError
 
 CLASSIFICATION_KEYS = {"accuracy", "f1_macro", "f1_weighted", "precision_macro", "recall_macro", "roc_auc"}
 

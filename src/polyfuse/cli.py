@@ -314,7 +314,7 @@ def serve(
     """Serve a saved model over HTTP: /predict, /predict/batch, /explain, /model, /metrics, a page at /."""
     import os
 
-    from polyfuse.data.errors import PolyfuseError
+    from polyfuse.errors import PolyfuseError
     from polyfuse.serve import Limits, ServeConfig
     from polyfuse.serve.app import serve as run
 
@@ -417,7 +417,7 @@ def datasets_build(
 
 def main() -> None:
     """Entry point: user mistakes print one clear line and exit 2, never a traceback."""
-    from polyfuse.data.errors import PolyfuseError
+    from polyfuse.errors import PolyfuseError
 
     try:
         app()

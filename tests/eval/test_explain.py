@@ -16,7 +16,7 @@ import polyfuse
 from conftest import CLASS_WORDS, FAST, MEDIA_ROWS, synthetic_frame
 from polyfuse.config import FusionConfig, ModelConfig
 from polyfuse.data.batch import EncodedTable
-from polyfuse.data.errors import PolyfuseError
+from polyfuse.errors import PolyfuseError
 from polyfuse.eval.attribution import attribute
 from polyfuse.eval.contributions import modality_shapley
 from polyfuse.eval.errors import attention_weights, fix_break, presence_patterns, read_modality_weights

@@ -22,7 +22,7 @@ import polyfuse.fusions  # noqa: F401
 import polyfuse.heads  # noqa: F401
 from polyfuse.cli import app
 from polyfuse.data.batch import EncodedTable
-from polyfuse.data.errors import PolyfuseError
+from polyfuse.errors import PolyfuseError
 from polyfuse.export import OnnxModel, compare_int8, example_table, export_model, parity, read_sidecar
 from polyfuse.export.layout import input_layout
 from polyfuse.models.build import fusion_input_dim

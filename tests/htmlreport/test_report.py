@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 import polyfuse
 from conftest import FAST, synthetic_frame
 from polyfuse.cli import app
-from polyfuse.data.errors import PolyfuseError
+from polyfuse.errors import PolyfuseError
 from polyfuse.htmlreport import analysis, build_report, build_sections, features, load_run, sections
 from polyfuse.htmlreport.html import fmt
 from polyfuse.htmlreport.sources import epoch_rows, summarize

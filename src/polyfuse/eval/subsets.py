@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from polyfuse.data.errors import PolyfuseError
+from polyfuse.errors import PolyfuseError
 from polyfuse.eval.metrics import LOWER_IS_BETTER, compute_metrics
 from polyfuse.eval.shapley import coalitions, shapley_from_values
 from polyfuse.formats import COMPARE_FORMAT, check_format

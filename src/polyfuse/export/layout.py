@@ -15,7 +15,7 @@ import numpy as np
 from torch import Tensor, nn
 
 from polyfuse.data.batch import Batch, EncodedTable, Inputs
-from polyfuse.data.errors import PolyfuseError
+from polyfuse.errors import PolyfuseError
 from polyfuse.models.multimodal import MultimodalModel
 
 BATCH_AXIS = "batch"  # the name of the dynamic axis 0 of every input and output

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from polyfuse.data.batch import EncodedTable
-from polyfuse.data.errors import PolyfuseError
+from polyfuse.errors import PolyfuseError
 from polyfuse.export.onnx import example_table, export_onnx
 from polyfuse.export.quantize import compare_int8, int8_path, quantize_int8
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from polyfuse.data.batch import EncodedTable
-from polyfuse.data.errors import PolyfuseError
+from polyfuse.errors import PolyfuseError
 from polyfuse.export.layout import (
     BATCH_AXIS,
     FlatModel,

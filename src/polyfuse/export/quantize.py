@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from polyfuse.data.batch import EncodedTable
-from polyfuse.data.errors import PolyfuseError
+from polyfuse.errors import PolyfuseError
 from polyfuse.export.sidecar import read_sidecar, require, write_sidecar
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from polyfuse.data.batch import Batch, EncodedTable
-from polyfuse.data.errors import PolyfuseError
+from polyfuse.errors import PolyfuseError
 from polyfuse.export.layout import InputInfo, feeds
 from polyfuse.export.sidecar import read_sidecar, require
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from polyfuse.data.errors import PolyfuseError
+from polyfuse.errors import PolyfuseError
 from polyfuse.eval.metrics import LOWER_IS_BETTER, PRIMARY
 from polyfuse.formats import COMPARE_FORMAT, EXPLAIN_FORMAT, MODEL_FORMAT, check_format
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from polyfuse.data.batch import EncodedTable
-from polyfuse.data.errors import PolyfuseError
+from polyfuse.errors import PolyfuseError
 from polyfuse.models.multimodal import MultimodalModel
 
 
