@@ -15,7 +15,7 @@ from polyfuse.cli import app
 from polyfuse.config import COMPARE_DEFAULTS, CompareOptions, TrainConfig, field_help
 
 FIELDS = [f.name for f in dataclasses.fields(TrainConfig)]
-COMPARE_SKIPS = {"baselines"}  # compare trains single-modality runs itself
+COMPARE_SKIPS = {"baselines", "progress"}  # compare trains single-modality runs itself, without a bar
 # A value different from the default for each field, as the CLI is given it and as the API receives it.
 CHANGED: dict[str, tuple[str, Any]] = {
     "max_epochs": ("7", 7),

@@ -125,7 +125,6 @@ def compare(
         A ``CompareResult`` (rows, summary frame, metric, whether every run finished).
     """
     from polyfuse.fitting import fit_inputs
-    from polyfuse.reporting import Reporter
     from polyfuse.sweep.engine import CompareRequest
     from polyfuse.sweep.grid import DEFAULT_FUSIONS
     from polyfuse.sweep.runner import run_compare

@@ -65,9 +65,6 @@ def fit(
     """Train a multimodal model on TABLE; print schema, progress and test metrics; save it to OUT."""
     import polyfuse
 
-    train = {**(train or {})}
-    train["progress"] = train.get("progress", True) and not quiet
-
     encoders = _pairs(encoder, "--encoder")
     params = {m: {"pretrained": p} for m, p in _pairs(pretrained, "--pretrained").items()}
     for m in params:
@@ -86,12 +83,12 @@ def fit(
         freeze={**{m: True for m in freeze}, **{m: False for m in finetune}},
         on_error=on_error,
         verbose=not quiet,
-        **train,
+        **(train or {}),
     )
 
 
 @app.command()
-@with_config_options(TrainConfig, into="train", defaults=COMPARE_DEFAULTS, skip=("baselines",))
+@with_config_options(TrainConfig, into="train", defaults=COMPARE_DEFAULTS, skip=("baselines", "progress"))
 @with_config_options(CompareOptions, into="options")
 def compare(
     table: Optional[Path] = typer.Argument(
@@ -108,7 +105,7 @@ def compare(
     split_column: Optional[str] = typer.Option(None, help="column with train / val / test values"),
     on_error: str = typer.Option("raise", help=ON_ERROR_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="print only errors"),
-    train: Optional[dict[str, Any]] = None,  # every TrainConfig field but baselines, from with_config_options
+    train: Optional[dict[str, Any]] = None,  # TrainConfig's fields but baselines and progress (runs set both)
     options: Optional[dict[str, Any]] = None,  # every CompareOptions field, from with_config_options
 ) -> None:
     """Train modality subsets x fusions (x encoders) x seeds; write leaderboard.csv and best/ to OUT."""

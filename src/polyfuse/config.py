@@ -210,7 +210,7 @@ _NESTED.update(
     {
         c.__name__: c
         for c in (InputSpec, LabelSpec, Schema, EncoderConfig, FusionConfig, HeadConfig)
-        + (ModelConfig, TrainConfig, CompareOptions)
+        + (ModelConfig, TrainConfig)
     }
 )
 

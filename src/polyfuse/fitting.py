@@ -105,7 +105,7 @@ def run_fit(
     fused = train_and_test(config, prep.pre, prep.tables, req.train, log_dir, rep, "fused")
     baselines = {}
     if req.train.baselines and len(prep.encoders) > 1:
-        solo = dataclasses.replace(req.train, modality_dropout=0.0, balance="none")
+        solo = dataclasses.replace(req.train, modality_dropout=0.0)
         for name, encoder in prep.encoders.items():
             one = ModelConfig({name: encoder}, req.fusion, prep.heads)
             only = {k: t.select([name]) for k, t in prep.tables.items()}

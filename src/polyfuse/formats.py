@@ -8,10 +8,11 @@ before the key existed counts as version 1, the layout the key was introduced wi
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
-from polyfuse.errors import FormatError
+from polyfuse.errors import FormatError, PolyfuseError
 
 MODEL_FORMAT = 1  # config.json
 COMPARE_FORMAT = 1  # compare.json
@@ -37,3 +38,20 @@ def check_format(data: dict[str, Any], supported: int, path: str | Path) -> int:
             "upgrade polyfuse to read it"
         )
     return found
+
+
+def read_versioned(path: str | Path, supported: int) -> dict[str, Any]:
+    """A saved directory's main JSON file, read and its format checked (``check_format``).
+
+    Raises:
+        PolyfuseError: the file cannot be read or does not hold a JSON object.
+        FormatError: its format is newer than ``supported``.
+    """
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise PolyfuseError(f"cannot read {path}: {err}") from err
+    if not isinstance(data, dict):
+        raise PolyfuseError(f"{path} should hold a JSON object")
+    check_format(data, supported, path)
+    return data

@@ -21,7 +21,7 @@ from polyfuse.data.preprocess import Preprocessor
 from polyfuse.data.table import read_table
 from polyfuse.errors import PolyfuseError
 from polyfuse.eval.evaluate import evaluate_table
-from polyfuse.formats import MODEL_FORMAT, check_format
+from polyfuse.formats import MODEL_FORMAT, read_versioned
 from polyfuse.models.multimodal import MultimodalModel
 
 DEFAULT_DATASET = "digits-av"  # the built-in table ``fit`` and ``compare`` use when given none
@@ -162,8 +162,7 @@ def load(path: str | Path) -> Predictor:
     folder = Path(path)
     if not (folder / "config.json").is_file():
         raise PolyfuseError(f"{folder} is not a polyfuse model directory (no config.json)")
-    config = load_json(folder / "config.json")
-    check_format(config, MODEL_FORMAT, folder / "config.json")
+    config = read_versioned(folder / "config.json", MODEL_FORMAT)
     preprocessor = Preprocessor.from_state(load_json(folder / "preprocessor.json"))
     model_config = from_dict(ModelConfig, config["model"])
     model = build_model(model_config, preprocessor)

@@ -125,3 +125,15 @@ def test_serve_with_an_unset_api_key_variable_exits_2(small, monkeypatch, capsys
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: --api-key-env POLYFUSE_TEST_NO_SUCH_KEY") and "unset" in err
     assert len(err.splitlines()) == 1 and not started.is_set()
+
+
+def test_serve_without_the_serve_extra_says_which_to_install():
+    import subprocess
+
+    code = (
+        "import sys; sys.modules['fastapi'] = None; sys.argv = ['polyfuse', 'serve', 'model']; "
+        "from polyfuse.cli import main; main()"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "pip install 'polyfuse[serve]'" in done.stderr and "Traceback" not in done.stderr

@@ -91,10 +91,10 @@ def _check_columns(
     for name in labels:
         if name not in df.columns:
             raise SchemaError(f"label column {name!r} not in the table (columns: {list(df.columns)})")
+    roles = known_roles()
     for name, role in declared.items():
         if name not in df.columns:
             raise SchemaError(f"declared column {name!r} not in the table (columns: {list(df.columns)})")
-        roles = known_roles()
         if role not in roles and role not in TASKS:
             raise SchemaError(f"column {name!r}: unknown role {role!r} (known: {', '.join(roles)})")
         if role in TASKS and name not in labels:

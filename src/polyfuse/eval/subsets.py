@@ -9,7 +9,6 @@ reduction of the error.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import pandas as pd
 from polyfuse.errors import PolyfuseError
 from polyfuse.eval.metrics import LOWER_IS_BETTER, compute_metrics
 from polyfuse.eval.shapley import coalitions, shapley_from_values
-from polyfuse.formats import COMPARE_FORMAT, check_format
+from polyfuse.formats import COMPARE_FORMAT, read_versioned
 
 
 @dataclass
@@ -34,11 +33,7 @@ class SubsetScores:
 def read_compare_json(folder: Path) -> dict[str, Any]:
     """compare.json of a comparison directory ({} when absent), its format version checked."""
     path = folder / "compare.json"
-    if not path.is_file():
-        return {}
-    info: dict[str, Any] = json.loads(path.read_text())
-    check_format(info, COMPARE_FORMAT, path)
-    return info
+    return read_versioned(path, COMPARE_FORMAT) if path.is_file() else {}
 
 
 def subset_scores(folder: str | Path) -> SubsetScores:

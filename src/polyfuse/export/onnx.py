@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 
 OPSET = 18  # the dynamo exporter's native opset; onnxruntime >= 1.14 runs it
 TOLERANCE = 1e-4  # largest |onnxruntime - torch| logit accepted right after export
-EXTRA = "pip install 'polyfuse[export]'"
 
 
 def export_onnx(

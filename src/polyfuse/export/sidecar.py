@@ -13,7 +13,7 @@ from typing import Any
 
 from polyfuse import extras
 from polyfuse.errors import PolyfuseError
-from polyfuse.formats import check_format
+from polyfuse.formats import read_versioned
 
 SIDECAR_FORMAT = 1  # model.onnx.json "format"
 
@@ -32,9 +32,7 @@ def read_sidecar(onnx_path: str | Path) -> dict[str, Any]:
     path = sidecar_path(onnx_path)
     if not path.is_file():
         raise PolyfuseError(f"{path} not found: it is written by `polyfuse export` beside {onnx_path}")
-    info: dict[str, Any] = json.loads(path.read_text())
-    check_format(info, SIDECAR_FORMAT, path)
-    return info
+    return read_versioned(path, SIDECAR_FORMAT)
 
 
 def write_sidecar(info: dict[str, Any], onnx_path: str | Path) -> Path:

@@ -1,7 +1,7 @@
 """Fusion strategies, one file each; importing this package registers them all in ``FUSIONS``.
 
 To add one: write ``fusions/<name>.py`` with an ``@FUSIONS.register("<name>")`` class and add its
-import below. The contract tests in ``tests/test_fusions.py`` then cover it.
+import below. The contract tests in ``tests/fusions/test_fusions.py`` then cover it.
 ``profile_fusions`` measures every registered fusion's size and speed.
 """
 

@@ -21,7 +21,8 @@ import pandas as pd
 
 from polyfuse.errors import PolyfuseError
 from polyfuse.eval.metrics import LOWER_IS_BETTER, PRIMARY
-from polyfuse.formats import COMPARE_FORMAT, EXPLAIN_FORMAT, MODEL_FORMAT, check_format
+from polyfuse.eval.subsets import read_compare_json
+from polyfuse.formats import EXPLAIN_FORMAT, MODEL_FORMAT, read_versioned
 
 CONFIG_KEYS = ["modalities", "n_modalities", "fusion", "encoders"]
 
@@ -123,16 +124,13 @@ def float_items(mapping: Any) -> dict[str, float]:
     }
 
 
-def read_json(path: Path, supported: int | None = None) -> dict[str, Any]:
-    """A JSON object; with ``supported``, a saved directory's main file whose format version is checked."""
+def read_json(path: Path) -> dict[str, Any]:
     try:
         value = json.loads(path.read_text())
     except (OSError, ValueError) as err:
         raise PolyfuseError(f"cannot read {path}: {err}") from err
     if not isinstance(value, dict):
         raise PolyfuseError(f"{path} should hold a JSON object")
-    if supported is not None:
-        check_format(value, supported, path)
     return value
 
 
@@ -146,9 +144,7 @@ def read_csv(path: Path) -> pd.DataFrame | None:
 
 
 def _read_compare(run: RunData, root: Path) -> None:
-    run.compare = (
-        read_json(root / "compare.json", COMPARE_FORMAT) if (root / "compare.json").is_file() else None
-    )
+    run.compare = read_compare_json(root) or None
     run.leaderboard = read_csv(root / "leaderboard.csv")
     if run.compare is None and run.leaderboard is not None and "metric" in run.leaderboard:
         run.compare = {"metric": str(run.leaderboard["metric"].iloc[0])}
@@ -192,7 +188,7 @@ def sort_summary(summary: pd.DataFrame, metric: str, higher_is_better: bool) -> 
 def _read_model(run: RunData, folder: Path) -> None:
     run.model_dir = folder
     if (folder / "config.json").is_file():
-        read_json(folder / "config.json", MODEL_FORMAT)  # refuse a model directory of a newer format
+        read_versioned(folder / "config.json", MODEL_FORMAT)  # refuse a model directory of a newer format
     run.metrics = read_json(folder / "metrics.json") if (folder / "metrics.json").is_file() else None
     if (folder / "preprocessor.json").is_file():
         labels = read_json(folder / "preprocessor.json").get("schema", {}).get("labels") or [{}]
@@ -211,7 +207,9 @@ def epoch_rows(log: pd.DataFrame) -> pd.DataFrame:
 def _read_explain(run: RunData, folder: Path) -> None:
     run.explain_dir = folder
     run.explain = (
-        read_json(folder / "explain.json", EXPLAIN_FORMAT) if (folder / "explain.json").is_file() else None
+        read_versioned(folder / "explain.json", EXPLAIN_FORMAT)
+        if (folder / "explain.json").is_file()
+        else None
     )
     run.shapley = read_json(folder / "shapley.json") if (folder / "shapley.json").is_file() else None
     if run.shapley is None and run.explain and isinstance(run.explain.get("shapley"), dict):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from polyfuse.data.modalities import BadValue, Field, Upload, owner
+from polyfuse.data.modalities.modality import BadValue, Field, Upload, owner, utf8
 from polyfuse.data.preprocess import Preprocessor
 from polyfuse.registry import MODALITIES
 from polyfuse.serve.config import Limits
@@ -24,17 +24,12 @@ class InputError(Exception):
     def __init__(self, field: str | None, problem: str, status: int = 422):
         # A client's field name may hold lone surrogates (JSON "\\ud800"), which the UTF-8 JSON
         # response cannot encode: without this, the error body itself would fail with a 500.
-        field, problem = (None if field is None else _utf8(field)), _utf8(problem)
+        field, problem = (None if field is None else utf8(field)), utf8(problem)
         super().__init__(f"{field}: {problem}" if field else problem)
         self.field, self.problem, self.status = field, problem, status
 
     def body(self) -> dict[str, Any]:
         return {"error": {"field": self.field, "problem": self.problem, "status": self.status}}
-
-
-def _utf8(text: str) -> str:
-    """``text`` with anything UTF-8 cannot encode (lone surrogates) replaced by "?"."""
-    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def model_fields(pre: Preprocessor) -> list[Field]:
@@ -56,6 +51,7 @@ class RowDecoder:
 
     def __init__(self, fields: list[Field], limits: Limits):
         self.fields = {f.name: f for f in fields}
+        self.modalities = {f.name: owner(f.kind) for f in fields}  # looked up once, not per request
         self.limits = limits
 
     def row(self, values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -74,6 +70,6 @@ class RowDecoder:
         if value is None or (isinstance(value, str) and not value.strip()):
             return None  # absent: the modality is masked, as in training
         try:
-            return owner(field.kind).decode(field, value, self.limits)
+            return self.modalities[field.name].decode(field, value, self.limits)
         except BadValue as bad:
             raise InputError(where, bad.problem, bad.status) from None

@@ -1,7 +1,6 @@
-"""Run a comparison: prepare the data once per encoder choice, train every run, keep the best.
-
-Results are written after each run (``leaderboard.csv``), so a killed comparison restarts where it
-stopped: runs whose id is already on the board are not trained again.
+"""One comparison run: the data prepared once per encoder choice (``Workspace``), a run trained and
+tested on it (``train_run``), its leaderboard row. ``session.Session`` keeps the board and the best
+run; ``runner`` (the grid) and ``search`` (optuna) drive it.
 """
 
 from __future__ import annotations
@@ -59,7 +58,6 @@ class Workspace:
             frame, self.schema, fit.train.seed, fit.train.val_fraction, fit.train.test_fraction
         )
         self.metric = primary_metric(self.schema.labels[0].task)
-        self.skipped: list[Any] = []
         self._prepared: dict[tuple[tuple[str, str], ...], Prepared] = {}
 
     def prepared(self, spec: RunSpec) -> Prepared:
@@ -73,9 +71,7 @@ class Workspace:
             request = dataclasses.replace(
                 self.fit, encoders={**self.fit.encoders, **assignment}, freeze={**freeze, **self.fit.freeze}
             )
-            prep = prepare(self.frame, self.base_dir, request, self.schema, self.splits)
-            self.skipped = prep.skipped
-            self._prepared[key] = prep
+            self._prepared[key] = prepare(self.frame, self.base_dir, request, self.schema, self.splits)
         return self._prepared[key]
 
 
@@ -121,7 +117,7 @@ def train_run(
         **dict(spec.train_params),
     }
     if len(subset) == 1:
-        overrides.update(modality_dropout=0.0, balance="none")
+        overrides["modality_dropout"] = 0.0
     if time_left is not None:
         overrides["time_limit_s"] = max(1.0, min(time_left, base.time_limit_s or time_left))
     cfg = dataclasses.replace(base, **overrides)

@@ -11,6 +11,7 @@ import pandas as pd
 from polyfuse.config import save_json
 from polyfuse.errors import PolyfuseError
 from polyfuse.eval.metrics import LOWER_IS_BETTER
+from polyfuse.eval.subsets import read_compare_json
 from polyfuse.formats import COMPARE_FORMAT
 from polyfuse.predictor import load
 from polyfuse.reporting import Reporter
@@ -44,6 +45,7 @@ def run_compare(
     """Train every run of the grid (or of the search) under the budget; write the comparison directory."""
     out.mkdir(parents=True, exist_ok=True)
     threads = limit_threads()
+    read_compare_json(out)  # refuse to resume a comparison of a newer format before any data work
     ws = Workspace(frame, base_dir, req)
     session = Session(ws, req, out, rep, data)
     rep.line(

@@ -11,7 +11,6 @@ from typing import Any
 
 import pandas as pd
 
-from polyfuse.eval.subsets import read_compare_json
 from polyfuse.fitting import model_metrics
 from polyfuse.predictor import Predictor
 from polyfuse.reporting import Reporter
@@ -33,7 +32,6 @@ class Session:
 
     def __init__(self, ws: Workspace, req: CompareRequest, out: Path, rep: Reporter, data: Any):
         self.ws, self.req, self.out, self.rep, self.data = ws, req, out, rep, data
-        read_compare_json(out)  # refuse to resume a comparison written in a newer format
         self.board_path = out / "leaderboard.csv"
         self.rows = read_board(self.board_path)
         self.done = {r["run_id"] for r in self.rows}

@@ -1,9 +1,10 @@
 """Training: the Lightning module, callbacks and the fit loop (the only package importing lightning).
 
-Importing this package registers the optimizers, learning-rate schedules and training callbacks
-(``OPTIMIZERS``, ``SCHEDULERS``, ``CALLBACKS`` in ``polyfuse.registry``) that ``TrainConfig`` names.
-To add one: a factory registered in ``optimizers.py``, ``schedulers.py`` or ``callbacks.py`` (or in a
-new module imported below); ``tests/test_train_registries.py`` then covers it.
+Importing this package registers the optimizers, learning-rate schedules, training callbacks and
+balancing strategies (``OPTIMIZERS``, ``SCHEDULERS``, ``CALLBACKS``, ``BALANCERS`` in
+``polyfuse.registry``) that ``TrainConfig`` names. To add one: a factory registered in
+``optimizers.py``, ``schedulers.py``, ``callbacks.py`` or ``balance.py`` (or in a new module imported
+below); ``tests/train/test_train_registries.py`` and ``tests/train/test_balance.py`` then cover it.
 """
 
 from polyfuse.config import TrainConfig

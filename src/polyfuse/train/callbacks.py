@@ -73,18 +73,17 @@ class ModalityGradientShare(Callback):
     A diagnostic of modality imbalance: when a fused model leans on its easiest modality, the other
     encoders receive little gradient and stop learning (the gradient view behind OGM-GE; Peng et al.,
     CVPR 2022, "Balanced Multimodal Learning via On-the-fly Gradient Modulation"). A step's gradient
-    norm of each encoder is taken before the optimizer step (before any clipping), averaged over the
+    norm of each encoder is taken before the optimizer step (before any clipping), summed over the
     epoch's steps, and divided by the sum over encoders, so the shares of an epoch add up to 1; a
     frozen encoder's share is 0. Logged with the validation metrics, so the shares land in the
     epoch's row of the fit's history and of ``metrics.csv``.
     """
 
     def __init__(self) -> None:
-        self.sums: dict[str, float] = {}
-        self.steps = 0
+        self.sums: dict[str, torch.Tensor] = {}  # modality -> summed step norms, on the model's device
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.sums, self.steps = {}, 0
+        self.sums = {}
 
     def on_before_optimizer_step(
         self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any
@@ -92,15 +91,18 @@ class ModalityGradientShare(Callback):
         model = cast(MultimodalModel, pl_module.model)  # MultimodalTask's
         for name, encoder in model.encoders.items():
             grads = [p.grad for p in encoder.parameters() if p.grad is not None]
-            norm = float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))) if grads else 0.0
-            self.sums[name] = self.sums.get(name, 0.0) + norm
-        self.steps += 1
+            if grads:  # no host sync here: the norms stay on the device until the epoch's end
+                norm = torch.nn.utils.get_total_norm(grads)
+                self.sums[name] = self.sums[name] + norm if name in self.sums else norm
+            else:
+                self.sums.setdefault(name, torch.zeros(()))
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        total = sum(self.sums.values())
-        if trainer.sanity_checking or self.steps == 0 or total == 0:
+        sums = {name: float(value) for name, value in self.sums.items()}
+        total = sum(sums.values())
+        if trainer.sanity_checking or total == 0:
             return
-        for name, value in self.sums.items():
+        for name, value in sums.items():
             pl_module.log(f"grad_share_{name}", value / total, on_step=False, on_epoch=True)
 
 

@@ -60,6 +60,11 @@ class BadValue(Exception):
         self.problem, self.status = problem, status
 
 
+def utf8(text: str) -> str:
+    """``text`` with anything UTF-8 cannot encode (lone surrogates) replaced by "?"."""
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
 @dataclass
 class Upload:
     """A file sent by a client: its bytes and, for messages only, the name it gave."""

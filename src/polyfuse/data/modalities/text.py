@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from polyfuse.data.modalities.base import Encoded
-from polyfuse.data.modalities.modality import BadValue, Column, Field, Modality, Rule
+from polyfuse.data.modalities.modality import BadValue, Column, Field, Modality, Rule, utf8
 from polyfuse.data.table import missing_mask
 from polyfuse.registry import MODALITIES, PROCESSORS
 
@@ -48,7 +48,7 @@ class TextModality(Modality):
         if not isinstance(value, str):
             raise BadValue(f"expected text, got {type(value).__name__}")
         # A lone surrogate is not UTF-8 (Arrow strings once failed the batch on it).
-        if value.encode("utf-8", "replace").decode("utf-8") != value:
+        if utf8(value) != value:
             raise BadValue("text is not valid Unicode (a lone surrogate)")
         if len(value) > limits.max_text_chars:
             raise BadValue(f"text of {len(value)} characters; limit {limits.max_text_chars}", 413)
