@@ -3,6 +3,7 @@ encoder, aux heads give a dominated modality more of the gradient, and nothing o
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -10,15 +11,13 @@ import pandas as pd
 import pytest
 import torch
 from benchmarks.balance.tables import dominated
-from test_train import _prepared
 
 import polyfuse
-from polyfuse.config import FusionConfig, ModelConfig, TrainConfig
+from polyfuse.config import FusionConfig, ModelConfig
 from polyfuse.fitting import FitRequest, prepare
 from polyfuse.losses import default_loss
 from polyfuse.models.build import build_model
 from polyfuse.registry import BALANCERS, LOSSES
-from polyfuse.train.loop import train_model
 
 
 @pytest.mark.parametrize("fusion", ["concat", "cross_attention"])
@@ -49,22 +48,13 @@ def test_every_balancer_loss_is_finite_and_reaches_every_encoder(name, fusion):
 
 
 def test_aux_gives_the_dominated_modality_more_of_the_gradient():
-    shares = {}
-    for balance in ("none", "aux"):
-        model, heads, losses, tables, _ = _prepared(dominated(), "kind")
-        cfg = TrainConfig(
-            progress=False,
-            accelerator="cpu",
-            max_epochs=6,
-            patience=10,
-            balance=balance,
-            callbacks=["modality_grad_share"],
-        )
-        history = train_model(model, heads, losses, tables["train"], tables["val"], cfg).history
-        shares[balance] = float(np.mean([row["grad_share_tabular"] for row in history]))
-    # measured here: 0.185 without balancing, 0.327 with aux heads; over 5 seeds in
-    # benchmarks/results/balance_grad_share.md
-    assert shares["aux"] > 1.3 * shares["none"], shares
+    from benchmarks.balance.grad_share import share
+
+    seeds = range(3)
+    plain = np.mean([share("none", seed, epochs=6) for seed in seeds])
+    balanced = np.mean([share("aux", seed, epochs=6) for seed in seeds])
+    # benchmarks/results/balance_grad_share.csv, seeds 0-2: 0.225 without balancing, 0.322 with aux
+    assert balanced > 1.25 * plain, (plain, balanced)
 
 
 def test_aux_heads_are_not_saved_and_the_choice_is_recorded(tmp_path):
@@ -80,5 +70,6 @@ def test_aux_heads_are_not_saved_and_the_choice_is_recorded(tmp_path):
 
 
 def test_an_unknown_strategy_fails_before_any_work():
-    with pytest.raises(KeyError, match="unknown balancing strategy 'ogm'; known: aux, none"):
+    message = "unknown balancing strategy 'ogm'; known: aux, none"
+    with pytest.raises(KeyError, match=f"^[\"']{re.escape(message)}[\"']$"):  # the whole message
         polyfuse.fit(dominated(30), "kind", balance="ogm", verbose=False)

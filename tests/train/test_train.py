@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
+from training import prepared
 
 import polyfuse
 import polyfuse.fusions  # noqa: F401  (registers the fusions)
 import polyfuse.heads  # noqa: F401
 from conftest import FAST
-from polyfuse.config import FusionConfig, ModelConfig, TrainConfig
+from polyfuse.config import TrainConfig
 from polyfuse.data.batch import Batch, EncodedTable
 from polyfuse.encoders import build_encoder
 from polyfuse.eval.evaluate import evaluate_table
-from polyfuse.fitting import FitRequest
-from polyfuse.models.build import build_model
 from polyfuse.models.multimodal import MultimodalModel
-from polyfuse.registry import FUSIONS, HEADS, LOSSES, OPTIMIZERS
+from polyfuse.registry import FUSIONS, HEADS, OPTIMIZERS
 from polyfuse.train import module as train_module
 from polyfuse.train.loop import cache_frozen_outputs, train_model
 from polyfuse.train.module import drop_modalities, monitor_for
@@ -139,21 +137,9 @@ def test_cache_frozen_outputs_without_frozen_encoders_does_nothing():
 # --- the loop on a real (synthetic) table ---------------------------------------------------------
 
 
-def _prepared(frame, label: str):
-    """Everything ``train_model`` takes, for ``frame``: model, heads, losses, tables, schema."""
-    from polyfuse.fitting import prepare
-    from polyfuse.losses import default_loss
-
-    prep = prepare(frame, Path.cwd(), FitRequest(label=[label], encoders={"text": "text_bag"}))
-    torch.manual_seed(0)
-    model = build_model(ModelConfig(prep.encoders, FusionConfig(), prep.heads), prep.pre)
-    losses = {h.label: LOSSES.build(default_loss(h.task)) for h in prep.heads}
-    return model, prep.heads, losses, prep.tables, prep.schema
-
-
 @pytest.mark.parametrize(("task", "label"), [("multiclass", "kind"), ("regression", "price")])
 def test_train_model_keeps_the_best_validation_epoch(make_frame, task, label):
-    model, heads, losses, tables, schema = _prepared(make_frame(240, task=task), label)
+    model, heads, losses, tables, schema = prepared(make_frame(240, task=task), label)
     cfg = TrainConfig(max_epochs=5, patience=10, progress=False, accelerator="cpu")
     result = train_model(model, heads, losses, tables["train"], tables["val"], cfg)
 
@@ -176,7 +162,7 @@ def test_train_model_lets_the_caller_free_its_tables(make_frame):
 
     from lightning.pytorch.callbacks import Callback
 
-    model, heads, losses, tables, _ = _prepared(make_frame(120), "kind")
+    model, heads, losses, tables, _ = prepared(make_frame(120), "kind")
     kept = Callback()  # alive after the fit, as a caller's timer or pruning callback is
     cfg = TrainConfig(max_epochs=1, progress=False, accelerator="cpu")
     train_model(model, heads, losses, tables["train"], tables["val"], cfg, callbacks=[kept])
@@ -213,7 +199,7 @@ def _grad_norms():
 
 @pytest.mark.parametrize("clip", [None, 0.05])
 def test_grad_clip_norm_bounds_the_applied_gradient(make_frame, clip):
-    model, heads, losses, tables, _ = _prepared(make_frame(160), "kind")
+    model, heads, losses, tables, _ = prepared(make_frame(160), "kind")
     recorder = _grad_norms()
     cfg = TrainConfig(
         max_epochs=2,
