@@ -13,6 +13,7 @@ import torch
 from benchmarks.balance.tables import dominated
 
 import polyfuse
+import polyfuse.train  # noqa: F401  (registers the strategies before BALANCERS.names() parametrizes)
 from polyfuse.config import FusionConfig, ModelConfig
 from polyfuse.fitting import FitRequest, prepare
 from polyfuse.losses import default_loss

@@ -3,14 +3,15 @@
 Importing this package registers the optimizers, learning-rate schedules, training callbacks and
 balancing strategies (``OPTIMIZERS``, ``SCHEDULERS``, ``CALLBACKS``, ``BALANCERS`` in
 ``polyfuse.registry``) that ``TrainConfig`` names. To add one: a factory registered in
-``optimizers.py``, ``schedulers.py``, ``callbacks.py`` or ``balance.py`` (or in a new module imported
-below); ``tests/train/test_train_registries.py`` and ``tests/train/test_balance.py`` then cover it.
+``optimizers.py``, ``schedulers.py`` or ``callbacks.py`` (or in a new module imported below), or a
+balancing strategy as a new module of ``balancers/`` imported in its ``__init__``;
+``tests/train/test_train_registries.py`` and ``tests/train/test_balance.py`` then cover it.
 """
 
 from polyfuse.config import TrainConfig
 from polyfuse.registry import BALANCERS, CALLBACKS, OPTIMIZERS, SCHEDULERS
 from polyfuse.train import (
-    balance,  # noqa: F401  (each import registers its entries)
+    balancers,  # noqa: F401  (each import registers its entries)
     callbacks,  # noqa: F401
     optimizers,  # noqa: F401
     schedulers,  # noqa: F401
