@@ -1,9 +1,11 @@
-"""Modality balancing (``BALANCERS``, ``TrainConfig.balance``): every strategy's loss reaches every
-encoder, aux heads give a dominated modality more of the gradient, and nothing of them is saved."""
+"""Modality balancing (``BALANCERS``, ``TrainConfig.balance``): every strategy's training step reaches
+every encoder, aux heads give a dominated modality more of the gradient, and nothing of the
+strategies is saved."""
 
 from __future__ import annotations
 
 import re
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +21,12 @@ from polyfuse.fitting import FitRequest, prepare
 from polyfuse.losses import default_loss
 from polyfuse.models.build import build_model
 from polyfuse.registry import BALANCERS, LOSSES
+from polyfuse.train.module import summed_loss
 
 
 @pytest.mark.parametrize("fusion", ["concat", "cross_attention"])
 @pytest.mark.parametrize("name", BALANCERS.names())
-def test_every_balancer_loss_is_finite_and_reaches_every_encoder(name, fusion):
+def test_every_balancer_step_is_finite_and_reaches_every_encoder(name, fusion):
     prep = prepare(dominated(60), Path.cwd(), FitRequest(label=["kind"], encoders={"text": "text_bag"}))
     torch.manual_seed(0)
     model = build_model(ModelConfig(prep.encoders, FusionConfig(fusion), prep.heads), prep.pre)
@@ -32,30 +35,40 @@ def test_every_balancer_loss_is_finite_and_reaches_every_encoder(name, fusion):
     if balancer is None:
         assert name == "none"
         return
+    assert not {id(p) for p in balancer.parameters()} & {id(p) for p in model.parameters()}  # not saved
     batch = prep.tables["train"].take(list(range(16)))
     inputs, valid = model.fusion_inputs(batch)
     assert (valid is not None) == (fusion == "cross_attention")
-    for value in inputs.values():
-        if value.requires_grad:
-            value.retain_grad()
-    loss = balancer.loss(inputs, valid, batch.mask, batch.targets)
-    assert loss.dim() == 0 and torch.isfinite(loss)
-    loss.backward()
-    for name, value in inputs.items():  # a token-level fusion may read raw tokens (tabular columns)
-        assert not value.requires_grad or float(value.grad.abs().sum()) > 0, name
-    if fusion == "concat":  # embeddings: every encoder learns from its own head
+    learned = [value for value in inputs.values() if value.requires_grad]  # a token-level fusion may
+    extra = balancer.loss(inputs, valid, batch.mask, batch.targets)  # read raw tokens (tabular columns)
+    assert extra.dim() == 0 and torch.isfinite(extra)
+    if extra.requires_grad:  # a loss of its own (unimodal heads) reaches every modality by itself
+        grads = torch.autograd.grad(extra, learned, retain_graph=True)
+        assert all(float(g.abs().sum()) > 0 for g in grads)
+    fused = summed_loss(losses, model.classify(model.fuse_inputs(inputs, valid, batch.mask)), batch.targets)
+    (balancer.fused_weight * fused + extra).backward()
+    balancer.after_backward(model, 0)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    if fusion == "concat":  # embeddings: every encoder learns
         for encoder in model.encoders.values():
             assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in encoder.parameters())
+    assert all(np.isfinite(value) for value in balancer.epoch_end(model, 0).values())
 
 
-def test_aux_gives_the_dominated_modality_more_of_the_gradient():
+@cache
+def mean_share(balance: str) -> float:
+    """The tabular encoder's gradient share on ``dominated``, mean over seeds 0-2, 6 epochs each."""
     from benchmarks.balance.grad_share import share
 
-    seeds = range(3)
-    plain = np.mean([share("none", seed, epochs=6) for seed in seeds])
-    balanced = np.mean([share("aux", seed, epochs=6) for seed in seeds])
-    # benchmarks/results/balance_grad_share.csv, seeds 0-2: 0.225 without balancing, 0.322 with aux
-    assert balanced > 1.25 * plain, (plain, balanced)
+    return float(np.mean([share(balance, seed, epochs=6) for seed in range(3)]))
+
+
+# Measured (benchmarks.balance.grad_share.share, seeds 0-2, 6 epochs, this machine): none 0.225,
+# aux 0.322 (benchmarks/results/balance_grad_share.csv).
+@pytest.mark.parametrize(("name", "margin"), [("aux", 1.25)])
+def test_balancing_gives_the_dominated_modality_more_of_the_gradient(name, margin):
+    plain, balanced = mean_share("none"), mean_share(name)
+    assert balanced > margin * plain, (plain, balanced)
 
 
 def test_aux_heads_are_not_saved_and_the_choice_is_recorded(tmp_path):

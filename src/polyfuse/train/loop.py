@@ -22,6 +22,7 @@ from polyfuse.models.multimodal import MultimodalModel, pack_tokens, pad_tokens
 from polyfuse.registry import CALLBACKS
 from polyfuse.train import check_names
 from polyfuse.train.allocator import reuse_freed_memory
+from polyfuse.train.balancers.base import held_out_split
 from polyfuse.train.module import MultimodalTask, monitor_for
 
 # Validation batches: larger than training ones (no gradients kept), but bounded so that large
@@ -96,11 +97,13 @@ def train_model(
         stop = EarlyStopping(monitor, mode=mode, patience=cfg.patience)
         named = [CALLBACKS.get(name)(cfg) for name in cfg.callbacks]
         trainer = _trainer(cfg, [best, stop, *named, *(callbacks or [])], log_dir)
-        gathers = _Gather(train), _Gather(val)
+        gathers = _Gather(train, _training_rows(task, train, cfg.seed)), _Gather(val)
         train_loader = _loader(gathers[0], cfg.batch_size, cfg.seed, shuffle=True)
         trainer.fit(task, train_loader, _loader(gathers[1], eval_batch_size(cfg)))
     for gather_rows in gathers:  # Lightning objects outlive the fit (callbacks keep the task's bound
         gather_rows.release()  # methods): the tables must not, so that callers can free them
+    if task.balancer is not None:
+        task.balancer.release()
     if best.state is not None:
         task.load_state_dict(best.state)
     model.cpu().eval()
@@ -159,6 +162,20 @@ def _trainer(cfg: TrainConfig, callbacks: list[Callback], log_dir: Path | None) 
     )
 
 
+def _training_rows(task: MultimodalTask, train: EncodedTable, seed: int) -> list[int] | None:
+    """The rows of ``train`` the model trains on: all of them (None), or, for a balancing strategy
+    that estimates on held-out training rows (``Balancer.holdout``), the others; the strategy gets
+    the held-out rows and a sample of as many training rows. The validation split is never used."""
+    balancer = task.balancer
+    if balancer is None or balancer.holdout <= 0:
+        return None
+    kept, held = held_out_split(len(train), balancer.holdout, seed)
+    if not held:
+        return None
+    balancer.use_rows(train.subset(kept[: len(held)]), train.subset(held))
+    return kept
+
+
 def _loader(
     rows: _Gather, batch_size: int, seed: int = 0, shuffle: bool = False
 ) -> torch.utils.data.DataLoader:
@@ -174,15 +191,19 @@ def _loader(
 
 
 class _Gather:
-    """A loader's collate function: the batch of the given row indices, until ``release``."""
+    """A loader's collate function: the batch of the given row indices, until ``release``.
 
-    def __init__(self, table: EncodedTable):
+    With ``index``, the loader's row i is the table's row ``index[i]`` (a subset, without a copy).
+    """
+
+    def __init__(self, table: EncodedTable, index: list[int] | None = None):
         self.table: EncodedTable | None = table
-        self.rows = len(table)
+        self.index = index
+        self.rows = len(table) if index is None else len(index)
 
     def __call__(self, rows: list[int]) -> Any:
         assert self.table is not None, "the loader's table was released after training"
-        return self.table.take(rows)
+        return self.table.take(rows if self.index is None else [self.index[i] for i in rows])
 
     def release(self) -> None:
         self.table = None

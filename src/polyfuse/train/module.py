@@ -47,13 +47,16 @@ class MultimodalTask(L.LightningModule):
         return loss
 
     def _balanced(self, batch: Batch) -> Tensor:
-        """The fused loss plus the balancer's, from one pass through the encoders."""
+        """The (weighted) fused loss plus the balancer's, from one pass through the encoders."""
         assert self.balancer is not None
         inputs, valid = self.model.fusion_inputs(batch)
         logits = self.model.classify(self.model.fuse_inputs(inputs, valid, batch.mask))
-        return self._loss(logits, batch.targets) + self.balancer.loss(
-            inputs, valid, batch.mask, batch.targets
-        )
+        fused = self.balancer.fused_weight * self._loss(logits, batch.targets)
+        return fused + self.balancer.loss(inputs, valid, batch.mask, batch.targets)
+
+    def on_after_backward(self) -> None:
+        if self.balancer is not None:
+            self.balancer.after_backward(self.model, self.current_epoch)
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         logits = self.model(batch)
@@ -65,6 +68,9 @@ class MultimodalTask(L.LightningModule):
         self._val_targets.append({label: batch.targets[label].cpu()})
 
     def on_validation_epoch_end(self) -> None:
+        if self.balancer is not None and not self.trainer.sanity_checking:
+            for name, value in self.balancer.epoch_end(self.model, self.current_epoch).items():
+                self.log(name, value, on_epoch=True)
         if not self._val_outputs:
             return
         head = self.head_cfgs[0]  # the first label drives early stopping and checkpointing

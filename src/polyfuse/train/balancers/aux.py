@@ -36,18 +36,33 @@ class AuxiliaryHeads(Balancer):
         mask: dict[str, Tensor],
         targets: dict[str, Tensor],
     ) -> Tensor:
-        terms = []
+        terms = [
+            t for per_label in self.modality_losses(inputs, valid, mask, targets).values() for t in per_label
+        ]
+        if not terms:
+            return next(iter(inputs.values())).new_zeros(())
+        return torch.stack(terms).mean()
+
+    def modality_losses(
+        self,
+        inputs: dict[str, Tensor],
+        valid: dict[str, Tensor] | None,
+        mask: dict[str, Tensor],
+        targets: dict[str, Tensor],
+    ) -> dict[str, list[Tensor]]:
+        """Modality -> its heads' losses, one per label, on the rows that hold it (absent when none do)."""
+        out = {}
         for name, module in self.heads.items():
             heads = cast(nn.ModuleDict, module)  # label -> linear head
             rows = mask[name]
             if not bool(rows.any()):
                 continue
             features = pooled(inputs[name], (valid or {}).get(name))[rows]  # [R, D_m]
-            for label, head in heads.items():
-                terms.append(self.label_losses[label](head(features), targets[label][rows]))
-        if not terms:
-            return next(iter(inputs.values())).new_zeros(())
-        return torch.stack(terms).mean()
+            out[name] = [
+                self.label_losses[label](head(features), targets[label][rows])
+                for label, head in heads.items()
+            ]
+        return out
 
 
 @BALANCERS.register("aux")
@@ -55,5 +70,9 @@ def auxiliary_heads(model: MultimodalModel, heads: list[HeadConfig], losses: Any
     """Unimodal auxiliary heads and losses (``AuxiliaryHeads``); nothing to balance for one modality."""
     if len(model.encoders) < 2:
         return None
-    dims = {m: fusion_input_dim(enc, model.wants_tokens) for m, enc in model.encoders.items()}
-    return AuxiliaryHeads(dims, heads, losses)
+    return AuxiliaryHeads(feature_dims(model), heads, losses)
+
+
+def feature_dims(model: MultimodalModel) -> dict[str, int]:
+    """Modality -> the width of its fusion inputs (what a unimodal head on ``pooled`` ones takes)."""
+    return {m: fusion_input_dim(enc, model.wants_tokens) for m, enc in model.encoders.items()}

@@ -16,16 +16,33 @@ import torch
 from torch import Tensor, nn
 
 from polyfuse.config import HeadConfig
+from polyfuse.data.batch import EncodedTable
 from polyfuse.models.multimodal import MultimodalModel
 from polyfuse.registry import BALANCERS
 
 
 class Balancer(nn.Module):
-    """The contract: ``loss(inputs, valid, mask, targets)`` -> a scalar added to the training loss.
+    """The contract: each training step's loss is ``fused_weight`` x the fused loss + ``loss(...)``.
 
-    ``inputs`` are the fusion's inputs (modality -> [B, D_m] embeddings, or [B, T_m, D_m] tokens with
-    ``valid`` [B, T_m] for a token-level fusion); ``mask`` says which rows hold each modality.
+    ``loss(inputs, valid, mask, targets)`` sees the step's fusion inputs (modality -> [B, D_m]
+    embeddings, or [B, T_m, D_m] tokens with ``valid`` [B, T_m] for a token-level fusion; ``mask``
+    says which rows hold each modality) and returns a scalar. The optional hooks, no-ops here:
+
+    * ``after_backward(model, epoch)``: after each step's backward pass, before clipping and the
+      optimizer step (gradient modulation);
+    * ``epoch_end(model, epoch)``: after each epoch's validation pass; what it returns is logged
+      (name -> value) in the epoch's row of the history and ``metrics.csv``;
+    * ``holdout`` > 0: that share of the training rows is held out (``held_out_split``) and handed
+      to ``use_rows(train_sample, held_out)`` before training; the model does not train on it.
+      ``release()`` drops those rows after training.
     """
+
+    holdout: float = 0.0  # share of the training rows the strategy needs held out of training
+
+    @property
+    def fused_weight(self) -> float:
+        """The weight of the fused model's loss in the step's loss."""
+        return 1.0
 
     def loss(
         self,
@@ -35,6 +52,19 @@ class Balancer(nn.Module):
         targets: dict[str, Tensor],
     ) -> Tensor:
         raise NotImplementedError
+
+    def after_backward(self, model: MultimodalModel, epoch: int) -> None:
+        """Called with the step's gradients in place (``epoch`` counts from 0)."""
+
+    def epoch_end(self, model: MultimodalModel, epoch: int) -> dict[str, float]:
+        """Called after each epoch's validation pass; returns values to log (none here)."""
+        return {}
+
+    def use_rows(self, train_sample: EncodedTable, held_out: EncodedTable) -> None:
+        """Receives the held-out rows and as many training rows (only when ``holdout`` > 0)."""
+
+    def release(self) -> None:
+        """Drops whatever ``use_rows`` gave, after training."""
 
 
 @BALANCERS.register("none")
@@ -50,3 +80,12 @@ def pooled(features: Tensor, valid: Tensor | None) -> Tensor:
     weights = torch.ones(features.shape[:2], device=features.device) if valid is None else valid.float()
     total = (features * weights.unsqueeze(-1)).sum(1)  # [B, D]
     return total / weights.sum(1, keepdim=True).clamp(min=1.0)
+
+
+def held_out_split(rows: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """(kept, held_out) row indices of a table of ``rows`` rows: a seeded random ``fraction`` of them
+    (at least one, and never all) held out, sorted; the rest kept, in a seeded random order (so that
+    its first rows are a random sample of the training rows)."""
+    held = min(max(1, round(rows * fraction)), rows - 1)
+    order = torch.randperm(rows, generator=torch.Generator().manual_seed(seed)).tolist()
+    return order[held:], sorted(order[:held])
