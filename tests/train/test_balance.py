@@ -1,6 +1,7 @@
 """Modality balancing (``BALANCERS``, ``TrainConfig.balance``): every strategy's training step reaches
 every encoder, aux heads and OGM-GE give a dominated modality more of the gradient, OGM-GE slows only
-the dominant modality, and nothing of the strategies is saved."""
+the dominant modality, G-Blend's weights follow G / O^2 on held-out training rows, and nothing of the
+strategies is saved."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pandas as pd
 import pytest
 import torch
 from benchmarks.balance.tables import dominated
+from lightning.pytorch.callbacks import Callback
 from training import prepared
 
 import polyfuse
@@ -23,6 +25,7 @@ from polyfuse.fitting import FitRequest, prepare
 from polyfuse.losses import default_loss
 from polyfuse.models.build import build_model
 from polyfuse.registry import BALANCERS, LOSSES
+from polyfuse.train.balancers.gblend import HeadLosses, blend_weights
 from polyfuse.train.balancers.ogm_ge import GradientModulation, modulation_coefficients
 from polyfuse.train.loop import train_model
 from polyfuse.train.module import summed_loss
@@ -90,7 +93,7 @@ def test_aux_heads_are_not_saved_and_the_choice_is_recorded(tmp_path):
 
 
 def test_an_unknown_strategy_fails_before_any_work():
-    message = "unknown balancing strategy 'ogm'; known: aux, none, ogm_ge"
+    message = "unknown balancing strategy 'ogm'; known: aux, gblend, none, ogm_ge"
     with pytest.raises(KeyError, match=f"^[\"']{re.escape(message)}[\"']$"):  # the whole message
         polyfuse.fit(dominated(30), "kind", balance="ogm", verbose=False)
 
@@ -143,3 +146,58 @@ def test_ogm_ge_leaves_gradients_alone_after_modulation_ends():
     unmodulated_again = step_grads(3)
     assert all(torch.equal(a, b) for a, b in zip(plain, unmodulated_again, strict=True))
     assert not all(torch.equal(a, b) for a, b in zip(plain, modulated, strict=True))
+
+
+# --- gblend ----------------------------------------------------------------------------------------
+
+
+def test_gblend_weights_follow_generalisation_over_overfitting_squared():
+    before = {"fused": HeadLosses(1.0, 1.1), "text": HeadLosses(1.0, 1.0), "tabular": HeadLosses(1.0, 1.0)}
+    after = {"fused": HeadLosses(0.5, 0.9), "text": HeadLosses(0.8, 0.85), "tabular": HeadLosses(0.9, 1.05)}
+    # G = held-out decrease, O = change of (held-out - train): fused G 0.2, O 0.3 -> 0.2 / 0.09 = 2.22;
+    # text G 0.15, O 0.05 -> 60; tabular's held-out loss rose (G -0.05) -> 0.
+    weights = blend_weights(before, after)
+    assert weights == {
+        "fused": pytest.approx(2.2222 / 62.2222, abs=1e-4),  # 0.0357
+        "text": pytest.approx(60 / 62.2222, abs=1e-4),  # 0.9643
+        "tabular": 0.0,
+    }
+    worse = {k: HeadLosses(v.train, v.held_out + 1) for k, v in before.items()}
+    assert blend_weights(before, worse) is None  # no head generalises better: the weights stay
+
+
+def test_gblend_estimates_on_held_out_training_rows_it_never_trains_on():
+    model, heads, losses, tables, _ = prepared(dominated(seed=0), "kind")
+    seen = Seen()
+    cfg = TrainConfig(max_epochs=3, patience=3, balance="gblend", progress=False, accelerator="cpu")
+    history = train_model(model, heads, losses, tables["train"], tables["val"], cfg, callbacks=[seen]).history
+    train_rows = rows_of(tables["train"].inputs)
+    assert len(seen.held_out) == round(0.1 * len(train_rows)) == 21  # of 210
+    assert seen.held_out.isdisjoint(seen.trained) and seen.held_out | seen.trained == train_rows
+    assert seen.held_out_ids.isdisjoint(tables["val"].row_ids)  # never the validation split
+    weights = [{k: v for k, v in row.items() if k.startswith("blend_")} for row in history]
+    assert all(set(w) == {"blend_text", "blend_tabular", "blend_fused"} for w in weights)
+    assert all(sum(w.values()) == pytest.approx(1.0) for w in weights)
+    assert weights[0] == weights[1] == {k: pytest.approx(1 / 3) for k in weights[0]}  # equal until the
+    assert weights[2] != weights[1]  # first estimate, after epoch 2 (measured 0.275, 0.701, 0.024)
+
+
+class Seen(Callback):
+    """Records the tabular inputs of every training batch and of the strategy's held-out rows."""
+
+    def __init__(self) -> None:
+        self.trained: set[tuple[float, ...]] = set()
+        self.held_out: set[tuple[float, ...]] = set()
+        self.held_out_ids: set[object] = set()
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        _, held_out = pl_module.balancer.rows
+        self.held_out, self.held_out_ids = rows_of(held_out.inputs), set(held_out.row_ids)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.trained |= rows_of(batch.inputs)
+
+
+def rows_of(inputs) -> set[tuple[float, ...]]:
+    """Each row's numeric tabular inputs (x1, x2: continuous, so distinct rows differ)."""
+    return {tuple(row) for row in inputs["tabular"]["numeric"].tolist()}

@@ -8,6 +8,7 @@ strategy changes: each encoder's share of the gradient.
 from polyfuse.train.balancers import (
     aux,  # noqa: F401  (each import registers its entry)
     base,  # noqa: F401
+    gblend,  # noqa: F401
     ogm_ge,  # noqa: F401
 )
 from polyfuse.train.balancers.base import Balancer
