@@ -131,7 +131,9 @@ class TrainConfig:
         None, "scale gradients to at most this global L2 norm (default: off)"
     )
     balance: str = option(
-        "none", "a BALANCERS name: how training keeps every modality learning (none, or aux: unimodal heads)"
+        "none",
+        "a BALANCERS name: how training keeps every modality learning (none; aux: unimodal heads; "
+        "ogm_ge: on-the-fly gradient modulation; gblend: gradient blending on held-out training rows)",
     )
     fit_modality_weights: bool = option(
         False, "late fusion: fit its modality weights on the validation split after training"
