@@ -15,7 +15,7 @@ from polyfuse.cli import app
 from polyfuse.config import COMPARE_DEFAULTS, CompareOptions, TrainConfig, field_help
 
 FIELDS = [f.name for f in dataclasses.fields(TrainConfig)]
-COMPARE_SKIPS = {"baselines", "progress"}  # compare trains single-modality runs itself, without a bar
+COMPARE_SKIPS = {"baselines", "ensemble", "progress"}  # compare's runs: single models, without a bar
 # A value different from the default for each field, as the CLI is given it and as the API receives it.
 CHANGED: dict[str, tuple[str, Any]] = {
     "max_epochs": ("7", 7),
@@ -36,6 +36,7 @@ CHANGED: dict[str, tuple[str, Any]] = {
     "val_fraction": ("0.2", 0.2),
     "test_fraction": ("0.25", 0.25),
     "baselines": ("", False),
+    "ensemble": ("off", "off"),
     "time_limit_s": ("60", 60.0),
     "progress": ("", False),
     "callbacks": ("lr_monitor", ["lr_monitor"]),

@@ -88,7 +88,9 @@ def fit(
 
 
 @app.command()
-@with_config_options(TrainConfig, into="train", defaults=COMPARE_DEFAULTS, skip=("baselines", "progress"))
+@with_config_options(
+    TrainConfig, into="train", defaults=COMPARE_DEFAULTS, skip=("baselines", "ensemble", "progress")
+)
 @with_config_options(CompareOptions, into="options")
 def compare(
     table: Optional[Path] = typer.Argument(
@@ -105,7 +107,9 @@ def compare(
     split_column: Optional[str] = typer.Option(None, help="column with train / val / test values"),
     on_error: str = typer.Option("raise", help=ON_ERROR_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="print only errors"),
-    train: Optional[dict[str, Any]] = None,  # TrainConfig's fields but baselines and progress (runs set both)
+    train: Optional[
+        dict[str, Any]
+    ] = None,  # TrainConfig's fields but those of fit's own models (runs set them)
     options: Optional[dict[str, Any]] = None,  # every CompareOptions field, from with_config_options
 ) -> None:
     """Train modality subsets x fusions (x encoders) x seeds; write leaderboard.csv and best/ to OUT."""
@@ -199,9 +203,12 @@ def info(model: Path = typer.Argument(..., help="saved model directory")) -> Non
     p = polyfuse.load(model)
     typer.echo(f"model: {model}")
     for spec in p.schema.inputs:
-        enc = p.model_config.encoders[spec.name]
-        typer.echo(f"  input {spec.name} ({spec.kind}, columns {spec.columns}): encoder {enc.name}")
+        enc = p.model_config.encoders.get(spec.name)
+        used = f"encoder {enc.name}" if enc else "not used by the final model"
+        typer.echo(f"  input {spec.name} ({spec.kind}, columns {spec.columns}): {used}")
     typer.echo(f"  fusion: {p.model_config.fusion.name}")
+    for member in p.model_config.members:
+        typer.echo(f"  member {member.name} (weight {member.weight:.2f}): fusion {member.model.fusion.name}")
     for spec in p.schema.labels:
         kind = f"{len(spec.classes)} classes" if spec.classes else "values"
         typer.echo(f"  label {spec.column} ({spec.task}): {kind}")

@@ -74,6 +74,16 @@ class ModelConfig:
     encoders: dict[str, EncoderConfig]  # modality name -> encoder
     fusion: FusionConfig
     heads: list[HeadConfig]
+    members: list[MemberConfig] = field(default_factory=list)  # an ensemble's models (fusion "ensemble")
+
+
+@dataclass
+class MemberConfig:
+    """One model of an ensemble (``polyfuse.models.ensemble``) and its weight."""
+
+    name: str  # "fused", or the modality of a single-modality model
+    model: ModelConfig
+    weight: float  # share of the ensemble's average; the weights sum to 1
 
 
 def option(
@@ -141,6 +151,11 @@ class TrainConfig:
     val_fraction: float = option(0.15, "validation share of the rows when the table has no split column")
     test_fraction: float = option(0.15, "test share of the rows when the table has no split column")
     baselines: bool = option(True, "also train one single-modality model per modality")
+    ensemble: str = option(
+        "auto",
+        "auto: the final model is the validation-chosen weighted ensemble of the fused and single-modality "
+        "models (or the best one of them); off: the fused model",
+    )
     time_limit_s: float | None = option(None, "wall-clock cap per model in seconds (default: none)")
     progress: bool = option(True, "show Lightning's progress bar")
     callbacks: list[str] = option(
@@ -212,7 +227,7 @@ _NESTED.update(
     {
         c.__name__: c
         for c in (InputSpec, LabelSpec, Schema, EncoderConfig, FusionConfig, HeadConfig)
-        + (ModelConfig, TrainConfig)
+        + (ModelConfig, MemberConfig, TrainConfig)
     }
 )
 

@@ -30,6 +30,7 @@ from polyfuse.predictor import DEFAULT_DATASET, Predictor, read_rows
 from polyfuse.reporting import Reporter
 
 TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
+ENSEMBLE_MODES = ("auto", "off")  # TrainConfig.ensemble: see choose_final
 
 
 @dataclass
@@ -103,21 +104,125 @@ def run_fit(
     rep.skipped(prep.skipped)
     config = ModelConfig(prep.encoders, req.fusion, prep.heads)
     fused = train_and_test(config, prep.pre, prep.tables, req.train, log_dir, rep, "fused")
-    baselines = {}
+    baselines: dict[str, Candidate] = {}
     if req.train.baselines and len(prep.encoders) > 1:
         solo = dataclasses.replace(req.train, modality_dropout=0.0)
         for name, encoder in prep.encoders.items():
             one = ModelConfig({name: encoder}, req.fusion, prep.heads)
             only = {k: t.select([name]) for k, t in prep.tables.items()}
-            baselines[name] = train_and_test(one, prep.pre, only, solo, None, rep, name)
+            baselines[name] = Candidate(name, one, train_and_test(one, prep.pre, only, solo, None, rep, name))
+    final, chosen = choose_final(
+        schema, [Candidate("fused", config, fused), *baselines.values()], prep.tables, req.train.ensemble
+    )
+    rep.final(final.name, chosen)
     metrics = {
-        **model_metrics(schema, config, fused, prep.tables),
+        **model_metrics(schema, final.config, final.trained, prep.tables),
+        "final_model": final.name,
         "balance": req.train.balance,
-        "baselines": {name: {"test": t.test, **t.summary} for name, t in baselines.items()},
+        "fused": {"fusion": req.fusion.name, "test": fused.test, **fused.summary},
+        **({"ensemble": chosen} if chosen else {}),
+        "baselines": {name: {"test": c.trained.test, **c.trained.summary} for name, c in baselines.items()},
         "skipped_rows": skipped_rows(prep.skipped),
     }
     rep.results(metrics)
-    return Predictor(prep.pre, config, req.train, fused.model, metrics)
+    return Predictor(prep.pre, final.config, req.train, final.trained.model, metrics)
+
+
+@dataclass
+class Candidate:
+    """A trained model that may become (part of) the final one."""
+
+    name: str  # "fused", a modality (its single-modality model) or "ensemble"
+    config: ModelConfig
+    trained: Trained
+
+
+def choose_final(
+    schema: Schema, candidates: list[Candidate], tables: dict[str, EncodedTable], mode: str
+) -> tuple[Candidate, dict[str, Any] | None]:
+    """The final model: with ``mode`` "auto", the greedy validation ensemble of the candidates
+    (``eval.selection``), which may be one of them alone; with "off", the first (the fused model).
+
+    Returns the final model and, for "auto", the record of the choice that metrics.json keeps.
+    """
+    from polyfuse.eval.selection import ROUNDS, greedy_ensemble, selection_score
+    from polyfuse.models.inference import predict_table
+
+    if mode == "off" or len(candidates) == 1:
+        return candidates[0], None
+    val = tables["val"]
+    targets = {s.column: val.targets[s.column].numpy() for s in schema.labels}
+    outputs = {c.name: _numpy(predict_table(c.trained.model, val)) for c in candidates}
+    mixable = _mixable(candidates)
+    picked = greedy_ensemble({c.name: outputs[c.name] for c in mixable}, schema.labels, targets)
+    alone = {c.name: selection_score(schema.labels, targets, outputs[c.name]) for c in candidates}
+    record: dict[str, Any] = {"weights": picked.weights, "val_score": round(picked.score, 6)}
+    best_alone = max(alone, key=lambda n: alone[n])
+    if alone[best_alone] > picked.score:  # a token-level model, which the ensemble cannot hold
+        record = {"weights": {best_alone: 1.0}, "val_score": round(alone[best_alone], 6)}
+    record |= {"candidates": {n: round(v, 6) for n, v in alone.items()}, "rounds": ROUNDS}
+    if len(record["weights"]) == 1:
+        return next(c for c in candidates if c.name in record["weights"]), record
+    return _ensemble(
+        schema, [c for c in mixable if c.name in record["weights"]], record["weights"], tables
+    ), record
+
+
+def _numpy(outputs: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    return {k: v.numpy() for k, v in outputs.items()}
+
+
+def _mixable(candidates: list[Candidate]) -> list[Candidate]:
+    """The candidates an ensemble can hold: embedding-level fusions (a token-level fusion's inputs are
+    not one vector per modality) whose frozen encoders equal those of earlier candidates with the
+    same config (the ensemble keeps one copy of those: ``models.ensemble.unit_key``)."""
+    from polyfuse.models.ensemble import unit_key
+
+    kept: list[Candidate] = []
+    frozen: dict[tuple[str, object], torch.nn.Module] = {}
+    for i, c in enumerate(candidates):
+        model = c.trained.model
+        if model.wants_tokens:
+            continue
+        keys = {m: unit_key(i, cfg) for m, cfg in c.config.encoders.items()}
+        if any(
+            (m, k) in frozen and not _same_weights(frozen[m, k], model.encoders[m]) for m, k in keys.items()
+        ):
+            continue
+        for m, k in keys.items():
+            frozen.setdefault((m, k), model.encoders[m])
+        kept.append(c)
+    return kept
+
+
+def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def _ensemble(
+    schema: Schema, members: list[Candidate], weights: dict[str, float], tables: dict[str, EncodedTable]
+) -> Candidate:
+    """The weighted ensemble of ``members`` as one model, evaluated on the validation and test splits."""
+    from polyfuse.config import MemberConfig
+    from polyfuse.eval.metrics import primary_metric
+    from polyfuse.models.ensemble import assemble, ensemble_config
+
+    heads = members[0].config.heads
+    configs = [MemberConfig(c.name, c.config, weights[c.name]) for c in members]
+    model = assemble(configs, [c.trained.model for c in members], heads).eval()
+    start = time.perf_counter()
+    test = evaluate_table(model, schema, tables["test"])
+    seconds = time.perf_counter() - start
+    metric = primary_metric(schema.labels[0].task)
+    summary = {
+        "train_seconds": round(sum(c.trained.summary["train_seconds"] for c in members), 2),
+        "test_seconds": round(seconds, 3),
+        "val": {metric: evaluate_table(model, schema, tables["val"])[metric]},
+        "params": sum(p.numel() for p in model.parameters()),
+        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+    }
+    return Candidate("ensemble", ensemble_config(configs, heads), Trained(model, test, summary))
 
 
 def choose_encoders(
@@ -267,6 +372,8 @@ def fit_inputs(
         raise TypeError(f"unknown training option(s) {sorted(unknown)}; known: {sorted(TRAIN_FIELDS)}")
     train = TrainConfig(**train_options)
     check_names(train)  # an unknown optimizer, scheduler or callback fails now, before any data work
+    if train.ensemble not in ENSEMBLE_MODES:
+        raise PolyfuseError(f"ensemble must be one of {', '.join(ENSEMBLE_MODES)}, not {train.ensemble!r}")
     source = _source(data)
     if data is None:
         from polyfuse.data.datasets import load_dataset

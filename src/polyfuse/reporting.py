@@ -63,6 +63,17 @@ class Reporter:
                 f"  {title}: {summary['epochs']} epochs in {summary['train_seconds']:.1f}s; test {shown}"
             )
 
+    def final(self, name: str, chosen: dict[str, Any] | None) -> None:
+        """Which model ``fit`` keeps, and the validation scores it was chosen by."""
+        if self.verbose and chosen is not None:
+            scores = chosen["candidates"]
+            single = max(v for k, v in scores.items() if k != "fused")
+            self.console.print(
+                f"final model: {describe_final(name, chosen)}; validation score {chosen['val_score']:.4f} "
+                f"(fused {scores['fused']:.4f}, best single modality {single:.4f})",
+                highlight=False,
+            )
+
     def results(self, metrics: dict[str, Any]) -> None:
         if not self.verbose:
             return
@@ -81,15 +92,27 @@ class Reporter:
             self.console.print(f"model saved to [bold]{path}[/bold]")
 
 
+def describe_final(name: str, chosen: dict[str, Any] | None) -> str:
+    """ "ensemble of fused 0.64 + audio 0.36", or the one model's name."""
+    if name != "ensemble" or not chosen:
+        return name
+    return "ensemble of " + " + ".join(f"{m} {w:.2f}" for m, w in chosen["weights"].items())
+
+
 def metrics_table(metrics: dict[str, Any]) -> Any:
-    """A rich table: the fused model and each single-modality baseline, one row each."""
+    """A rich table: the final model first, then the fused network and each single-modality baseline
+    (the one that is the final model appears once, as "final: ...")."""
     from rich.table import Table
 
-    rows = {f"fused ({metrics.get('fusion', '?')})": metrics}
-    rows.update({f"{name} only": m for name, m in metrics.get("baselines", {}).items()})
+    final = metrics.get("final_model", "fused")  # metrics.json before ensembles: the fused model's
+    fused = metrics.get("fused", metrics)
+    named = {"fused": (f"fused ({fused.get('fusion', metrics.get('fusion', '?'))})", fused)}
+    named |= {name: (f"{name} only", m) for name, m in metrics.get("baselines", {}).items()}
+    rows = {f"final: {named[final][0] if final in named else final}": metrics}
+    rows |= {title: m for name, (title, m) in named.items() if name != final}
     keys = [k for k in dict.fromkeys(SHOWN_METRICS) if metrics["test"].get(k) is not None]
     table = Table(title=f"Test metrics ({metrics.get('label', '')}, {metrics.get('task', '')})")
-    table.add_column("model")
+    table.add_column("model", no_wrap=True)
     for key in keys + ["train s"]:
         table.add_column(key, justify="right")
     for name, m in rows.items():

@@ -169,7 +169,8 @@ def test_predict_and_errors_in_the_page(
     assert driver.find_element(By.ID, "predict-form").get_attribute("data-ready") == "true"
     assert not driver.find_element(By.ID, "auth").is_displayed()
     assert driver.find_element(By.ID, "model-name").text == digits_model[1].name
-    assert driver.find_element(By.ID, "model-fusion").text == "fusion concat"
+    fusion = digits_model[0].model_config.fusion.name  # "ensemble" when fit kept one
+    assert driver.find_element(By.ID, "model-fusion").text == f"fusion {fusion}"
     accuracy = digits_model[0].metrics["test"]["accuracy"]
     assert driver.find_element(By.ID, "model-metric").text == f"test accuracy {accuracy:.3f}"
     kinds = {"image": "file", "audio": "file", "text": "textarea"}

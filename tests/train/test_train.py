@@ -231,11 +231,11 @@ def test_modality_dropout_trains_the_fused_model_only(make_frame, monkeypatch):
     predictor = polyfuse.fit(frame, label="kind", max_epochs=4, modality_dropout=0.5, **FAST)
     metrics = predictor.metrics
     # Every training step of the fused model (and none of the single-modality baselines) drops.
-    steps = metrics["epochs"] * math.ceil(metrics["rows"]["train"] / 64)
+    steps = metrics["fused"]["epochs"] * math.ceil(metrics["rows"]["train"] / 64)
     assert rates == [0.5] * steps
     assert set(metrics["baselines"]) == {"text", "tabular"}
     assert predictor.train_config.modality_dropout == 0.5
-    assert metrics["test"]["accuracy"] >= 0.6  # still learns; chance is 0.33
+    assert metrics["fused"]["test"]["accuracy"] >= 0.6  # still learns; chance is 0.33
 
 
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))

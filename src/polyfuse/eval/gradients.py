@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from polyfuse.eval.probe import Feature, Probe
 from polyfuse.extras import require
+from polyfuse.models.ensemble import encoder_units
 
 
 @dataclass
@@ -41,15 +42,16 @@ def sample_rows(present: np.ndarray, samples: int, seed: int) -> np.ndarray:
 
 @contextmanager
 def differentiable(encoder: nn.Module) -> Iterator[None]:
-    """Let gradients flow through a frozen pretrained backbone (its weights still do not change)."""
-    frozen = getattr(encoder, "frozen", None)
-    if frozen:
-        encoder.frozen = False  # type: ignore[assignment]
+    """Let gradients flow through a frozen pretrained backbone (its weights still do not change);
+    an ensemble's stacked encoder: through each of its units."""
+    frozen = [unit for unit in encoder_units(encoder) if getattr(unit, "frozen", None)]
+    for unit in frozen:
+        unit.frozen = False  # type: ignore[assignment]
     try:
         yield
     finally:
-        if frozen:
-            encoder.frozen = frozen  # type: ignore[assignment]
+        for unit in frozen:
+            unit.frozen = True  # type: ignore[assignment]
 
 
 def score_tensor(task: str, y: Tensor, output: Tensor) -> Tensor:

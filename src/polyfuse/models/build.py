@@ -38,7 +38,16 @@ def encoder_arguments(modality: str, facts: dict[str, Any], params: dict[str, An
 
 
 def build_model(config: ModelConfig, inputs: KnowsInputs) -> MultimodalModel:
-    """Build encoders, fusion and heads named in ``config``; ``inputs`` reports tensor facts."""
+    """Build encoders, fusion and heads named in ``config``; ``inputs`` reports tensor facts.
+
+    An ensemble's config (``config.members``) builds each member and assembles them
+    (``polyfuse.models.ensemble``).
+    """
+    if config.members:
+        from polyfuse.models.ensemble import assemble
+
+        models = [build_model(member.model, inputs) for member in config.members]
+        return assemble(config.members, models, config.heads)
     import polyfuse.encoders  # noqa: F401  (registers the encoders)
     import polyfuse.fusions  # noqa: F401
     import polyfuse.heads  # noqa: F401

@@ -89,9 +89,17 @@ class MultimodalModel(nn.Module):
         """The batch's cached output for ``name`` when it is usable and of the wanted kind (2-D
         embeddings or 3-D packed tokens)."""
         cached = batch.cached.get(name)
-        if cached is None or cached.dim() != dims or name not in usable:
+        if cached is None or name not in usable or not self.cache_fits(name, cached, dims):
             return None
         return cached
+
+    def cache_fits(self, name: str, cached: Tensor, dims: int) -> bool:
+        """Whether a cache is of the wanted kind (2-D embeddings or 3-D packed tokens) and, for
+        embeddings, of this encoder's width (another model's cache of the modality may be wider)."""
+        if cached.dim() != dims:
+            return False
+        width = getattr(self.encoders[name], "output_dim", None)
+        return dims != 2 or width is None or cached.shape[-1] == width
 
     def caches_tokens(self, name: str) -> bool:
         """Whether a cache of modality ``name``'s frozen encoder should hold tokens (3-D, packed)."""

@@ -114,6 +114,7 @@ def train_run(
         "seed": spec.seed,
         "progress": False,
         "baselines": False,
+        "ensemble": "off",
         **dict(spec.train_params),
     }
     if len(subset) == 1:

@@ -229,7 +229,9 @@ def cache_frozen_outputs(model: MultimodalModel, tables: list[EncodedTable], bat
         as_tokens = model.caches_tokens(name)
         for table in tables:
             cached = table.cached.get(name)
-            if name not in table.inputs or (cached is not None and cached.dim() == (3 if as_tokens else 2)):
+            if name not in table.inputs or (
+                cached is not None and model.cache_fits(name, cached, 3 if as_tokens else 2)
+            ):
                 continue
             # one batch of this modality's inputs at a time, never a copy of the whole table
             chunks = (gather(table.inputs[name], rows) for rows in row_chunks(len(table), batch_size))
