@@ -32,6 +32,7 @@ CHANGED: dict[str, tuple[str, Any]] = {
     "modality_dropout": ("0.3", 0.3),
     "grad_clip_norm": ("8", 8.0),
     "balance": ("aux", "aux"),
+    "loss_weighting": ("dwa", "dwa"),
     "fit_modality_weights": ("", True),
     "val_fraction": ("0.2", 0.2),
     "test_fraction": ("0.25", 0.25),

@@ -145,6 +145,12 @@ class TrainConfig:
         "a BALANCERS name: how training keeps every modality learning (none; aux: unimodal heads; "
         "ogm_ge: on-the-fly gradient modulation; gblend: gradient blending on held-out training rows)",
     )
+    loss_weighting: str = option(
+        "sum",
+        "a LOSS_WEIGHTINGS name: how several labels' losses combine (sum; uncertainty: learned "
+        "uncertainty weights; dwa: dynamic weight average; gradnorm: gradient normalisation; pcgrad: "
+        "projecting conflicting gradients); no effect with one label",
+    )
     fit_modality_weights: bool = option(
         False, "late fusion: fit its modality weights on the validation split after training"
     )

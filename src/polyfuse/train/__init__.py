@@ -1,25 +1,28 @@
 """Training: the Lightning module, callbacks and the fit loop (the only package importing lightning).
 
-Importing this package registers the optimizers, learning-rate schedules, training callbacks and
-balancing strategies (``OPTIMIZERS``, ``SCHEDULERS``, ``CALLBACKS``, ``BALANCERS`` in
-``polyfuse.registry``) that ``TrainConfig`` names. To add one: a factory registered in
-``optimizers.py``, ``schedulers.py`` or ``callbacks.py`` (or in a new module imported below), or a
-balancing strategy as a new module of ``balancers/`` imported in its ``__init__``;
-``tests/train/test_train_registries.py`` and ``tests/train/test_balance.py`` then cover it.
+Importing this package registers the optimizers, learning-rate schedules, training callbacks,
+balancing strategies and loss weightings (``OPTIMIZERS``, ``SCHEDULERS``, ``CALLBACKS``,
+``BALANCERS``, ``LOSS_WEIGHTINGS`` in ``polyfuse.registry``) that ``TrainConfig`` names. To add one:
+a factory registered in ``optimizers.py``, ``schedulers.py`` or ``callbacks.py`` (or in a new module
+imported below), or a balancing strategy or a loss weighting as a new module of ``balancers/`` or
+``weighting/`` imported in its ``__init__``; ``tests/train/test_train_registries.py``,
+``tests/train/test_balance.py`` and ``tests/train/test_weighting.py`` then cover it.
 """
 
 from polyfuse.config import TrainConfig
-from polyfuse.registry import BALANCERS, CALLBACKS, OPTIMIZERS, SCHEDULERS
+from polyfuse.registry import BALANCERS, CALLBACKS, LOSS_WEIGHTINGS, OPTIMIZERS, SCHEDULERS
 from polyfuse.train import (
     balancers,  # noqa: F401  (each import registers its entries)
     callbacks,  # noqa: F401
     optimizers,  # noqa: F401
     schedulers,  # noqa: F401
+    weighting,  # noqa: F401
 )
 
 
 def check_names(cfg: TrainConfig) -> None:
-    """Fail before any work if ``cfg`` names an unregistered optimizer, scheduler, balancer or callback.
+    """Fail before any work if ``cfg`` names an unregistered optimizer, scheduler, balancer, loss
+    weighting or callback.
 
     Raises:
         KeyError: naming the unknown entry and the known ones (the registries' message).
@@ -28,6 +31,7 @@ def check_names(cfg: TrainConfig) -> None:
     OPTIMIZERS.get(cfg.optimizer)
     SCHEDULERS.get(cfg.scheduler)
     BALANCERS.get(cfg.balance)
+    LOSS_WEIGHTINGS.get(cfg.loss_weighting)
     if isinstance(cfg.callbacks, str):
         raise TypeError(f"callbacks is a list of names, e.g. [{cfg.callbacks!r}]")
     for name in cfg.callbacks:

@@ -19,7 +19,9 @@ class AuxiliaryHeads(Balancer):
     head of their own, and the mean of those losses (over modalities and labels, each on the rows
     that hold the modality) is added to the fused loss. Every encoder thus keeps a direct learning
     signal when the fused head leans on another modality: the unimodal losses of G-Blending (Wang,
-    Tran & Feiszli, CVPR 2020) with fixed, equal weights. The heads are dropped after training.
+    Tran & Feiszli, CVPR 2020) with fixed, equal weights. With a loss weighting over several labels,
+    each label's terms take its weight (``Balancer.label_weights``). The heads are dropped after
+    training.
     """
 
     def __init__(self, dims: dict[str, int], heads: list[HeadConfig], losses: Any) -> None:
@@ -36,9 +38,8 @@ class AuxiliaryHeads(Balancer):
         mask: dict[str, Tensor],
         targets: dict[str, Tensor],
     ) -> Tensor:
-        terms = [
-            t for per_label in self.modality_losses(inputs, valid, mask, targets).values() for t in per_label
-        ]
+        per_modality = self.modality_losses(inputs, valid, mask, targets, self.label_weights)
+        terms = [t for per_label in per_modality.values() for t in per_label]
         if not terms:
             return next(iter(inputs.values())).new_zeros(())
         return torch.stack(terms).mean()
@@ -49,8 +50,10 @@ class AuxiliaryHeads(Balancer):
         valid: dict[str, Tensor] | None,
         mask: dict[str, Tensor],
         targets: dict[str, Tensor],
+        weights: dict[str, float] | None = None,
     ) -> dict[str, list[Tensor]]:
-        """Modality -> its heads' losses, one per label, on the rows that hold it (absent when none do)."""
+        """Modality -> its heads' losses, one per label (times the label's weight in ``weights``, if
+        given), on the rows that hold it (absent when none do)."""
         out = {}
         for name, module in self.heads.items():
             heads = cast(nn.ModuleDict, module)  # label -> linear head
@@ -58,8 +61,9 @@ class AuxiliaryHeads(Balancer):
             if not bool(rows.any()):
                 continue
             features = pooled(inputs[name], (valid or {}).get(name))[rows]  # [R, D_m]
+            weight = weights or {}
             out[name] = [
-                self.label_losses[label](head(features), targets[label][rows])
+                weight.get(label, 1.0) * self.label_losses[label](head(features), targets[label][rows])
                 for label, head in heads.items()
             ]
         return out

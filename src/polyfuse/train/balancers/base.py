@@ -35,9 +35,14 @@ class Balancer(nn.Module):
     * ``holdout`` > 0: that share of the training rows is held out (``held_out_split``) and handed
       to ``use_rows(train_sample, held_out)`` before training; the model does not train on it.
       ``release()`` drops those rows after training.
+
+    ``label_weights``: with several labels and a ``TrainConfig.loss_weighting`` that weighs their
+    losses, the task sets it before each ``loss`` call (label -> weight, mean 1); a strategy with
+    per-label losses of its own (unimodal heads) weighs them with it. None: weight 1 each.
     """
 
     holdout: float = 0.0  # share of the training rows the strategy needs held out of training
+    label_weights: dict[str, float] | None = None
 
     @property
     def fused_weight(self) -> float:

@@ -88,8 +88,9 @@ class GradientBlending(Balancer):
         mask: dict[str, Tensor],
         targets: dict[str, Tensor],
     ) -> Tensor:
-        """The unimodal heads' part of the blend: ``sum_m w_m L_m`` (the task weighs the fused loss)."""
-        per_modality = self.unimodal.modality_losses(inputs, valid, mask, targets)
+        """The unimodal heads' part of the blend: ``sum_m w_m L_m`` (the task weighs the fused loss); with a
+        loss weighting, ``L_m`` sums the labels' losses times their ``label_weights``."""
+        per_modality = self.unimodal.modality_losses(inputs, valid, mask, targets, self.label_weights)
         total = next(iter(inputs.values())).new_zeros(())
         for name, per_label in per_modality.items():
             total = total + self.weights[name] * torch.stack(per_label).sum()
