@@ -205,7 +205,6 @@ def _ensemble(
 ) -> Candidate:
     """The weighted ensemble of ``members`` as one model, evaluated on the validation and test splits."""
     from polyfuse.config import MemberConfig
-    from polyfuse.eval.metrics import primary_metric
     from polyfuse.models.ensemble import assemble, ensemble_config
 
     heads = members[0].config.heads
@@ -214,15 +213,27 @@ def _ensemble(
     start = time.perf_counter()
     test = evaluate_table(model, schema, tables["test"])
     seconds = time.perf_counter() - start
-    metric = primary_metric(schema.labels[0].task)
     summary = {
         "train_seconds": round(sum(c.trained.summary["train_seconds"] for c in members), 2),
         "test_seconds": round(seconds, 3),
-        "val": {metric: evaluate_table(model, schema, tables["val"])[metric]},
+        "val": validation_summary(model, schema, tables["val"]),
         "params": sum(p.numel() for p in model.parameters()),
         "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
     }
     return Candidate("ensemble", ensemble_config(configs, heads), Trained(model, test, summary))
+
+
+def validation_summary(model: MultimodalModel, schema: Schema, val: EncodedTable) -> dict[str, float]:
+    """A model's ``{metric: validation score}`` as training reports it (``eval.selection.validation_metric``):
+    the first label's primary metric with one label, ``{"score": selection_score}`` with several."""
+    from polyfuse.eval.selection import SCORE, selection_score, validation_metric
+    from polyfuse.models.inference import predict_table
+
+    metric = validation_metric([s.task for s in schema.labels])
+    if metric != SCORE:
+        return {metric: evaluate_table(model, schema, val)[metric]}  # type: ignore[arg-type]
+    targets = {s.column: val.targets[s.column].numpy() for s in schema.labels}
+    return {SCORE: selection_score(schema.labels, targets, _numpy(predict_table(model, val)))}
 
 
 def choose_encoders(

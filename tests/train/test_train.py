@@ -143,7 +143,7 @@ def test_train_model_keeps_the_best_validation_epoch(make_frame, task, label):
     cfg = TrainConfig(max_epochs=5, patience=10, progress=False, accelerator="cpu")
     result = train_model(model, heads, losses, tables["train"], tables["val"], cfg)
 
-    monitor, mode = monitor_for(task)
+    monitor, mode = monitor_for(heads)
     assert result.monitor == monitor and result.epochs == 5 and len(result.history) == 5
     scores = [h[monitor] for h in result.history]
     best = max(scores) if mode == "max" else min(scores)

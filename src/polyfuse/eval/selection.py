@@ -2,7 +2,9 @@
 
 ``selection_score`` ranks models with several labels by every label: the mean over labels of each
 label's higher-is-better value metric (accuracy, macro F1 for multilabel, R² for regression; see
-``probe.value_metric``), so that no label's scale dominates. ``greedy_ensemble`` is ensemble
+``probe.value_metric``), so that no label's scale dominates. Training reads the same score: with
+several labels, early stopping and the kept epoch follow ``val_score`` (``validation_metric``).
+``greedy_ensemble`` is ensemble
 selection (Caruana, Niculescu-Mizil, Crew & Ksikes, ICML 2004, "Ensemble Selection from Libraries
 of Models"), the final model of AutoGluon: starting from nothing, each round adds the model (with
 replacement) whose inclusion gives the best averaged prediction; the weights are the counts of the
@@ -16,7 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from polyfuse.config import LabelSpec
+from polyfuse.eval.metrics import primary_metric
 from polyfuse.eval.probe import metric_value
+
+SCORE = "score"  # the validation metric's name with several labels: selection_score
 
 ROUNDS = 25  # AutoGluon's default ensemble size
 
@@ -26,6 +31,14 @@ Outputs = dict[str, np.ndarray]  # label -> predictions (probabilities or values
 def selection_score(specs: list[LabelSpec], targets: Outputs, outputs: Outputs) -> float:
     """The mean over labels of each label's value metric (higher is better)."""
     return float(np.mean([metric_value(s.task, targets[s.column], outputs[s.column]) for s in specs]))
+
+
+def validation_metric(tasks: list[str]) -> str:
+    """The name (without ``val_``) of the validation score that early stopping, the kept epoch and
+    ``compare``'s choice of run read, for a model with labels of these ``tasks``: the label's primary
+    metric with one label (``accuracy``, ``mse`` ...), ``SCORE`` (``selection_score``, higher is
+    better) with several."""
+    return SCORE if len(tasks) > 1 else primary_metric(tasks[0])
 
 
 @dataclass

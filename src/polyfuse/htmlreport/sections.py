@@ -314,7 +314,8 @@ def _loss_figure(log: pd.DataFrame, run: RunData) -> str:
 
 
 def _runs_figure(run: RunData) -> str:
-    column = f"val_{run.metric}"
+    val_metric = str((run.compare or {}).get("val_metric") or run.metric)  # "score" with several labels
+    column = f"val_{val_metric}"
     counts: dict[str, int] = {}
     if run.leaderboard is not None and {"run_id", "n_modalities"} <= set(run.leaderboard):
         counts = {
@@ -330,9 +331,9 @@ def _runs_figure(run: RunData) -> str:
         return ""
     used = sorted({counts.get(rid, 1) for rid in curves})
     legend = {f"{n} modalit{'y' if n == 1 else 'ies'}": figures.count_color(n) for n in used}
-    uri = figures.colored_lines("epoch", f"validation {run.metric}", curves, legend)
+    uri = figures.colored_lines("epoch", f"validation {val_metric}", curves, legend)
     caption = (
-        f"Validation {run.metric} per epoch of every run ({len(curves)} runs/*/history.csv), "
+        f"Validation {val_metric} per epoch of every run ({len(curves)} runs/*/history.csv), "
         "coloured by number of modalities."
     )
     return figure(uri, "validation curves of every run", caption)

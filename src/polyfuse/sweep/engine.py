@@ -21,6 +21,7 @@ from polyfuse.data.preprocess import Preprocessor
 from polyfuse.data.schema import infer_schema
 from polyfuse.data.split import split_indices
 from polyfuse.eval.metrics import LOWER_IS_BETTER, primary_metric
+from polyfuse.eval.selection import validation_metric
 from polyfuse.fitting import FitRequest, Prepared, Trained, choose_encoders, prepare, train_and_test
 from polyfuse.reporting import Reporter
 from polyfuse.sweep.grid import DEFAULT_FUSIONS, RunSpec, build_grid, modality_subsets
@@ -57,7 +58,9 @@ class Workspace:
         self.splits = split_indices(
             frame, self.schema, fit.train.seed, fit.train.val_fraction, fit.train.test_fraction
         )
-        self.metric = primary_metric(self.schema.labels[0].task)
+        self.metric = primary_metric(self.schema.labels[0].task)  # the test metric reported
+        # What runs are chosen by: the first label's metric, or selection_score with several labels
+        self.val_metric = validation_metric([s.task for s in self.schema.labels])
         self._prepared: dict[tuple[tuple[str, str], ...], Prepared] = {}
 
     def prepared(self, spec: RunSpec) -> Prepared:

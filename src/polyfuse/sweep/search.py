@@ -39,7 +39,7 @@ def run_search(session: Session) -> bool:
             optuna.storages.journal.JournalFileBackend(str(session.out / "optuna.log"))
         ),
         load_if_exists=True,
-        direction="minimize" if ws.metric in LOWER_IS_BETTER else "maximize",
+        direction="minimize" if ws.val_metric in LOWER_IS_BETTER else "maximize",
         sampler=optuna.samplers.TPESampler(seed=req.seeds[0]),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2),
     )
@@ -64,7 +64,7 @@ def run_search(session: Session) -> bool:
 def _objective(trial: Any, session: Session, subsets: list[tuple[str, ...]]) -> float:
     optuna = _optuna()
     spec = suggest(trial, session, subsets)
-    monitor = "val_" + session.ws.metric
+    monitor = "val_" + session.ws.val_metric
 
     def report(epoch: int, score: float) -> bool:
         trial.report(score, epoch)

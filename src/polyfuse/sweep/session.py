@@ -36,7 +36,7 @@ class Session:
         self.rows = read_board(self.board_path)
         self.done = {r["run_id"] for r in self.rows}
         ok = [r for r in self.rows if r.get("status") == "ok"]
-        self.best = best_of(ok, ws.metric)
+        self.best = best_of(ok, ws.val_metric)
         self.start = time.perf_counter()
 
     def time_left(self) -> float | None:
@@ -64,7 +64,7 @@ class Session:
         write_history(done.trained.history, self.out / "runs" / spec.run_id / "history.csv")
         if any(getattr(cb, "stopped_early", False) for cb in callbacks or []):
             row["status"] = "pruned"
-        elif better(row["val_score"], self.best.get("val_score") if self.best else None, self.ws.metric):
+        elif better(row["val_score"], self.best.get("val_score") if self.best else None, self.ws.val_metric):
             self._save_best(spec, row, done)
         self._record(row)
         return row
@@ -88,6 +88,7 @@ class Session:
 
 
 def best_of(rows: list[dict[str, Any]], metric: str) -> dict[str, Any] | None:
+    """The row with the best ``val_score``, read as ``metric`` (the workspace's ``val_metric``)."""
     best: dict[str, Any] | None = None
     for row in rows:
         if better(row.get("val_score"), best.get("val_score") if best else None, metric):

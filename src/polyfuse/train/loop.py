@@ -91,7 +91,7 @@ def train_model(
     start = time.perf_counter()
     cache_frozen_outputs(model, [train, val])
     task = MultimodalTask(model, heads, losses, cfg)
-    monitor, mode = monitor_for(heads[0].task)
+    monitor, mode = monitor_for(heads)
     best = BestWeights(monitor, mode)
     with reuse_freed_memory(), _quiet_lightning():  # glibc keeps freed activations for the next step
         stop = EarlyStopping(monitor, mode=mode, patience=cfg.patience)

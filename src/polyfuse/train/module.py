@@ -1,23 +1,35 @@
-"""The LightningModule that trains a MultimodalModel: losses, modality dropout, validation metric."""
+"""The LightningModule that trains a MultimodalModel: losses, modality dropout, validation metric.
+
+With several labels, their losses combine by ``TrainConfig.loss_weighting`` (``LOSS_WEIGHTINGS``; the
+plain sum by default), and the validation score that early stopping and the kept epoch read is
+``val_score``: ``eval.selection.selection_score``, the mean over labels of each label's
+higher-is-better value metric (accuracy, macro F1 for multilabel, R² for regression), the same score
+``fit``'s final-model choice uses; each label's value is also logged, as ``val_<label>_<metric>``.
+With one label the score is that label's primary metric (``val_accuracy``, ``val_mse`` ...).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from torch import Tensor, nn
 
-from polyfuse.config import HeadConfig, TrainConfig
+from polyfuse.config import HeadConfig, LabelSpec, TrainConfig
 from polyfuse.data.batch import Batch
 from polyfuse.eval.metrics import LOWER_IS_BETTER, compute_metrics, primary_metric
+from polyfuse.eval.probe import metric_value, value_metric
+from polyfuse.eval.selection import SCORE, selection_score, validation_metric
 from polyfuse.models.multimodal import MultimodalModel
-from polyfuse.registry import BALANCERS, SCHEDULERS
+from polyfuse.registry import BALANCERS, LOSS_WEIGHTINGS, SCHEDULERS
 from polyfuse.train.optimizers import make_optimizer
+from polyfuse.train.weighting.base import Shared, shared_parameters
 
 
 class MultimodalTask(L.LightningModule):
-    """Trains ``model`` on the sum of one loss per label head."""
+    """Trains ``model`` on one loss per label head, summed or combined by ``cfg.loss_weighting``."""
 
     def __init__(
         self, model: MultimodalModel, heads: list[HeadConfig], losses: dict[str, nn.Module], cfg: TrainConfig
@@ -28,6 +40,7 @@ class MultimodalTask(L.LightningModule):
         self.losses = nn.ModuleDict(losses)
         self.cfg = cfg
         self.balancer = BALANCERS.get(cfg.balance)(model, heads, dict(losses))  # None: plain training
+        self.weighting = LOSS_WEIGHTINGS.get(cfg.loss_weighting)(model, heads)  # None: the plain sum
         self._val_outputs: list[dict[str, Tensor]] = []
         self._val_targets: list[dict[str, Tensor]] = []
 
@@ -40,19 +53,32 @@ class MultimodalTask(L.LightningModule):
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         if self.cfg.modality_dropout > 0:
             batch = drop_modalities(batch, self.cfg.modality_dropout)
-        loss = (
-            self._loss(self.model(batch), batch.targets) if self.balancer is None else self._balanced(batch)
-        )
+        if self.balancer is None and self.weighting is None:
+            loss = self._loss(self.model(batch), batch.targets)
+        else:
+            loss = self._combined(batch)
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch))
         return loss
 
-    def _balanced(self, batch: Batch) -> Tensor:
-        """The (weighted) fused loss plus the balancer's, from one pass through the encoders."""
-        assert self.balancer is not None
+    def _combined(self, batch: Batch) -> Tensor:
+        """The labels' losses combined by the loss weighting (else summed), weighed by the balancer,
+        plus the balancer's own loss, from one pass through the encoders.
+
+        A balancer's per-label losses of its own (unimodal heads) take the weighting's label weights
+        (``LossWeighting.label_weights``, mean 1); PCGrad projects the fused heads' gradients only.
+        """
         inputs, valid = self.model.fusion_inputs(batch)
-        logits = self.model.classify(self.model.fuse_inputs(inputs, valid, batch.mask))
-        fused = self.balancer.fused_weight * self._loss(logits, batch.targets)
-        return fused + self.balancer.loss(inputs, valid, batch.mask, batch.targets)
+        fused = self.model.fuse_inputs(inputs, valid, batch.mask)  # [B, D]
+        per_label = label_losses(self.losses, self.model.classify(fused), batch.targets)
+        if self.weighting is None:
+            loss = sum(per_label.values(), torch.zeros((), device=fused.device))
+        else:
+            loss = self.weighting.combine(per_label, Shared(fused, shared_parameters(self.model)))
+        if self.balancer is None:
+            return loss
+        self.balancer.label_weights = None if self.weighting is None else self.weighting.label_weights()
+        extra = self.balancer.loss(inputs, valid, batch.mask, batch.targets)
+        return self.balancer.fused_weight * loss + extra
 
     def on_after_backward(self) -> None:
         if self.balancer is not None:
@@ -63,36 +89,66 @@ class MultimodalTask(L.LightningModule):
         self.log(
             "val_loss", self._loss(logits, batch.targets), on_epoch=True, prog_bar=True, batch_size=len(batch)
         )
-        label = self.head_cfgs[0].label  # the only label read at the epoch's end
-        self._val_outputs.append({label: self.model.readable({label: logits[label]})[label].float().cpu()})
-        self._val_targets.append({label: batch.targets[label].cpu()})
+        readable = self.model.readable(logits)
+        self._val_outputs.append({h.label: readable[h.label].float().cpu() for h in self.head_cfgs})
+        self._val_targets.append({h.label: batch.targets[h.label].cpu() for h in self.head_cfgs})
 
     def on_validation_epoch_end(self) -> None:
-        if self.balancer is not None and not self.trainer.sanity_checking:
-            for name, value in self.balancer.epoch_end(self.model, self.current_epoch).items():
+        if not self.trainer.sanity_checking:
+            extra = {} if self.balancer is None else self.balancer.epoch_end(self.model, self.current_epoch)
+            extra |= {} if self.weighting is None else self.weighting.epoch_end()
+            for name, value in extra.items():
                 self.log(name, value, on_epoch=True)
         if not self._val_outputs:
             return
-        head = self.head_cfgs[0]  # the first label drives early stopping and checkpointing
-        out = torch.cat([o[head.label] for o in self._val_outputs]).numpy()
-        y = torch.cat([t[head.label] for t in self._val_targets]).numpy()
-        name = primary_metric(head.task)
-        self.log(f"val_{name}", float(compute_metrics(head.task, y, out)[name]), prog_bar=True)
+        labels = [h.label for h in self.head_cfgs]
+        out = {k: torch.cat([o[k] for o in self._val_outputs]).numpy() for k in labels}
+        y = {k: torch.cat([t[k] for t in self._val_targets]).numpy() for k in labels}
+        for name, value in validation_scores(self.head_cfgs, y, out).items():
+            self.log(name, value, prog_bar=name == monitor_for(self.head_cfgs)[0])
         self._val_outputs.clear()
         self._val_targets.clear()
 
     def configure_optimizers(self) -> Any:
-        extra = [] if self.balancer is None else list(self.balancer.parameters())  # after the model's
+        extra = [  # after the model's
+            *([] if self.balancer is None else self.balancer.parameters()),
+            *([] if self.weighting is None else self.weighting.parameters()),
+        ]
         params = [p for p in [*self.model.parameters(), *extra] if p.requires_grad]
         opt = make_optimizer(self.cfg.optimizer, params, self.cfg.lr, self.cfg.weight_decay)
         sched = SCHEDULERS.get(self.cfg.scheduler)(opt, self.cfg)
         return opt if sched is None else {"optimizer": opt, "lr_scheduler": sched}
 
 
+def label_losses(losses: Any, logits: dict[str, Tensor], targets: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Label -> its head's loss (``losses``: label -> loss module)."""
+    return {k: losses[k](logits[k], targets[k]) for k in logits}
+
+
 def summed_loss(losses: Any, logits: dict[str, Tensor], targets: dict[str, Tensor]) -> Tensor:
-    """The training objective: the sum over labels of each head's loss (``losses``: label -> loss)."""
+    """The sum over labels of each head's loss (``losses``: label -> loss): the training objective of
+    ``loss_weighting="sum"`` and the logged ``val_loss``."""
     first = next(iter(logits.values()))
-    return sum((losses[k](logits[k], targets[k]) for k in logits), torch.zeros((), device=first.device))
+    return sum(label_losses(losses, logits, targets).values(), torch.zeros((), device=first.device))
+
+
+def validation_scores(
+    heads: list[HeadConfig], targets: dict[str, np.ndarray], outputs: dict[str, np.ndarray]
+) -> dict[str, float]:
+    """What validation logs each epoch (name -> value): with one label, its primary metric
+    (``val_accuracy``, ``val_mse`` ...); with several, ``val_score`` (``selection_score``: the mean of
+    the labels' value metrics) and each label's value metric as ``val_<label>_<metric>``."""
+    if len(heads) == 1:
+        head = heads[0]
+        name = primary_metric(head.task)
+        metrics = compute_metrics(head.task, targets[head.label], outputs[head.label])
+        return {f"val_{name}": float(metrics[name])}
+    specs = [LabelSpec(h.label, h.task) for h in heads]
+    scores = {
+        f"val_{h.label}_{value_metric(h.task)}": metric_value(h.task, targets[h.label], outputs[h.label])
+        for h in heads
+    }
+    return {f"val_{SCORE}": selection_score(specs, targets, outputs), **scores}
 
 
 def drop_modalities(batch: Batch, rate: float) -> Batch:
@@ -112,7 +168,8 @@ def drop_modalities(batch: Batch, rate: float) -> Batch:
     return Batch(batch.inputs, {n: keep[:, i] for i, n in enumerate(names)}, batch.targets, batch.cached)
 
 
-def monitor_for(task: str) -> tuple[str, str]:
-    """(logged name, mode) of the validation metric that early stopping watches."""
-    name = primary_metric(task)
+def monitor_for(heads: list[HeadConfig]) -> tuple[str, str]:
+    """(logged name, mode) of the validation score that early stopping and the kept epoch follow:
+    ``val_score`` (max) with several labels, else the label's primary metric (``validation_metric``)."""
+    name = validation_metric([h.task for h in heads])
     return f"val_{name}", "min" if name in LOWER_IS_BETTER else "max"
