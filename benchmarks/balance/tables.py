@@ -73,13 +73,17 @@ def prices(n: int = 3000, seed: int = 0) -> pd.DataFrame:
     return frame
 
 
-def spoken_digits(out: Path, n: int = 3000, seed: int = 0, source: Path | None = None) -> Path:
+def spoken_digits(
+    out: Path, n: int = 3000, seed: int = 0, source: Path | None = None, split: tuple[int, int] | None = None
+) -> Path:
     """The table of issue #16, as a user would bring it: a CSV beside real files.
 
     Each row: an MNIST digit saved as PNG, mostly hidden (70% of it under random blocks) and noisy;
     a clean spoken recording of the same digit (FSDD WAV, copied as a file); a sparse free-text note
     (names the digit on 10% of the rows); a weak numeric column (the digit plus noise of std 4); label
-    ``digit``. One PNG is corrupt (truncated). The audio dominates. Returns the CSV's path.
+    ``digit``. One PNG is corrupt (truncated). The audio dominates. With ``split=(train, val)`` a
+    ``split`` column gives the first ``train`` rows to training, the next ``val`` to validation and the
+    rest to test (a user's few hundred labelled rows, tested on many). Returns the CSV's path.
     """
     import shutil
 
@@ -111,6 +115,10 @@ def spoken_digits(out: Path, n: int = 3000, seed: int = 0, source: Path | None =
                 "digit": digit,
             }
         )
+    if split is not None:
+        train, val = split
+        for i, row in enumerate(rows):
+            row["split"] = "train" if i < train else "val" if i < train + val else "test"
     whole = (out / "img" / "0.png").read_bytes()
     (out / "img" / "0.png").write_bytes(whole[: len(whole) // 2])
     table = out / "spoken_digits.csv"

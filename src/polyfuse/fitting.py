@@ -103,7 +103,7 @@ def run_fit(
     prep = prepare(frame, base_dir, req, schema)
     rep.skipped(prep.skipped)
     config = ModelConfig(prep.encoders, req.fusion, prep.heads)
-    fused = train_and_test(config, prep.pre, prep.tables, req.train, log_dir, rep, "fused")
+    fused = train_and_test(config, prep.pre, prep.tables, _watched(req.train, prep), log_dir, rep, "fused")
     baselines: dict[str, Candidate] = {}
     if req.train.baselines and len(prep.encoders) > 1:
         solo = dataclasses.replace(req.train, modality_dropout=0.0)
@@ -115,17 +115,45 @@ def run_fit(
         schema, [Candidate("fused", config, fused), *baselines.values()], prep.tables, req.train.ensemble
     )
     rep.final(final.name, chosen)
+    imbalance = diagnose(schema, fused, baselines, prep.tables)
+    rep.imbalance(imbalance)
     metrics = {
         **model_metrics(schema, final.config, final.trained, prep.tables),
         "final_model": final.name,
         "balance": req.train.balance,
         "fused": {"fusion": req.fusion.name, "test": fused.test, **fused.summary},
         **({"ensemble": chosen} if chosen else {}),
+        **({"imbalance": imbalance} if imbalance else {}),
         "baselines": {name: {"test": c.trained.test, **c.trained.summary} for name, c in baselines.items()},
         "skipped_rows": skipped_rows(prep.skipped),
     }
     rep.results(metrics)
     return Predictor(prep.pre, final.config, req.train, final.trained.model, metrics)
+
+
+def _watched(cfg: TrainConfig, prep: Prepared) -> TrainConfig:
+    """The fused model's training config, with each modality's gradient share logged (2+ modalities)."""
+    if len(prep.encoders) < 2 or "modality_grad_share" in cfg.callbacks:
+        return cfg
+    return dataclasses.replace(cfg, callbacks=[*cfg.callbacks, "modality_grad_share"])
+
+
+def diagnose(
+    schema: Schema, fused: Trained, baselines: dict[str, Candidate], tables: dict[str, EncodedTable]
+) -> dict[str, Any]:
+    """``metrics.json``'s ``imbalance``: per modality, linear probes on the fused model's and the
+    single-modality model's embeddings (``eval.imbalance``, with baselines), and its gradient share
+    per epoch; empty for one modality."""
+    from polyfuse.eval.imbalance import grad_shares, probe_gaps
+
+    out: dict[str, Any] = {}
+    shares = grad_shares(fused.history)
+    if shares:
+        out["grad_share"] = shares
+    if baselines:
+        singles = {name: c.trained.model for name, c in baselines.items()}
+        out["probe"] = probe_gaps(schema.labels, fused.model, singles, tables)
+    return out
 
 
 @dataclass

@@ -74,6 +74,12 @@ class Reporter:
                 highlight=False,
             )
 
+    def imbalance(self, found: dict[str, Any]) -> None:
+        """One line: each modality's linear probe inside the fused model vs alone, and its last
+        gradient share (``metrics.json``'s ``imbalance``)."""
+        if self.verbose and found:
+            self.console.print(imbalance_line(found), highlight=False)
+
     def results(self, metrics: dict[str, Any]) -> None:
         if not self.verbose:
             return
@@ -90,6 +96,22 @@ class Reporter:
     def saved(self, path: Path) -> None:
         if self.verbose:
             self.console.print(f"model saved to [bold]{path}[/bold]")
+
+
+def imbalance_line(found: dict[str, Any]) -> str:
+    """ "imbalance (validation probe in fused -> alone; last gradient share): image 0.41 -> 0.52, 12% ..."."""
+    probe, shares = found.get("probe", {}), found.get("grad_share", {})
+    parts = []
+    for m in dict.fromkeys([*probe, *shares]):
+        p = probe.get(m, {})
+        text = f"{m} {p['fused']:.2f} -> {p['single']:.2f}" if p.get("fused") is not None else m
+        if shares.get(m):
+            text += f", {100 * shares[m][-1]:.0f}% of the gradient"
+        parts.append(text)
+    return (
+        "imbalance (linear probe on validation, in the fused model -> alone; last epoch's gradient share): "
+        + ("; ".join(parts))
+    )
 
 
 def describe_final(name: str, chosen: dict[str, Any] | None) -> str:

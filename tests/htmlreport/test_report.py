@@ -54,6 +54,7 @@ ALL_SECTIONS = [
     "robustness",
     "confusion",
     "training",
+    "imbalance",
     "errors",
     "correlation",
     "attention",
@@ -315,9 +316,10 @@ def test_compare_report_has_every_section_in_order(compare_dir: Path, compare_ht
 
 def test_figures_are_inline_pngs_and_nothing_is_external(compare_html: str):
     images = png_images(compare_html)
-    # leaderboard chart, shapley, robustness, confusion, training (loss + all runs), correlation,
-    # attention, and the two explain PNGs the report does not redraw (ig_text, importance_tabular).
-    assert len(images) == 10
+    # leaderboard chart, shapley, robustness, confusion, training (loss + all runs), imbalance (probes,
+    # gradient shares), correlation, attention, and the two explain PNGs the report does not redraw
+    # (ig_text, importance_tabular).
+    assert len(images) == 12
     assert all(img.width >= 60 and img.height >= 40 for img in images)
     assert compare_html.count("<img ") == len(images)
     assert not re.search(r"https?://", compare_html)
@@ -384,7 +386,7 @@ def test_confusion_section_counts_and_recall(compare_html: str):
 
 def test_model_dir_report_without_explain(model_dir: Path, tmp_path: Path):
     page = build_report(model_dir, tmp_path / "r.html").read_text()
-    assert section_ids(page) == ["overview", "confusion", "training", "explain-missing"]
+    assert section_ids(page) == ["overview", "confusion", "training", "imbalance", "explain-missing"]
     metrics = json.loads((model_dir / "metrics.json").read_text())
     assert f"test accuracy {metrics['test']['accuracy']:.3f}" in page
     overview = section_html(page, "overview")
@@ -397,7 +399,14 @@ def test_model_dir_report_without_explain(model_dir: Path, tmp_path: Path):
     matrix = metrics["test"]["confusion_matrix"]
     rows = table_rows(section_html(page, "confusion"))
     assert [r[0] for r in rows] == ["a", "b", "c"] and [int(r[1]) for r in rows] == [sum(r) for r in matrix]
-    assert len(png_images(page)) == 2  # confusion, training curves
+    assert len(png_images(page)) == 4  # confusion, training curves, linear probes, gradient shares
+    imbalance = section_html(page, "imbalance")
+    assert "linear probe" in imbalance and "gradient norm per epoch" in imbalance
+    # the final model's column first, then the fused network's (when it is not the final one), then each alone
+    header = re.findall(r"<th(?: [^>]*)?>(.*?)</th>", overview)
+    final = metrics["final_model"]
+    first = "fused (concat)" if final == "fused" else f"final: {final}"
+    assert header[:2] == ["test metric", first] and header[-2:] == ["text alone", "tabular alone"], header
 
 
 def test_regression_model_report(tmp_path: Path):
@@ -406,12 +415,17 @@ def test_regression_model_report(tmp_path: Path):
         synthetic_frame(120, task="regression"), label="price", out=out, max_epochs=2, **FAST
     )
     page = build_report(out).read_text()
-    assert section_ids(page) == ["overview", "training", "explain-missing"]  # no confusion matrix
+    assert section_ids(page) == [
+        "overview",
+        "training",
+        "imbalance",
+        "explain-missing",
+    ]  # no confusion matrix
     test, baselines = predictor.metrics["test"], predictor.metrics["baselines"]
     best = min(baselines, key=lambda m: baselines[m]["test"]["mse"])  # mse: lower is better
     single = baselines[best]["test"]["mse"]
     assert f"test mse {test['mse']:.3f}; best single modality: <b>{best}</b> {single:.3f}" in page
-    assert len(png_images(page)) == 1
+    assert len(png_images(page)) == 3  # training curves, linear probes (R²), gradient shares
 
 
 def test_model_dir_with_an_explain_subfolder(model_dir: Path, tmp_path: Path):
@@ -431,7 +445,7 @@ def test_explain_dir_alone(tmp_path: Path):
     write_png(tmp_path / "secret.png", (1, 2, 3))
     (folder / "explain.json").write_text(json.dumps(explain))
     page = build_report(folder, tmp_path / "out" / "report.html").read_text()
-    assert section_ids(page) == [s for s in ALL_SECTIONS if s not in ("leaderboard", "training")]
+    assert section_ids(page) == [s for s in ALL_SECTIONS if s not in ("leaderboard", "training", "imbalance")]
     assert "<dt>data rows</dt><dd>18 test rows explained</dd>" in section_html(page, "overview")
     features = section_html(page, "features")
     assert features.count("<img ") == 2

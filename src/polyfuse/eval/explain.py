@@ -63,6 +63,8 @@ def explain_table(
     result = _analyses(probe, contributions, seed)
     result["features"] = {m: a.summary for m, a in attributions.items()}
     result["shapley"] = shapley
+    if predictor.metrics.get("imbalance"):  # measured at fit time, where the baselines were at hand
+        result["imbalance"] = predictor.metrics["imbalance"]
     if out is not None:
         write_directory(Path(out), result, contributions, attributions, kinds)
     return result

@@ -24,6 +24,7 @@ BUILDERS: list[Callable[[RunData], Section | None]] = [
     analysis.robustness,
     analysis.confusion,
     sections.training,
+    sections.imbalance,
     analysis.errors,
     analysis.correlation,
     analysis.attention,

@@ -159,15 +159,48 @@ def _epochs(m: dict[str, Any]) -> str | None:
 
 
 def test_metrics_table(m: dict[str, Any]) -> str:
-    """Test metrics of the fused model beside each single-modality baseline: one row per metric."""
+    """Test metrics of the final model, the fused network (when it is not the final one) and each
+    single-modality baseline: one row per metric."""
     test = m.get("test") or {}
-    baselines = {k: v.get("test") or {} for k, v in (m.get("baselines") or {}).items()}
+    final = m.get("final_model", "fused")  # metrics.json before ensembles: the fused model's
+    fused = m.get("fused") or {}
+    columns = {f"final: {final}" if final != "fused" else f"fused ({m.get('fusion', '?')})": test}
+    if final != "fused" and fused.get("test"):
+        columns[f"fused ({fused.get('fusion', '?')})"] = fused["test"]
+    columns |= {f"{k} alone": v.get("test") or {} for k, v in (m.get("baselines") or {}).items()}
     names = [k for k, v in test.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
     if not names:
         return ""
-    headers = ["test metric", f"fused ({m.get('fusion', '?')})"] + [f"{k} alone" for k in baselines]
-    rows = [[name, test[name]] + [b.get(name) for b in baselines.values()] for name in names]
-    return table(headers, rows, numeric=range(1, len(headers)))
+    rows = [[name, *[c.get(name) for c in columns.values()]] for name in names]
+    return table(["test metric", *columns], rows, numeric=range(1, len(columns) + 1))
+
+
+def imbalance(run: RunData) -> Section | None:
+    """The fused model's modality imbalance: linear probes inside it vs alone, gradient shares per epoch."""
+    found = (run.metrics or {}).get("imbalance") or {}
+    probe, shares = found.get("probe") or {}, found.get("grad_share") or {}
+    body = ""
+    scored = {m: p for m, p in probe.items() if p.get("fused") is not None and p.get("single") is not None}
+    if scored:
+        series = {
+            "in the fused model": [p["fused"] for p in scored.values()],
+            "alone": [p["single"] for p in scored.values()],
+        }
+        body += figure(
+            figures.grouped_bars(list(scored), series, "probe score"),
+            "linear probes",
+            "Validation score of a linear probe on each modality's embedding, from the fused model's encoder "
+            "and from that modality's own single-modality model. A probe well below its twin means the fused "
+            "training starved that encoder.",
+        )
+    if shares:
+        curves = {m: (list(range(len(v))), v) for m, v in shares.items()}
+        body += figure(
+            figures.line_panels([("gradient share", "epoch", "share of the encoders' gradient", curves)]),
+            "gradient shares",
+            "Each modality's share of the encoders' gradient norm per epoch of the fused model's training.",
+        )
+    return Section("imbalance", "Modality imbalance", body) if body else None
 
 
 def leaderboard(run: RunData) -> Section | None:
