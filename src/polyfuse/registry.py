@@ -63,3 +63,4 @@ OPTIMIZERS: Registry[Any] = Registry("optimizer")  # (params, lr, weight_decay) 
 SCHEDULERS: Registry[Any] = Registry("scheduler")  # (optimizer, TrainConfig) -> LRScheduler | None
 CALLBACKS: Registry[Any] = Registry("training callback")  # (TrainConfig) -> Lightning Callback
 BALANCERS: Registry[Any] = Registry("balancing strategy")  # (model, heads, losses) -> Balancer | None
+DROPOUT_SCHEDULES: Registry[Any] = Registry("modality dropout schedule")  # (rate, epoch, epochs) -> rate

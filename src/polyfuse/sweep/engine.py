@@ -45,11 +45,14 @@ class Workspace:
     """The data of a comparison, encoded once per encoder assignment and shared by its runs."""
 
     def __init__(self, frame: pd.DataFrame, base_dir: Path, req: CompareRequest):
+        from polyfuse.train.dropout import check_dropout
+
         fit = req.fit
         self.frame, self.base_dir, self.fit = frame, base_dir, fit
         self.schema: Schema = infer_schema(
             frame, fit.label, base_dir, declared=fit.roles, split_column=fit.split_column
         )
+        check_dropout(fit.train, self.schema.modalities)  # before any preprocessing
         self.defaults, _ = choose_encoders(self.schema, fit)
         self.choices = {
             m: req.encoder_choices.get(m) or [self.defaults[m].name] for m in self.schema.modalities

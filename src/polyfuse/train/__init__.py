@@ -1,11 +1,12 @@
 """Training: the Lightning module, callbacks and the fit loop (the only package importing lightning).
 
-Importing this package registers the optimizers, learning-rate schedules, training callbacks and
-balancing strategies (``OPTIMIZERS``, ``SCHEDULERS``, ``CALLBACKS``, ``BALANCERS`` in
-``polyfuse.registry``) that ``TrainConfig`` names. To add one: a factory registered in
-``optimizers.py``, ``schedulers.py`` or ``callbacks.py`` (or in a new module imported below), or a
-balancing strategy as a new module of ``balancers/`` imported in its ``__init__``;
-``tests/train/test_train_registries.py`` and ``tests/train/test_balance.py`` then cover it.
+Importing this package registers the optimizers, learning-rate schedules, training callbacks,
+balancing strategies and modality dropout schedules (``OPTIMIZERS``, ``SCHEDULERS``, ``CALLBACKS``,
+``BALANCERS``, ``DROPOUT_SCHEDULES`` in ``polyfuse.registry``) that ``TrainConfig`` names. To add one:
+a factory registered in ``optimizers.py``, ``schedulers.py``, ``callbacks.py`` or ``dropout.py`` (or
+in a new module imported below), or a balancing strategy as a new module of ``balancers/`` imported
+in its ``__init__``; ``tests/train/test_train_registries.py``, ``tests/train/test_balance.py`` and
+``tests/train/test_dropout.py`` then cover it.
 """
 
 from polyfuse.config import TrainConfig
@@ -13,17 +14,20 @@ from polyfuse.registry import BALANCERS, CALLBACKS, OPTIMIZERS, SCHEDULERS
 from polyfuse.train import (
     balancers,  # noqa: F401  (each import registers its entries)
     callbacks,  # noqa: F401
+    dropout,
     optimizers,  # noqa: F401
     schedulers,  # noqa: F401
 )
 
 
 def check_names(cfg: TrainConfig) -> None:
-    """Fail before any work if ``cfg`` names an unregistered optimizer, scheduler, balancer or callback.
+    """Fail before any work if ``cfg`` names an unregistered optimizer, scheduler, balancer, callback
+    or modality dropout schedule, or sets a dropout rate outside [0, 1] (``dropout.check_dropout``).
 
     Raises:
         KeyError: naming the unknown entry and the known ones (the registries' message).
         TypeError: if ``cfg.callbacks`` is a single string rather than a list of names.
+        PolyfuseError: a modality dropout rate outside [0, 1].
     """
     OPTIMIZERS.get(cfg.optimizer)
     SCHEDULERS.get(cfg.scheduler)
@@ -32,6 +36,7 @@ def check_names(cfg: TrainConfig) -> None:
         raise TypeError(f"callbacks is a list of names, e.g. [{cfg.callbacks!r}]")
     for name in cfg.callbacks:
         CALLBACKS.get(name)
+    dropout.check_dropout(cfg)
 
 
 __all__ = ["check_names"]

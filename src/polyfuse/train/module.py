@@ -13,7 +13,10 @@ from polyfuse.data.batch import Batch
 from polyfuse.eval.metrics import LOWER_IS_BETTER, compute_metrics, primary_metric
 from polyfuse.models.multimodal import MultimodalModel
 from polyfuse.registry import BALANCERS, SCHEDULERS
+from polyfuse.train.dropout import drop_modalities, epoch_rates, uses_modality_dropout
 from polyfuse.train.optimizers import make_optimizer
+
+__all__ = ["MultimodalTask", "drop_modalities", "monitor_for", "summed_loss"]
 
 
 class MultimodalTask(L.LightningModule):
@@ -28,6 +31,7 @@ class MultimodalTask(L.LightningModule):
         self.losses = nn.ModuleDict(losses)
         self.cfg = cfg
         self.balancer = BALANCERS.get(cfg.balance)(model, heads, dict(losses))  # None: plain training
+        self.dropout_rates = epoch_rates(cfg, model.modalities, 0)  # this epoch's, per modality
         self._val_outputs: list[dict[str, Tensor]] = []
         self._val_targets: list[dict[str, Tensor]] = []
 
@@ -37,9 +41,12 @@ class MultimodalTask(L.LightningModule):
     def _loss(self, logits: dict[str, Tensor], targets: dict[str, Tensor]) -> Tensor:
         return summed_loss(self.losses, logits, targets)
 
+    def on_train_epoch_start(self) -> None:
+        self.dropout_rates = epoch_rates(self.cfg, self.model.modalities, self.current_epoch)
+
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        if self.cfg.modality_dropout > 0:
-            batch = drop_modalities(batch, self.cfg.modality_dropout)
+        if any(rate > 0 for rate in self.dropout_rates.values()):
+            batch = drop_modalities(batch, self.dropout_rates)
         loss = (
             self._loss(self.model(batch), batch.targets) if self.balancer is None else self._balanced(batch)
         )
@@ -71,6 +78,9 @@ class MultimodalTask(L.LightningModule):
         if self.balancer is not None and not self.trainer.sanity_checking:
             for name, value in self.balancer.epoch_end(self.model, self.current_epoch).items():
                 self.log(name, value, on_epoch=True)
+        if uses_modality_dropout(self.cfg) and not self.trainer.sanity_checking:
+            for name, rate in self.dropout_rates.items():  # the rates this epoch trained with
+                self.log(f"modality_dropout_{name}", rate, on_epoch=True)
         if not self._val_outputs:
             return
         head = self.head_cfgs[0]  # the first label drives early stopping and checkpointing
@@ -93,23 +103,6 @@ def summed_loss(losses: Any, logits: dict[str, Tensor], targets: dict[str, Tenso
     """The training objective: the sum over labels of each head's loss (``losses``: label -> loss)."""
     first = next(iter(logits.values()))
     return sum((losses[k](logits[k], targets[k]) for k in logits), torch.zeros((), device=first.device))
-
-
-def drop_modalities(batch: Batch, rate: float) -> Batch:
-    """Mask each present modality of each row with probability ``rate``, keeping one per row.
-
-    Trains the fusion to cope with absent inputs, which also makes masking a modality at
-    inference a meaningful "what if it were missing" question.
-    """
-    names = list(batch.mask)
-    present = torch.stack([batch.mask[n] for n in names], dim=1)  # [B, M]
-    keep = present & (torch.rand(present.shape, device=present.device) >= rate)
-    # Rows that lost every present modality get one of their present ones back, at random.
-    lost = (present.any(1) & ~keep.any(1)).nonzero(as_tuple=True)[0]
-    if len(lost):
-        pick = torch.rand(present.shape, device=present.device).masked_fill(~present, -1).argmax(1)
-        keep[lost, pick[lost]] = True
-    return Batch(batch.inputs, {n: keep[:, i] for i, n in enumerate(names)}, batch.targets, batch.cached)
 
 
 def monitor_for(task: str) -> tuple[str, str]:
