@@ -135,10 +135,10 @@ def test_compare_api_applies_compares_defaults(make_frame, monkeypatch):
 
 
 def test_the_search_space_covers_compares_defaults():
-    from polyfuse.sweep.search import SPACE, TRAIN_KEYS
+    from polyfuse.sweep.search import SPACE, TRAIN_KEYS, TRAIN_SPACE
 
-    assert TRAIN_KEYS and set(TRAIN_KEYS) <= set(FIELDS)
-    for name in TRAIN_KEYS:
+    assert TRAIN_KEYS and set(TRAIN_KEYS) < set(TRAIN_SPACE) <= set(FIELDS)  # balance: not in train_params
+    for name in TRAIN_SPACE:
         kind, arg = SPACE[name]
         default = COMPARE_DEFAULTS.get(name, getattr(TrainConfig(), name))  # a search runs under compare
         assert (default in arg) if kind == "choice" else (arg[0] <= default <= arg[1]), name

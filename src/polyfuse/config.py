@@ -156,6 +156,7 @@ class TrainConfig:
         "none",
         "a BALANCERS name: how training keeps every modality learning (none; aux: unimodal heads; "
         "ogm_ge: on-the-fly gradient modulation; gblend: gradient blending on held-out training rows)",
+        search=("registry", "BALANCERS"),
     )
     fit_modality_weights: bool = option(
         False, "late fusion: fit its modality weights on the validation split after training"
