@@ -85,6 +85,7 @@ def compare(
     subsets: list[list[str]] | None = None,
     max_modalities: int | None = None,
     encoder_choices: dict[str, list[str]] | None = None,
+    balances: list[str] | None = None,
     seeds: int | list[int] = 1,
     budget_s: float | None = None,
     search: str = "grid",
@@ -99,7 +100,8 @@ def compare(
     verbose: bool = True,
     **train_options: Any,
 ) -> Any:
-    """Train every modality subset x fusion (x encoder choice) x seed and write a leaderboard.
+    """Train every modality subset x fusion (x balancing strategy x encoder choice) x seed and write a
+    leaderboard.
 
     Args:
         data: Table path or DataFrame; ``None`` uses the built-in ``digits-av`` (as ``fit`` does).
@@ -111,6 +113,9 @@ def compare(
         subsets: Modality subsets to train; default: every non-empty subset.
         max_modalities: Largest subset size when ``subsets`` is not given.
         encoder_choices: Modality -> encoder names to try, e.g. ``{"text": ["hf_text", "text_bag"]}``.
+        balances: Balancing strategies (``BALANCERS``: none, aux, ogm_ge, gblend) tried on subsets of
+            two or more modalities; single modalities train with "none". Default: ``[balance]``, the
+            training option (itself "none" by default).
         seeds: Number of seeds (0, 1, ...) or the seeds themselves.
         budget_s: Wall-clock budget in seconds; runs left when it is spent are not started.
         search: ``"grid"`` (every run) or ``"optuna"`` (TPE over fusions, subsets and hyper-parameters,
@@ -125,10 +130,11 @@ def compare(
         A ``CompareResult`` (rows, summary frame, metric, whether every run finished).
     """
     from polyfuse.fitting import fit_inputs
-    from polyfuse.sweep.engine import CompareRequest
+    from polyfuse.sweep.engine import CompareRequest, check_balances
     from polyfuse.sweep.grid import DEFAULT_FUSIONS
     from polyfuse.sweep.runner import run_compare
 
+    check_balances(balances or [])
     train_options = {**COMPARE_DEFAULTS, **train_options}
     frame, base_dir, fit_request, source = fit_inputs(
         data,
@@ -145,6 +151,7 @@ def compare(
         fit=fit_request,
         fusions=list(fusions or DEFAULT_FUSIONS),
         encoder_choices={k: list(v) for k, v in (encoder_choices or {}).items()},
+        balances=list(balances or [fit_request.train.balance]),
         subsets=[list(s) for s in subsets] if subsets else None,
         max_modalities=max_modalities,
         seeds=list(range(seeds)) if isinstance(seeds, int) else list(seeds),

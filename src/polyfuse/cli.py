@@ -102,6 +102,11 @@ def compare(
     encoder: list[str] = typer.Option(
         [], help="MODALITY=ENC1,ENC2: encoders to try for a modality, e.g. text=hf_text,text_bag"
     ),
+    balances: Optional[str] = typer.Option(
+        None,
+        help="comma-separated balancing strategies to try on runs of 2+ modalities, e.g. none,aux,ogm_ge "
+        "(default: --balance)",
+    ),
     seeds: int = typer.Option(1, help="seeds per configuration"),
     role: list[str] = typer.Option([], help="COLUMN=ROLE (text, image, audio, numeric, categorical, ignore)"),
     split_column: Optional[str] = typer.Option(None, help="column with train / val / test values"),
@@ -112,7 +117,8 @@ def compare(
     ] = None,  # TrainConfig's fields but those of fit's own models (runs set them)
     options: Optional[dict[str, Any]] = None,  # every CompareOptions field, from with_config_options
 ) -> None:
-    """Train modality subsets x fusions (x encoders) x seeds; write leaderboard.csv and best/ to OUT."""
+    """Train modality subsets x fusions (x balancing strategies x encoders) x seeds; write leaderboard.csv
+    and best/ to OUT."""
     import polyfuse
 
     choices = {m: names.split(",") for m, names in _pairs(encoder, "--encoder").items()}
@@ -122,6 +128,7 @@ def compare(
         out=out,
         fusions=[f.strip() for f in fusions.split(",") if f.strip()],
         encoder_choices=choices,
+        balances=[b.strip() for b in balances.split(",") if b.strip()] if balances else None,
         seeds=seeds,
         **(options or {}),
         roles=_pairs(role, "--role"),

@@ -3,7 +3,7 @@
 ``with_config_options(TrainConfig)`` adds one ``--option`` per field to a typer command, with the
 field's type, default and help (``config.option``), and hands the command the values as one dict.
 ``polyfuse fit``, ``polyfuse compare`` and the API thus cannot drift apart: a new ``TrainConfig``
-field is a new option everywhere.
+field is a new option everywhere. A ``dict[str, V]`` field is given as ``KEY=VALUE,KEY=VALUE``.
 """
 
 from __future__ import annotations
@@ -58,5 +58,31 @@ def _default(field: dataclasses.Field[Any]) -> Any:
 
 def _parameter(field: dataclasses.Field[Any], hint: Any, default: Any) -> inspect.Parameter:
     flags = field.metadata.get("flags", ())
-    option = typer.Option(default, *flags, help=str(field.metadata.get("help", "")), show_default=True)
+    extra: dict[str, Any] = {}
+    if typing.get_origin(hint) is dict:  # typer has no dict type: parse "KEY=VALUE,..." into one
+        extra = {"parser": _pairs_parser(typing.get_args(hint)[1]), "metavar": "KEY=VALUE,..."}
+    option = typer.Option(
+        default, *flags, help=str(field.metadata.get("help", "")), show_default=True, **extra
+    )
     return inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=hint)
+
+
+def _pairs_parser(value_type: Callable[[str], Any]) -> Callable[[Any], dict[str, Any]]:
+    """A parser of ``"image=0.5,audio=0.1"`` into ``{"image": 0.5, "audio": 0.1}`` (a dict, such as
+    the default, passes through)."""
+
+    def parse(text: Any) -> dict[str, Any]:
+        if isinstance(text, dict):
+            return text
+        out: dict[str, Any] = {}
+        for item in (part.strip() for part in str(text).split(",")):
+            key, sep, value = item.partition("=")
+            if not item or not sep or not key:
+                raise typer.BadParameter(f"expected KEY=VALUE,KEY=VALUE, got {text!r}")
+            try:
+                out[key.strip()] = value_type(value.strip())
+            except ValueError:
+                raise typer.BadParameter(f"{value!r} is not a {value_type.__name__} in {text!r}") from None
+        return out
+
+    return parse

@@ -93,10 +93,11 @@ def option(
 
     Args:
         default: The one default: the API's, the CLI's (``compare`` may override it,
-            ``COMPARE_DEFAULTS``) and the config file's; ``list`` for an empty list.
+            ``COMPARE_DEFAULTS``) and the config file's; ``list`` / ``dict`` for an empty one.
         help: One line for ``--help``.
         search: ``(kind, choices or bounds)`` when ``compare --search optuna`` tunes the field:
-            kind "choice" (a list), "float" or "log" (a (low, high) pair).
+            kind "choice" (a list), "float" or "log" (a (low, high) pair), or "registry" (the name
+            of a registry in ``polyfuse.registry``: a choice over its entries).
         flags: The CLI's spellings when they are not ``--field-name`` (older names kept working).
     """
     metadata: dict[str, Any] = {"help": help}
@@ -104,8 +105,8 @@ def option(
         metadata["search"] = search
     if flags:
         metadata["flags"] = flags
-    if default is list:  # a mutable default: each config gets its own
-        return field(default_factory=list, metadata=metadata)
+    if default is list or default is dict:  # a mutable default: each config gets its own
+        return field(default_factory=default, metadata=metadata)
     return field(default=default, metadata=metadata)
 
 
@@ -137,6 +138,17 @@ class TrainConfig:
     modality_dropout: float = option(
         0.0, "chance of masking each present modality of a training row", search=("float", (0.0, 0.4))
     )
+    modality_dropout_rates: dict[str, float] = option(
+        dict, "a modality's own dropout rate, replacing modality_dropout for it, e.g. image=0.5,audio=0.1"
+    )
+    modality_dropout_schedule: str = option(
+        "constant",
+        "a DROPOUT_SCHEDULES name: the dropout rates per epoch (constant; linear_warmup: from 0 up to "
+        "them; cosine_decay: from them down to 0)",
+    )
+    modality_dropout_epochs: int | None = option(
+        None, "epochs a modality dropout schedule takes to reach its end (default: max epochs)"
+    )
     grad_clip_norm: float | None = option(
         None, "scale gradients to at most this global L2 norm (default: off)"
     )
@@ -144,6 +156,7 @@ class TrainConfig:
         "none",
         "a BALANCERS name: how training keeps every modality learning (none; aux: unimodal heads; "
         "ogm_ge: on-the-fly gradient modulation; gblend: gradient blending on held-out training rows)",
+        search=("registry", "BALANCERS"),
     )
     loss_weighting: str = option(
         "sum",
@@ -187,6 +200,11 @@ class CompareOptions:
     explain: bool = option(
         True, "explain the best model into OUT/explain (needs the explain extra), for polyfuse report"
     )
+
+
+def without_modality_dropout(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` for a single-modality model: no modality dropout (there is nothing to drop it for)."""
+    return dataclasses.replace(cfg, modality_dropout=0.0, modality_dropout_rates={})
 
 
 COMPARE_DEFAULTS: dict[str, Any] = {"max_epochs": 20, "patience": 5, "modality_dropout": 0.2}

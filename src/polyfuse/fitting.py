@@ -16,7 +16,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from polyfuse.config import EncoderConfig, FusionConfig, HeadConfig, ModelConfig, Schema, TrainConfig, plain
+from polyfuse.config import (
+    EncoderConfig,
+    FusionConfig,
+    HeadConfig,
+    ModelConfig,
+    Schema,
+    TrainConfig,
+    plain,
+    without_modality_dropout,
+)
 from polyfuse.data.batch import EncodedTable
 from polyfuse.data.errors import DataError, SchemaError
 from polyfuse.data.preprocess import Preprocessor
@@ -96,9 +105,12 @@ def run_fit(
     frame: pd.DataFrame, base_dir: Path, req: FitRequest, rep: Reporter, log_dir: Path | None
 ) -> Predictor:
     """Train the fused model (and the baselines), evaluate on the test split, return a Predictor."""
+    from polyfuse.train.dropout import check_dropout
+
     if not rep.verbose:
         req.train = dataclasses.replace(req.train, progress=False)
     schema = infer_schema(frame, req.label, base_dir, declared=req.roles, split_column=req.split_column)
+    check_dropout(req.train, schema.modalities)  # a misspelt modality fails before any data work
     rep.schema(schema, frame, base_dir)
     prep = prepare(frame, base_dir, req, schema)
     rep.skipped(prep.skipped)
@@ -106,7 +118,7 @@ def run_fit(
     fused = train_and_test(config, prep.pre, prep.tables, _watched(req.train, prep), log_dir, rep, "fused")
     baselines: dict[str, Candidate] = {}
     if req.train.baselines and len(prep.encoders) > 1:
-        solo = dataclasses.replace(req.train, modality_dropout=0.0)
+        solo = without_modality_dropout(req.train)
         for name, encoder in prep.encoders.items():
             one = ModelConfig({name: encoder}, req.fusion, prep.heads)
             only = {k: t.select([name]) for k, t in prep.tables.items()}

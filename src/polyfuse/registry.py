@@ -64,3 +64,4 @@ SCHEDULERS: Registry[Any] = Registry("scheduler")  # (optimizer, TrainConfig) ->
 CALLBACKS: Registry[Any] = Registry("training callback")  # (TrainConfig) -> Lightning Callback
 BALANCERS: Registry[Any] = Registry("balancing strategy")  # (model, heads, losses) -> Balancer | None
 LOSS_WEIGHTINGS: Registry[Any] = Registry("loss weighting")  # (model, heads) -> LossWeighting | None
+DROPOUT_SCHEDULES: Registry[Any] = Registry("modality dropout schedule")  # (rate, epoch, epochs) -> rate

@@ -162,6 +162,8 @@ def test_optuna_search_writes_trials_to_the_same_board_and_resumes(tmp_path):
     assert set(board["status"]) <= {"ok", "pruned"}
     params = json.loads(board.loc[0, "params_json"])
     assert {"lr", "batch_size", "modality_dropout"} <= set(params)
+    assert set(board["balance"]) <= {"aux", "gblend", "none", "ogm_ge"}
+    assert (board.loc[board["n_modalities"] == 1, "balance"] == "none").all()
     result = polyfuse.compare(
         frame, "kind", out=tmp_path, search="optuna", trials=5, fusions=["concat"], **QUICK
     )
@@ -228,3 +230,118 @@ def test_the_default_pretrained_text_encoder_stays_frozen_in_every_run():
     bag = ws.prepared(RunSpec(("text",), "concat", (("text", "text_bag"),), 0))
     # As in fit: the default MiniLM is frozen (computed once per table), a trainable choice trains.
     assert minilm.encoders["text"].freeze is True and bag.encoders["text"].freeze is False
+
+
+# --- balancing strategies as a grid axis -----------------------------------------------------------
+
+
+def test_balances_apply_to_two_or_more_modalities_and_keep_the_default_run_ids():
+    subsets = modality_subsets(["image", "text"])
+    choices = {"image": ["image_cnn"], "text": ["text_bag"]}
+    default = build_grid(subsets, ["concat", "gmu"], choices, seeds=[0])
+    grid = build_grid(subsets, ["concat", "gmu"], choices, seeds=[0], balances=["none", "aux", "ogm_ge"])
+    assert len(default) == 2 + 2 and len(grid) == 2 + 2 * 3  # singles once; the pair per fusion x balance
+    assert {s.balance for s in grid if len(s.modalities) == 1} == {"none"}
+    assert {s.balance for s in grid if len(s.modalities) == 2} == {"none", "aux", "ogm_ge"}
+    # "none" runs keep the run_id they had before the axis, so earlier comparisons resume unchanged.
+    assert [s.run_id for s in default] == [
+        "image__concat__image_cnn__s0",
+        "text__concat__text_bag__s0",
+        "image+text__concat__image_cnn+text_bag__s0",
+        "image+text__gmu__image_cnn+text_bag__s0",
+    ]
+    assert {s.run_id for s in default} < {s.run_id for s in grid}
+    assert "image+text__gmu__image_cnn+text_bag__balance=aux__s0" in {s.run_id for s in grid}
+
+
+def test_compare_trains_each_balance_on_multimodal_subsets_and_resumes(tmp_path, monkeypatch):
+    import polyfuse.sweep.engine as engine
+
+    trained: dict[str, str] = {}  # run_id -> the balance its training config held
+    real = engine.train_and_test
+
+    def spy(config, pre, tables, cfg, log_dir, rep, title, callbacks=None):
+        trained[title] = cfg.balance
+        return real(config, pre, tables, cfg, log_dir, rep, title, callbacks)
+
+    monkeypatch.setattr(engine, "train_and_test", spy)
+    frame, quick = synthetic_frame(120), {**QUICK, "max_epochs": 2, "fusions": ["concat"]}
+    polyfuse.compare(frame, "kind", out=tmp_path, balances=["none", "aux"], **quick)
+    board = pd.read_csv(tmp_path / "leaderboard.csv")
+    assert list(board.columns[:5]) == ["run_id", "modalities", "n_modalities", "fusion", "balance"]
+    assert sorted(zip(board["modalities"], board["balance"], strict=True)) == [
+        ("tabular", "none"),
+        ("text", "none"),
+        ("text+tabular", "aux"),
+        ("text+tabular", "none"),
+    ]
+    assert (board["status"] == "ok").all()
+    assert trained == dict(zip(board["run_id"], board["balance"], strict=True))
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    assert len(summary) == 4  # a configuration per balance
+    assert sorted(summary.loc[summary["n_modalities"] == 2, "balance"]) == ["aux", "none"]
+    assert json.loads((tmp_path / "compare.json").read_text())["balances"] == ["aux", "none"]
+    html = polyfuse.report(tmp_path).read_text()
+    assert html.count("<th>balance</th>") == 1 and html.count("<td>aux</td>") == 1  # the leaderboard's
+
+    # Resuming with one more strategy trains only its run.
+    trained.clear()
+    polyfuse.compare(frame, "kind", out=tmp_path, balances=["none", "aux", "ogm_ge"], **quick)
+    assert trained == {"text+tabular__concat__text_bag+tabular_mlp__balance=ogm_ge__s0": "ogm_ge"}
+    assert len(pd.read_csv(tmp_path / "leaderboard.csv")) == 5
+
+
+def test_an_unknown_balance_fails_before_the_table_is_read(tmp_path):
+    with pytest.raises(KeyError, match="unknown balancing strategy 'auxx'; known: aux, gblend, none, ogm_ge"):
+        polyfuse.compare(tmp_path / "missing.csv", "kind", out=tmp_path / "cmp", balances=["none", "auxx"])
+    with pytest.raises(TypeError, match="list of names"):
+        polyfuse.compare(tmp_path / "missing.csv", "kind", out=tmp_path / "cmp", balances="aux")  # type: ignore[arg-type]
+    assert not (tmp_path / "cmp").exists()
+
+
+def test_cli_balances_reach_the_api_as_a_list(monkeypatch):
+    calls: list[dict] = []
+
+    class Done:
+        finished, best_dir = True, "best"
+
+    monkeypatch.setattr(polyfuse, "compare", lambda *a, **kw: calls.append(kw) or Done())
+    for args, expected in [([], None), (["--balances", "none, aux,ogm_ge"], ["none", "aux", "ogm_ge"])]:
+        result = CliRunner().invoke(app, ["compare", *args])
+        assert result.exit_code == 0, result.output
+        assert calls[-1]["balances"] == expected
+
+
+def test_the_optuna_space_chooses_a_balance_for_multimodal_trials_only():
+    from types import SimpleNamespace
+
+    from polyfuse.registry import BALANCERS
+    from polyfuse.sweep.search import SPACE, TRAIN_KEYS, suggest
+
+    assert SPACE["balance"] == ("choice", BALANCERS.names())
+    assert BALANCERS.names() == ["aux", "gblend", "none", "ogm_ge"]
+    assert "balance" not in TRAIN_KEYS  # a run's balance is its own field (the board's column)
+
+    class Trial:  # picks the last choice of every categorical, the low end of every range
+        number = 7
+
+        def __init__(self):
+            self.asked: dict[str, list] = {}
+
+        def suggest_categorical(self, name, choices):
+            self.asked[name] = list(choices)
+            return choices[-1]
+
+        def suggest_float(self, name, low, high, log=False):
+            return low
+
+    session = SimpleNamespace(
+        ws=SimpleNamespace(choices={"text": ["text_bag"], "tabular": ["tabular_mlp"]}),
+        req=SimpleNamespace(fusions=["concat", "gmu"], seeds=[0]),
+    )
+    pair, single = Trial(), Trial()
+    spec = suggest(pair, session, [("text",), ("text", "tabular")])  # picks the pair
+    assert (spec.modalities, spec.fusion, spec.balance) == (("text", "tabular"), "gmu", "ogm_ge")
+    assert pair.asked["balance"] == BALANCERS.names()
+    spec = suggest(single, session, [("text", "tabular"), ("text",)])  # picks the single
+    assert (spec.modalities, spec.balance) == (("text",), "none") and "balance" not in single.asked

@@ -232,7 +232,7 @@ def test_modality_dropout_trains_the_fused_model_only(make_frame, monkeypatch):
     metrics = predictor.metrics
     # Every training step of the fused model (and none of the single-modality baselines) drops.
     steps = metrics["fused"]["epochs"] * math.ceil(metrics["rows"]["train"] / 64)
-    assert rates == [0.5] * steps
+    assert rates == [{"text": 0.5, "tabular": 0.5}] * steps  # modality_dropout: one rate for every modality
     assert set(metrics["baselines"]) == {"text", "tabular"}
     assert predictor.train_config.modality_dropout == 0.5
     assert metrics["fused"]["test"]["accuracy"] >= 0.6  # still learns; chance is 0.33

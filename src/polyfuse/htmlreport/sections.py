@@ -18,9 +18,12 @@ CHART_ROWS = 40  # configurations drawn in the leaderboard chart (the table list
 
 
 def config_name(row: Any, sep: str = " with ") -> str:
-    """ "image+audio with gmu", or "image" alone for a single modality (fusion does not apply)."""
+    """ "image+audio with gmu" ("... with gmu (aux)" for a balancing strategy), or "image" alone for a
+    single modality (fusion and balancing do not apply)."""
     n = _int(row.get("n_modalities"), default=len(str(row.get("modalities", "")).split("+")))
-    return str(row["modalities"]) if n <= 1 else f"{row['modalities']}{sep}{row.get('fusion', '?')}"
+    balance = row.get("balance")
+    balanced = f" ({balance})" if isinstance(balance, str) and balance != "none" else ""
+    return str(row["modalities"]) if n <= 1 else f"{row['modalities']}{sep}{row.get('fusion', '?')}{balanced}"
 
 
 def _int(value: Any, default: int = 0) -> int:
@@ -236,6 +239,11 @@ def leaderboard(run: RunData) -> Section | None:
     if any(options):  # searched hyper-parameters tell otherwise identical rows apart
         headers.insert(4, "options")
         rows = [[*r[:4], o or "–", *r[4:]] for r, o in zip(rows, options, strict=True)]
+    column = summary.get("balance", pd.Series([None] * len(summary)))
+    balances = [b if isinstance(b, str) else "none" for b in column]  # boards before the balance axis
+    if any(b != "none" for b in balances):  # a comparison of balancing strategies
+        headers.insert(3, "balance")
+        rows = [[*r[:3], b if r[2] != "–" else "–", *r[3:]] for r, b in zip(rows, balances, strict=True)]
     numeric = [0] + list(range(len(headers) - 5, len(headers)))
     order = "higher is better" if run.higher_is_better else "lower is better"
     body = note(f"{len(summary)} configurations, best first ({metric}: {order}); mean ± std over seeds.")

@@ -15,7 +15,14 @@ from typing import Any
 import pandas as pd
 import torch
 
-from polyfuse.config import CompareOptions, FusionConfig, ModelConfig, Schema, TrainConfig
+from polyfuse.config import (
+    CompareOptions,
+    FusionConfig,
+    ModelConfig,
+    Schema,
+    TrainConfig,
+    without_modality_dropout,
+)
 from polyfuse.data.batch import EncodedTable
 from polyfuse.data.preprocess import Preprocessor
 from polyfuse.data.schema import infer_schema
@@ -24,7 +31,7 @@ from polyfuse.eval.metrics import LOWER_IS_BETTER, primary_metric
 from polyfuse.eval.selection import validation_metric
 from polyfuse.fitting import FitRequest, Prepared, Trained, choose_encoders, prepare, train_and_test
 from polyfuse.reporting import Reporter
-from polyfuse.sweep.grid import DEFAULT_FUSIONS, RunSpec, build_grid, modality_subsets
+from polyfuse.sweep.grid import DEFAULT_FUSIONS, NO_BALANCE, RunSpec, build_grid, modality_subsets
 
 # Inference latency is timed on at most this many test rows (every encoder run, no cache).
 LATENCY_ROWS = 128
@@ -38,6 +45,7 @@ class CompareRequest(CompareOptions):
     fit: FitRequest
     fusions: list[str] = field(default_factory=lambda: list(DEFAULT_FUSIONS))
     encoder_choices: dict[str, list[str]] = field(default_factory=dict)  # modality -> encoders to try
+    balances: list[str] = field(default_factory=lambda: [NO_BALANCE])  # strategies for 2+ modalities
     subsets: list[list[str]] | None = None  # modality subsets; None: every non-empty subset
     seeds: list[int] = field(default_factory=lambda: [0])
 
@@ -46,11 +54,14 @@ class Workspace:
     """The data of a comparison, encoded once per encoder assignment and shared by its runs."""
 
     def __init__(self, frame: pd.DataFrame, base_dir: Path, req: CompareRequest):
+        from polyfuse.train.dropout import check_dropout
+
         fit = req.fit
         self.frame, self.base_dir, self.fit = frame, base_dir, fit
         self.schema: Schema = infer_schema(
             frame, fit.label, base_dir, declared=fit.roles, split_column=fit.split_column
         )
+        check_dropout(fit.train, self.schema.modalities)  # before any preprocessing
         self.defaults, _ = choose_encoders(self.schema, fit)
         self.choices = {
             m: req.encoder_choices.get(m) or [self.defaults[m].name] for m in self.schema.modalities
@@ -78,13 +89,25 @@ class Workspace:
         return self._prepared[key]
 
 
+def check_balances(names: list[str]) -> None:
+    """Fail before any data work on an unknown balancing strategy (the registry's ``KeyError``), or on
+    one name given where a list is expected (``TypeError``)."""
+    import polyfuse.train  # noqa: F401  (registers the strategies)
+    from polyfuse.registry import BALANCERS
+
+    if isinstance(names, str):
+        raise TypeError(f"balances is a list of names, e.g. [{names!r}]")
+    for name in names:
+        BALANCERS.get(name)
+
+
 def default_grid(ws: Workspace, req: CompareRequest) -> list[RunSpec]:
     subsets = (
         [tuple(m for m in ws.schema.modalities if m in s) for s in req.subsets]
         if req.subsets
         else modality_subsets(ws.schema.modalities, max_size=req.max_modalities)
     )
-    return build_grid(subsets, req.fusions, ws.choices, req.seeds)
+    return build_grid(subsets, req.fusions, ws.choices, req.seeds, req.balances)
 
 
 @dataclass
@@ -118,13 +141,14 @@ def train_run(
         "progress": False,
         "baselines": False,
         "ensemble": "off",
+        "balance": spec.balance,
         **dict(spec.train_params),
     }
-    if len(subset) == 1:
-        overrides["modality_dropout"] = 0.0
     if time_left is not None:
         overrides["time_limit_s"] = max(1.0, min(time_left, base.time_limit_s or time_left))
     cfg = dataclasses.replace(base, **overrides)
+    if len(subset) == 1:
+        cfg = without_modality_dropout(cfg)
     tables = {k: t.select(subset) for k, t in prep.tables.items()}
     trained = train_and_test(config, prep.pre, tables, cfg, None, Reporter(False), spec.run_id, callbacks)
     _share_cache(prep.tables, tables)

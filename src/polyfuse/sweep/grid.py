@@ -1,4 +1,5 @@
-"""The runs of a comparison: modality subsets x fusions x encoder choices x seeds, as data."""
+"""The runs of a comparison: modality subsets x fusions x balancing strategies x encoder choices x
+seeds, as data."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from typing import Any
 DEFAULT_FUSIONS = ("concat", "gmu", "attention")
 # A single modality needs no fusion; its runs use this one (a projection of the one embedding).
 SINGLE_FUSION = "concat"
+# Balancing needs two or more modalities; single-modality runs (and the default grid) train plainly.
+NO_BALANCE = "none"
 
 
 @dataclass(frozen=True)
@@ -25,15 +28,18 @@ class RunSpec:
     fusion_params: tuple[tuple[str, Any], ...] = field(default=())  # e.g. (("hidden_dim", 64),)
     train_params: tuple[tuple[str, Any], ...] = field(default=())  # TrainConfig overrides, e.g. lr
     name: str = ""  # overrides the derived run id (search trials are named "trial-0003")
+    balance: str = NO_BALANCE  # the BALANCERS strategy (TrainConfig.balance) the run trains with
 
     @property
     def run_id(self) -> str:
-        """A stable, file-name-safe key: what makes a comparison resumable."""
+        """A stable, file-name-safe key: what makes a comparison resumable (a run without balancing
+        keeps the key it had before balancing was a grid axis)."""
         if self.name:
             return self.name
         encoders = "+".join(e for _, e in self.encoders)
         params = "-".join(f"{k}={v}" for k, v in self.fusion_params + self.train_params)
-        parts = ["+".join(self.modalities), self.fusion, encoders, params, f"s{self.seed}"]
+        balance = "" if self.balance == NO_BALANCE else f"balance={self.balance}"
+        parts = ["+".join(self.modalities), self.fusion, encoders, params, balance, f"s{self.seed}"]
         return "__".join(p for p in parts if p).replace("/", "_")
 
     def row(self) -> dict[str, Any]:
@@ -42,6 +48,7 @@ class RunSpec:
             "modalities": "+".join(self.modalities),
             "n_modalities": len(self.modalities),
             "fusion": self.fusion,
+            "balance": self.balance,
             "encoders": ";".join(f"{m}={e}" for m, e in self.encoders),
             "seed": self.seed,
             "params_json": json.dumps(dict(self.fusion_params + self.train_params)),
@@ -61,6 +68,7 @@ def build_grid(
     fusions: list[str],
     encoder_choices: dict[str, list[str]],
     seeds: list[int],
+    balances: list[str] | None = None,
 ) -> list[RunSpec]:
     """All runs, seed-major (every configuration once before any is repeated), duplicates removed.
 
@@ -69,13 +77,17 @@ def build_grid(
         fusions: Fusion names for subsets of two or more modalities (single ones use ``SINGLE_FUSION``).
         encoder_choices: Modality -> encoder names to try; every modality must have at least one.
         seeds: Seeds; each configuration is trained once per seed.
+        balances: Balancing strategies (``BALANCERS``) for subsets of two or more modalities (single
+            ones use ``NO_BALANCE``); default: none.
     """
     runs: dict[str, RunSpec] = {}
     for seed in seeds:
         for subset in subsets:
             options = [[(m, e) for e in encoder_choices[m]] for m in subset]
+            multi = len(subset) > 1
+            strategies = (balances or [NO_BALANCE]) if multi else [NO_BALANCE]
             for encoders in itertools.product(*options):
-                for fusion in fusions if len(subset) > 1 else [SINGLE_FUSION]:
-                    spec = RunSpec(subset, fusion, tuple(encoders), seed)
+                for fusion, balance in itertools.product(fusions if multi else [SINGLE_FUSION], strategies):
+                    spec = RunSpec(subset, fusion, tuple(encoders), seed, balance=balance)
                     runs.setdefault(spec.run_id, spec)
     return list(runs.values())

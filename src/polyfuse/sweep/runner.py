@@ -106,6 +106,7 @@ def _finish(session: Session, finished: bool) -> CompareResult:
         "label": ws.schema.labels[0].column,
         "modalities": ws.schema.modalities,
         "fusions": sorted({r["fusion"] for r in session.rows if r["n_modalities"] > 1}),
+        "balances": sorted({r["balance"] for r in session.rows if r["n_modalities"] > 1}),
         "seeds": sorted({int(r["seed"]) for r in session.rows}),
         "best": _brief(session.best, ws.metric),
         "best_single": _brief(best_of([r for r in ok if r["n_modalities"] == 1], ws.val_metric), ws.metric),
@@ -125,5 +126,5 @@ def _finish(session: Session, finished: bool) -> CompareResult:
 def _brief(row: dict[str, Any] | None, metric: str) -> dict[str, Any] | None:
     if row is None:
         return None
-    keys = ("run_id", "modalities", "fusion", "encoders", "seed", "val_score")
+    keys = ("run_id", "modalities", "fusion", "balance", "encoders", "seed", "val_score")
     return {**{k: row.get(k) for k in keys}, metric: row.get(f"test_{metric}")}

@@ -1,4 +1,5 @@
-"""``search="optuna"``: TPE over modality subsets, fusions and hyper-parameters, with pruning.
+"""``search="optuna"``: TPE over modality subsets, fusions, balancing strategies and hyper-parameters,
+with pruning.
 
 Every trial is a run on the same board as the grid's (``trial-0007``, its choices in ``params_json``).
 The study lives in ``optuna.log`` (a journal file, no database server), so a killed search resumes.
@@ -13,14 +14,27 @@ from typing import Any
 from polyfuse.config import TrainConfig
 from polyfuse.eval.metrics import LOWER_IS_BETTER
 from polyfuse.extras import require
-from polyfuse.sweep.grid import SINGLE_FUSION, RunSpec, modality_subsets
+from polyfuse.sweep.grid import NO_BALANCE, SINGLE_FUSION, RunSpec, modality_subsets
 from polyfuse.sweep.session import Session
+
+
+def _choices(kind: str, arg: Any) -> tuple[str, Any]:
+    """A ``search=`` declaration as searched: a registry's name becomes a choice over its entries."""
+    if kind != "registry":
+        return kind, arg
+    import polyfuse.registry
+    import polyfuse.train  # noqa: F401  (registers the training strategies)
+
+    return "choice", getattr(polyfuse.registry, arg).names()
+
 
 # The training options searched, and their ranges, are declared on ``TrainConfig`` (``option(search=)``).
 TRAIN_SPACE: dict[str, tuple[str, Any]] = {
-    f.name: f.metadata["search"] for f in dataclasses.fields(TrainConfig) if "search" in f.metadata
+    f.name: _choices(*f.metadata["search"]) for f in dataclasses.fields(TrainConfig) if "search" in f.metadata
 }
-TRAIN_KEYS = tuple(TRAIN_SPACE)
+# Options only runs of two or more modalities search, and their value on a single modality.
+MULTIMODAL_ONLY: dict[str, Any] = {"balance": NO_BALANCE}
+TRAIN_KEYS = tuple(k for k in TRAIN_SPACE if k not in MULTIMODAL_ONLY)  # a run's train_params
 # The search space besides subsets and fusions: name -> (kind, choices or bounds).
 SPACE: dict[str, tuple[str, Any]] = {
     "width": ("choice", [64, 128, 256]),  # the fusion's hidden_dim (or output_dim if it has none)
@@ -82,12 +96,15 @@ def _objective(trial: Any, session: Session, subsets: list[tuple[str, ...]]) -> 
 
 
 def suggest(trial: Any, session: Session, subsets: list[tuple[str, ...]]) -> RunSpec:
-    """One trial's run: a subset, a fusion (for two or more modalities) and hyper-parameters."""
+    """One trial's run: a subset, a fusion and a balancing strategy (for two or more modalities) and
+    hyper-parameters."""
     ws, req = session.ws, session.req
     names = ["+".join(s) for s in subsets]
     subset = subsets[names.index(trial.suggest_categorical("modalities", names))]
-    fusion = trial.suggest_categorical("fusion", req.fusions) if len(subset) > 1 else SINGLE_FUSION
-    values = {name: _suggest(trial, name, kind, arg) for name, (kind, arg) in SPACE.items()}
+    multi = len(subset) > 1
+    fusion = trial.suggest_categorical("fusion", req.fusions) if multi else SINGLE_FUSION
+    searched = {k: v for k, v in SPACE.items() if multi or k not in MULTIMODAL_ONLY}
+    values = {**MULTIMODAL_ONLY, **{k: _suggest(trial, k, kind, arg) for k, (kind, arg) in searched.items()}}
     encoders = tuple((m, trial.suggest_categorical(f"encoder_{m}", ws.choices[m])) for m in subset)
     return RunSpec(
         modalities=subset,
@@ -97,6 +114,7 @@ def suggest(trial: Any, session: Session, subsets: list[tuple[str, ...]]) -> Run
         fusion_params=fusion_params(fusion, values["width"], values["dropout"]),
         train_params=tuple((k, values[k]) for k in TRAIN_KEYS),
         name=f"trial-{trial.number:04d}",
+        balance=values["balance"],
     )
 
 

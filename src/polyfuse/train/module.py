@@ -24,8 +24,11 @@ from polyfuse.eval.probe import metric_value, value_metric
 from polyfuse.eval.selection import SCORE, selection_score, validation_metric
 from polyfuse.models.multimodal import MultimodalModel
 from polyfuse.registry import BALANCERS, LOSS_WEIGHTINGS, SCHEDULERS
+from polyfuse.train.dropout import drop_modalities, epoch_rates, uses_modality_dropout
 from polyfuse.train.optimizers import make_optimizer
 from polyfuse.train.weighting.base import Shared, shared_parameters
+
+__all__ = ["MultimodalTask", "drop_modalities", "monitor_for", "summed_loss"]
 
 
 class MultimodalTask(L.LightningModule):
@@ -41,6 +44,7 @@ class MultimodalTask(L.LightningModule):
         self.cfg = cfg
         self.balancer = BALANCERS.get(cfg.balance)(model, heads, dict(losses))  # None: plain training
         self.weighting = LOSS_WEIGHTINGS.get(cfg.loss_weighting)(model, heads)  # None: the plain sum
+        self.dropout_rates = epoch_rates(cfg, model.modalities, 0)  # this epoch's, per modality
         self._val_outputs: list[dict[str, Tensor]] = []
         self._val_targets: list[dict[str, Tensor]] = []
 
@@ -50,9 +54,12 @@ class MultimodalTask(L.LightningModule):
     def _loss(self, logits: dict[str, Tensor], targets: dict[str, Tensor]) -> Tensor:
         return summed_loss(self.losses, logits, targets)
 
+    def on_train_epoch_start(self) -> None:
+        self.dropout_rates = epoch_rates(self.cfg, self.model.modalities, self.current_epoch)
+
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        if self.cfg.modality_dropout > 0:
-            batch = drop_modalities(batch, self.cfg.modality_dropout)
+        if any(rate > 0 for rate in self.dropout_rates.values()):
+            batch = drop_modalities(batch, self.dropout_rates)
         if self.balancer is None and self.weighting is None:
             loss = self._loss(self.model(batch), batch.targets)
         else:
@@ -99,6 +106,9 @@ class MultimodalTask(L.LightningModule):
             extra |= {} if self.weighting is None else self.weighting.epoch_end()
             for name, value in extra.items():
                 self.log(name, value, on_epoch=True)
+        if uses_modality_dropout(self.cfg) and not self.trainer.sanity_checking:
+            for name, rate in self.dropout_rates.items():  # the rates this epoch trained with
+                self.log(f"modality_dropout_{name}", rate, on_epoch=True)
         if not self._val_outputs:
             return
         labels = [h.label for h in self.head_cfgs]
@@ -149,23 +159,6 @@ def validation_scores(
         for h in heads
     }
     return {f"val_{SCORE}": selection_score(specs, targets, outputs), **scores}
-
-
-def drop_modalities(batch: Batch, rate: float) -> Batch:
-    """Mask each present modality of each row with probability ``rate``, keeping one per row.
-
-    Trains the fusion to cope with absent inputs, which also makes masking a modality at
-    inference a meaningful "what if it were missing" question.
-    """
-    names = list(batch.mask)
-    present = torch.stack([batch.mask[n] for n in names], dim=1)  # [B, M]
-    keep = present & (torch.rand(present.shape, device=present.device) >= rate)
-    # Rows that lost every present modality get one of their present ones back, at random.
-    lost = (present.any(1) & ~keep.any(1)).nonzero(as_tuple=True)[0]
-    if len(lost):
-        pick = torch.rand(present.shape, device=present.device).masked_fill(~present, -1).argmax(1)
-        keep[lost, pick[lost]] = True
-    return Batch(batch.inputs, {n: keep[:, i] for i, n in enumerate(names)}, batch.targets, batch.cached)
 
 
 def monitor_for(heads: list[HeadConfig]) -> tuple[str, str]:
