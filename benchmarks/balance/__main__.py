@@ -205,7 +205,7 @@ def main() -> None:
     args = parser.parse_args()
     stem = Path(args.out)
     if args.report_only:
-        write_markdown(pd.read_csv(stem.with_suffix(".csv")), stem, args)
+        write_markdown(pd.read_csv(stem.with_suffix(".csv"), dtype={"commit": str}), stem, args)
         return
     import polyfuse.train  # noqa: F401  (registers the strategies)
     from polyfuse.registry import BALANCERS
@@ -214,7 +214,7 @@ def main() -> None:
     commit = code_version()
     stem.parent.mkdir(parents=True, exist_ok=True)
     csv = stem.with_suffix(".csv")
-    frame = pd.read_csv(csv) if args.append and csv.is_file() else pd.DataFrame()
+    frame = pd.read_csv(csv, dtype={"commit": str}) if args.append and csv.is_file() else pd.DataFrame()
     for name in args.tables.split(","):
         for seed in _seeds(args.seeds):
             rows = pd.DataFrame(run_seed(name, TABLES[name], seed, strategies, args.rows or TABLES[name].rows,
