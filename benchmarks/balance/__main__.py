@@ -9,9 +9,11 @@ modality is trained once; then for each balancing strategy the fused network is 
 ``fitting.choose_final`` (what ``fit`` runs, ``ensemble="auto"``) picks the final model on
 validation. A row records, on the test split, the final model's score, the fused network's, and
 the best single modality's (the single-modality model with the best validation score; choices on
-validation only), plus the oracle best single test score. Scores: accuracy, R² for regression, the
-mean over labels with several (``eval.selection.selection_score``). Seconds per epoch of the fused
-network are recorded too (meaningful only on an otherwise idle machine).
+validation only), plus the oracle best single test score, and each modality's linear-probe gap
+(``eval.imbalance.probe_gaps``: validation score of a probe on its single-modality model's
+embedding minus that on the fused network's, as ``probe_gap_<modality>``). Scores: accuracy, R²
+for regression, the mean over labels with several (``eval.selection.selection_score``). Seconds
+per epoch of the fused network are recorded too (meaningful only on an otherwise idle machine).
 
 Writes ``results/balance.csv`` (columns ``table, strategy, seed, test_score,
 best_single_test_score, ...``) and ``results/balance.md``.
@@ -96,6 +98,7 @@ def run_seed(
 ) -> list[dict]:
     """One seed of one table: baselines once, then the fused network and final model per strategy."""
     from polyfuse.config import ModelConfig
+    from polyfuse.eval.imbalance import probe_gaps
     from polyfuse.eval.selection import selection_score
     from polyfuse.fitting import Candidate, FitRequest, choose_final, prepare, train_and_test
     from polyfuse.models.inference import predict_table
@@ -133,6 +136,9 @@ def run_seed(
         start = time.perf_counter()
         fused = train_and_test(config, prep.pre, prep.tables, cfg, None, quiet, "fused")
         seconds = time.perf_counter() - start
+        gaps = probe_gaps(
+            prep.schema.labels, fused.model, {c.name: c.trained.model for c in singles}, prep.tables
+        )
         final, chosen = choose_final(
             prep.schema, [Candidate("fused", config, fused), *singles], prep.tables, "auto"
         )
@@ -151,6 +157,7 @@ def run_seed(
                 "fused_epochs": fused.summary["epochs"],
                 "fused_seconds_per_epoch": seconds / max(1, fused.summary["epochs"]),
                 "test_rows": len(test),
+                **{f"probe_gap_{m}": g["gap"] for m, g in gaps.items()},  # single - fused, validation
             }
         )
         print(out[-1], flush=True)
@@ -181,6 +188,27 @@ def summarise(frame: pd.DataFrame) -> list[str]:
             f"| {name} | {strategy} | {len(g)} | {_pm(g['test_score'])} | {_pm(g['fused_test_score'])} | "
             f"{_pm(g['best_single_test_score'])} | {gap.mean():+.4f} ± {gap.std():.4f} | {kinds} |"
         )
+    return lines
+
+
+def probe_table(frame: pd.DataFrame) -> list[str]:
+    """Markdown rows: each modality's linear-probe gap (single minus fused), per table and strategy."""
+    columns = [c for c in frame.columns if c.startswith("probe_gap_")]
+    measured = frame.dropna(subset=columns, how="all") if columns else frame.iloc[0:0]
+    if not len(measured):
+        return []
+    names = [c.removeprefix("probe_gap_") for c in columns]
+    lines = [
+        "",
+        "Linear-probe gap per modality (validation score of a probe on the single-modality model's",
+        "embedding minus that on the fused network's encoder; > 0: the fused training starved it):",
+        "",
+        "| table | strategy | seeds | " + " | ".join(names) + " |",
+        "|---|---|---|" + "---|" * len(names),
+    ]
+    for (name, strategy), g in measured.groupby(["table", "strategy"], sort=False):
+        cells = [_pm(g[c]) if g[c].notna().any() else "–" for c in columns]
+        lines.append(f"| {name} | {strategy} | {len(g)} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -253,6 +281,7 @@ def write_markdown(frame: pd.DataFrame, stem: Path, args: argparse.Namespace) ->
         *[f"- `{n}` ({_size(TABLES[n])}): {TABLES[n].what}" for n in names],
         "",
         *summarise(frame),
+        *probe_table(frame),
     ]
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from benchmarks.balance import tables
-from benchmarks.balance.__main__ import TABLES, Table, run_seed, summarise
+from benchmarks.balance.__main__ import TABLES, Table, probe_table, run_seed, summarise
 from PIL import Image, UnidentifiedImageError
 
 SOURCE = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -44,6 +44,9 @@ def test_one_seed_records_the_final_the_fused_and_the_best_single_model():
         assert row["final_model"] in {"ensemble", "fused", "text", "tabular"}
         assert 0.33 < row["best_single_test_score"] <= row["oracle_single_test_score"] <= 1
         assert row["test_rows"] == 45
+        assert {"probe_gap_text", "probe_gap_tabular"} <= set(row)
+        assert all(-1 <= row[f"probe_gap_{m}"] <= 1 for m in ("text", "tabular"))
     frame = pd.DataFrame(rows).assign(commit="x")
     assert len(summarise(frame)) == 2 + 2  # header, rule, a row per strategy
+    assert len(probe_table(frame)) == 6 + 2  # a blank line, 3 lines of text, header, rule, 2 rows
     assert set(TABLES) >= {"spoken_digits", "complementary", "dominated", "two_scales", "prices"}
