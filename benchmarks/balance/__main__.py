@@ -4,7 +4,7 @@
         [--strategies none,aux,...] [--rows N] [--max-epochs 30]
 
 For each table and seed: the table is prepared once (``fitting.prepare``: schema, split, encoders
-as ``fit`` chooses them, so text uses the default frozen MiniLM); one single-modality model per
+as ``fit`` chooses them unless the table names one); one single-modality model per
 modality is trained once; then for each balancing strategy the fused network is trained and
 ``fitting.choose_final`` (what ``fit`` runs, ``ensemble="auto"``) picks the final model on
 validation. A row records, on the test split, the final model's score, the fused network's, and
@@ -48,7 +48,8 @@ class Table:
 
 
 # The synthetic notes are a few template words: a bag of words reads them as well as MiniLM, in far
-# less time; the table of real files keeps fit's default encoders (MiniLM for its notes).
+# less time; the table of real files keeps fit's default encoders (its few distinct notes are read
+# as a categorical column).
 BAG = {"text": "text_bag"}
 TABLES = {
     "spoken_digits": Table(
