@@ -194,11 +194,18 @@ def choose_final(
     targets = {s.column: val.targets[s.column].numpy() for s in schema.labels}
     outputs = {c.name: _numpy(predict_table(c.trained.model, val)) for c in candidates}
     mixable = _mixable(candidates)
-    picked = greedy_ensemble({c.name: outputs[c.name] for c in mixable}, schema.labels, targets)
+    present = {  # the rows where a candidate has one of its modalities: it votes only there
+        c.name: np.logical_or.reduce([val.mask[m].numpy() for m in c.config.encoders]) for c in mixable
+    }
+    picked = greedy_ensemble(
+        {c.name: outputs[c.name] for c in mixable}, schema.labels, targets, present=present
+    )
     alone = {c.name: selection_score(schema.labels, targets, outputs[c.name]) for c in candidates}
     record: dict[str, Any] = {"weights": picked.weights, "val_score": round(picked.score, 6)}
     best_alone = max(alone, key=lambda n: alone[n])
-    if alone[best_alone] > picked.score:  # a token-level model, which the ensemble cannot hold
+    # A token-level model, which the ensemble cannot hold, or a model whose rows without its modalities
+    # count against it inside an ensemble but not alone: kept alone when it beats the mixture.
+    if alone[best_alone] > picked.score:
         record = {"weights": {best_alone: 1.0}, "val_score": round(alone[best_alone], 6)}
     record |= {"candidates": {n: round(v, 6) for n, v in alone.items()}, "rounds": ROUNDS}
     if len(record["weights"]) == 1:

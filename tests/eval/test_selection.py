@@ -50,3 +50,19 @@ def test_a_model_that_is_right_everywhere_is_kept_alone():
     chosen = greedy_ensemble(candidates, [KIND], {"kind": y})
     assert chosen.weights == {"strong": 1.0} and chosen.score == 1.0
     assert chosen.member_scores == {"weak": 0.0, "strong": 1.0}
+
+
+def test_a_model_counts_only_on_the_rows_where_it_is_present():
+    y = np.array([0, 1, 2] * 100)
+    half = np.arange(300) < 150
+    # "partial" has its modality on the first half only (elsewhere its output is its wrong guess for an
+    # absent input); "full" is right on the second half and wrong on the first.
+    partial = np.where(half[:, None], _onehot(y), _onehot((y + 1) % 3, 3, 0.99))
+    full = np.where(half[:, None], _onehot((y + 2) % 3, 3, 0.9), _onehot(y))
+    candidates = {"full": {"kind": full}, "partial": {"kind": partial}}
+    chosen = greedy_ensemble(candidates, [KIND], {"kind": y}, present={"partial": half})
+    assert chosen.score == 1.0 and set(chosen.weights) == {"full", "partial"}
+    # Averaging the absent guesses in, no weighting fixes both halves (partial's share must be above
+    # 0.55 for the first and below 0.42 for the second).
+    blind = greedy_ensemble(candidates, [KIND], {"kind": y})
+    assert blind.score < 1.0

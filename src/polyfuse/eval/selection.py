@@ -8,7 +8,9 @@ several labels, early stopping and the kept epoch follow ``val_score`` (``valida
 selection (Caruana, Niculescu-Mizil, Crew & Ksikes, ICML 2004, "Ensemble Selection from Libraries
 of Models"), the final model of AutoGluon: starting from nothing, each round adds the model (with
 replacement) whose inclusion gives the best averaged prediction; the weights are the counts of the
-best round so far, so the ensemble's validation score is never below its best member's.
+best round so far, so the ensemble's validation score is never below its best member's (where a
+member lacks its modalities on some rows and so does not vote there, it can be: ``fitting.choose_final``
+then keeps the best model alone).
 """
 
 from __future__ import annotations
@@ -49,27 +51,36 @@ class Selection:
 
 
 def greedy_ensemble(
-    candidates: dict[str, Outputs], specs: list[LabelSpec], targets: Outputs, rounds: int = ROUNDS
+    candidates: dict[str, Outputs],
+    specs: list[LabelSpec],
+    targets: Outputs,
+    rounds: int = ROUNDS,
+    present: dict[str, np.ndarray] | None = None,
 ) -> Selection:
     """Caruana's ensemble selection with replacement over ``candidates`` (name -> outputs).
 
-    Ties go to the candidate listed first, and a round must improve on the best so far to count,
-    so the smallest ensemble reaching the best score is kept (a single model when none helps).
+    ``present`` (name -> bool [N]) says on which rows a candidate counts: the average of a row is
+    over the candidates present there, as the assembled ensemble computes it
+    (``models.ensemble.EnsembleFusion``: a model without any of its modalities in a row does not
+    vote). Ties go to the candidate listed first, and a round must improve on the best so far to
+    count, so the smallest ensemble reaching the best score is kept (a single model when none helps).
     """
     if not candidates:
         raise ValueError("no models to choose from")
     names = list(candidates)
+    rows = len(targets[specs[0].column])
+    here = {n: (present or {}).get(n, np.ones(rows, dtype=bool)).astype(np.float64) for n in names}
     own = {n: selection_score(specs, targets, candidates[n]) for n in names}
     counts = dict.fromkeys(names, 0)
-    total: Outputs = {
-        s.column: np.zeros_like(candidates[names[0]][s.column], dtype=np.float64) for s in specs
-    }
+    total = _Sum(
+        {s.column: np.zeros_like(candidates[names[0]][s.column], dtype=np.float64) for s in specs}, 0.0
+    )
     best_score, best_counts = -np.inf, dict(counts)
-    for size in range(1, rounds + 1):
-        scores = {n: selection_score(specs, targets, _mean(total, candidates[n], size)) for n in names}
+    for _ in range(rounds):
+        scores = {n: selection_score(specs, targets, total.add(candidates[n], here[n]).mean()) for n in names}
         pick = max(names, key=lambda n: (scores[n], -names.index(n)))
         counts[pick] += 1
-        total = {k: total[k] + candidates[pick][k] for k in total}
+        total = total.add(candidates[pick], here[pick])
         if scores[pick] > best_score:
             best_score, best_counts = scores[pick], dict(counts)
     used = sum(best_counts.values())
@@ -77,6 +88,19 @@ def greedy_ensemble(
     return Selection(weights, float(best_score), own)
 
 
-def _mean(total: Outputs, added: Outputs, size: int) -> Outputs:
-    """The average of ``size`` models: ``total`` holds the sum of the first ``size - 1``."""
-    return {k: (total[k] + added[k]) / size for k in total}
+@dataclass
+class _Sum:
+    """Outputs summed over the chosen models, each counted on the rows where it is present."""
+
+    outputs: Outputs  # label -> sum of present models' outputs
+    count: np.ndarray | float  # [N] models counted per row
+
+    def add(self, outputs: Outputs, here: np.ndarray) -> _Sum:
+        summed = {
+            k: v + outputs[k] * (here if v.ndim == 1 else here[:, None]) for k, v in self.outputs.items()
+        }
+        return _Sum(summed, self.count + here)
+
+    def mean(self) -> Outputs:
+        count = np.maximum(self.count, 1e-12)
+        return {k: v / (count if v.ndim == 1 else count[:, None]) for k, v in self.outputs.items()}

@@ -54,16 +54,17 @@ class Readout(nn.Module):
     read (``predict``) the way the task's own head reads logits."""
 
     def __init__(self, task: str, num_outputs: int, start: int):
+        from polyfuse.registry import HEADS
+
         super().__init__()
         self.task, self.num_outputs, self.start = task, num_outputs, start
+        self._read = HEADS.get(task).predict  # the task head's reading, looked up once
 
     def forward(self, x: Tensor) -> Tensor:
         return x[:, self.start : self.start + self.num_outputs]  # [B, num_outputs]
 
     def predict(self, logits: Tensor) -> Tensor:
-        from polyfuse.registry import HEADS
-
-        return HEADS.get(self.task).predict(self, logits)  # type: ignore[no-any-return]
+        return self._read(self, logits)  # type: ignore[no-any-return]
 
 
 def as_logits(task: str, mean: Tensor) -> Tensor:
