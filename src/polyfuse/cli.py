@@ -20,6 +20,10 @@ datasets_app = typer.Typer(help="Built-in datasets.", no_args_is_help=True)
 app.add_typer(datasets_app, name="datasets")
 
 ON_ERROR_HELP = "raise: stop at the first bad cell; skip: drop bad rows and report them"
+BUDGET_HELP = (
+    "encoder milliseconds per row to aim for: run modalities cheapest first and stop each row once "
+    "confident (the model's cascade curve, measured on validation at fit time); default: every modality"
+)
 
 
 def _roles(**columns: list[str]) -> dict[str, str]:
@@ -192,11 +196,12 @@ def predict(
     table: Path = typer.Argument(..., help="table with the model's input columns"),
     out: Path = typer.Option(Path("predictions.csv"), help="CSV to write: row, label(s) and probabilities"),
     on_error: str = typer.Option("raise", help=ON_ERROR_HELP),
+    budget_ms: float | None = typer.Option(None, help=BUDGET_HELP),
 ) -> None:
     """Predict labels (and class probabilities) for every row of TABLE."""
     import polyfuse
 
-    frame = polyfuse.load(model).predictions(str(table), on_error=on_error)
+    frame = polyfuse.load(model).predictions(str(table), on_error=on_error, budget_ms=budget_ms)
     frame.index.name = "row"
     frame.to_csv(out)
     typer.echo(f"wrote {len(frame)} predictions to {out}")
@@ -321,6 +326,7 @@ def serve(
     max_audio_seconds: float = typer.Option(30.0, help="longest audio clip"),
     max_text_chars: int = typer.Option(10_000, help="longest text field"),
     timeout_s: float = typer.Option(30.0, help="longest wait for the model before a 503"),
+    budget_ms: Optional[float] = typer.Option(None, help=BUDGET_HELP + " (torch backend)"),
 ) -> None:
     """Serve a saved model over HTTP: /predict, /predict/batch, /explain, /model, /metrics, a page at /."""
     import os
@@ -340,7 +346,9 @@ def serve(
         max_text_chars=max_text_chars,
         request_timeout_s=timeout_s,
     )
-    config = ServeConfig(max_batch, max_wait_ms, backend, str(onnx) if onnx else None, key, threads, limits)
+    config = ServeConfig(
+        max_batch, max_wait_ms, backend, str(onnx) if onnx else None, key, threads, limits, budget_ms
+    )
     typer.echo(f"serving {model} on http://{host}:{port} (page at /, API docs at /docs)")
     run(model, host, port, workers, config)
 

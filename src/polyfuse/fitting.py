@@ -129,6 +129,8 @@ def run_fit(
     rep.final(final.name, chosen)
     imbalance = diagnose(schema, fused, baselines, prep.tables)
     rep.imbalance(imbalance)
+    cascade = plan_final_cascade(schema, final.trained.model, prep.tables)
+    rep.cascade(cascade)
     metrics = {
         **model_metrics(schema, final.config, final.trained, prep.tables),
         "final_model": final.name,
@@ -136,6 +138,7 @@ def run_fit(
         "fused": {"fusion": req.fusion.name, "test": fused.test, **fused.summary},
         **({"ensemble": chosen} if chosen else {}),
         **({"imbalance": imbalance} if imbalance else {}),
+        **({"cascade": cascade} if cascade else {}),
         "baselines": {name: {"test": c.trained.test, **c.trained.summary} for name, c in baselines.items()},
         "skipped_rows": skipped_rows(prep.skipped),
     }
@@ -166,6 +169,21 @@ def diagnose(
         singles = {name: c.trained.model for name, c in baselines.items()}
         out["probe"] = probe_gaps(schema.labels, fused.model, singles, tables)
     return out
+
+
+def plan_final_cascade(
+    schema: Schema, model: MultimodalModel, tables: dict[str, EncodedTable]
+) -> dict[str, Any]:
+    """``metrics.json``'s ``cascade``: the final model's modality cascade measured on the validation
+    rows (``eval.cascade.plan_cascade``), which a compute budget at prediction reads; empty for one
+    modality, no validation rows, or only regression labels."""
+    from polyfuse.eval.cascade import plan_cascade
+
+    if len(model.modalities) < 2 or len(tables["val"]) == 0:
+        return {}
+    if all(spec.task == "regression" for spec in schema.labels):  # no confidence to stop on
+        return {}
+    return plan_cascade(model, tables["val"], schema.labels)
 
 
 @dataclass

@@ -59,16 +59,48 @@ class Predictor:
         df, base_dir = read_rows(data)
         return self.preprocessor.transform(df, base_dir, on_error=on_error, targets=targets)
 
-    def outputs(self, table: EncodedTable, batch_size: int = 256) -> dict[str, torch.Tensor]:
-        """Label -> probabilities [N, K] / [N] or values [N], in the table's row order."""
+    def outputs(
+        self, table: EncodedTable, batch_size: int = 256, budget_ms: float | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Label -> probabilities [N, K] / [N] or values [N], in the table's row order.
+
+        ``budget_ms``: encoder milliseconds per row to aim for; the modality cascade
+        (``models.cascade``) then runs modalities cheapest first and stops each row once confident,
+        at the threshold that fit's validation curve (``metrics["cascade"]``) scores best within it.
+        """
         from polyfuse.models.inference import predict_table
 
-        return predict_table(self.model, table, batch_size)
+        if budget_ms is None:
+            return predict_table(self.model, table, batch_size)
+        from polyfuse.eval.cascade import threshold_for
+        from polyfuse.models.cascade import cascade_predict
 
-    def predict(self, data: Any, on_error: str = "raise") -> pd.Series | pd.DataFrame:
-        """Predicted label values; a Series for one label, a DataFrame (a column each) for several."""
+        plan = self.cascade_plan()
+        return cascade_predict(
+            self.model, table, plan["order"], threshold_for(plan, budget_ms), batch_size
+        ).outputs
+
+    def cascade_plan(self) -> dict[str, Any]:
+        """The modality cascade's plan measured at fit time on the validation rows (see
+        ``eval.cascade.plan_cascade``)."""
+        plan = self.metrics.get("cascade")
+        if not plan:
+            raise PolyfuseError(
+                "this model has no cascade plan (a model of one modality, or saved before polyfuse "
+                "measured one): a compute budget needs it"
+            )
+        return plan  # type: ignore[no-any-return]
+
+    def predict(
+        self, data: Any, on_error: str = "raise", budget_ms: float | None = None
+    ) -> pd.Series | pd.DataFrame:
+        """Predicted label values; a Series for one label, a DataFrame (a column each) for several.
+
+        ``budget_ms``: run the modality cascade within this many encoder milliseconds per row (see
+        ``outputs``); None runs every modality.
+        """
         table, _ = self.encode(data, on_error=on_error)
-        frame = self._labels(table, self.outputs(table))
+        frame = self._labels(table, self.outputs(table, budget_ms=budget_ms))
         return frame[self.labels[0]] if len(self.labels) == 1 else frame
 
     def predict_proba(self, data: Any, label: str | None = None, on_error: str = "raise") -> pd.DataFrame:
@@ -80,13 +112,14 @@ class Predictor:
         table, _ = self.encode(data, on_error=on_error)
         return self._proba(table, self.outputs(table), label)
 
-    def predictions(self, data: Any, on_error: str = "raise") -> pd.DataFrame:
+    def predictions(self, data: Any, on_error: str = "raise", budget_ms: float | None = None) -> pd.DataFrame:
         """Labels and, for classification labels, ``p_<label>_<class>`` probability columns.
 
         Decodes the table once (``predict`` + ``predict_proba`` would read every file again).
+        ``budget_ms`` as in ``predict``.
         """
         table, _ = self.encode(data, on_error=on_error)
-        outputs = self.outputs(table)
+        outputs = self.outputs(table, budget_ms=budget_ms)
         frame = self._labels(table, outputs)
         for spec in self.schema.labels:
             if spec.task in ("multiclass", "binary"):

@@ -55,6 +55,7 @@ ALL_SECTIONS = [
     "confusion",
     "training",
     "imbalance",
+    "cascade",
     "errors",
     "correlation",
     "attention",
@@ -317,9 +318,9 @@ def test_compare_report_has_every_section_in_order(compare_dir: Path, compare_ht
 def test_figures_are_inline_pngs_and_nothing_is_external(compare_html: str):
     images = png_images(compare_html)
     # leaderboard chart, shapley, robustness, confusion, training (loss + all runs), imbalance (probes,
-    # gradient shares), correlation, attention, and the two explain PNGs the report does not redraw
-    # (ig_text, importance_tabular).
-    assert len(images) == 12
+    # gradient shares), cascade, correlation, attention, and the two explain PNGs the report does not
+    # redraw (ig_text, importance_tabular).
+    assert len(images) == 13
     assert all(img.width >= 60 and img.height >= 40 for img in images)
     assert compare_html.count("<img ") == len(images)
     assert not re.search(r"https?://", compare_html)
@@ -386,7 +387,14 @@ def test_confusion_section_counts_and_recall(compare_html: str):
 
 def test_model_dir_report_without_explain(model_dir: Path, tmp_path: Path):
     page = build_report(model_dir, tmp_path / "r.html").read_text()
-    assert section_ids(page) == ["overview", "confusion", "training", "imbalance", "explain-missing"]
+    assert section_ids(page) == [
+        "overview",
+        "confusion",
+        "training",
+        "imbalance",
+        "cascade",
+        "explain-missing",
+    ]
     metrics = json.loads((model_dir / "metrics.json").read_text())
     assert f"test accuracy {metrics['test']['accuracy']:.3f}" in page
     overview = section_html(page, "overview")
@@ -399,7 +407,9 @@ def test_model_dir_report_without_explain(model_dir: Path, tmp_path: Path):
     matrix = metrics["test"]["confusion_matrix"]
     rows = table_rows(section_html(page, "confusion"))
     assert [r[0] for r in rows] == ["a", "b", "c"] and [int(r[1]) for r in rows] == [sum(r) for r in matrix]
-    assert len(png_images(page)) == 4  # confusion, training curves, linear probes, gradient shares
+    assert len(png_images(page)) == 5  # confusion, training curves, linear probes, gradient shares, cascade
+    cascade = section_html(page, "cascade")
+    assert "cheapest first" in cascade and all(f"{m} " in cascade for m in metrics["cascade"]["order"])
     imbalance = section_html(page, "imbalance")
     assert "linear probe" in imbalance and "gradient norm per epoch" in imbalance
     # the final model's column first, then the fused network's (when it is not the final one), then each alone
@@ -445,7 +455,8 @@ def test_explain_dir_alone(tmp_path: Path):
     write_png(tmp_path / "secret.png", (1, 2, 3))
     (folder / "explain.json").write_text(json.dumps(explain))
     page = build_report(folder, tmp_path / "out" / "report.html").read_text()
-    assert section_ids(page) == [s for s in ALL_SECTIONS if s not in ("leaderboard", "training", "imbalance")]
+    skipped = ("leaderboard", "training", "imbalance", "cascade")  # a model's metrics.json holds them
+    assert section_ids(page) == [s for s in ALL_SECTIONS if s not in skipped]
     assert "<dt>data rows</dt><dd>18 test rows explained</dd>" in section_html(page, "overview")
     features = section_html(page, "features")
     assert features.count("<img ") == 2

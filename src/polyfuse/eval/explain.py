@@ -65,9 +65,28 @@ def explain_table(
     result["shapley"] = shapley
     if predictor.metrics.get("imbalance"):  # measured at fit time, where the baselines were at hand
         result["imbalance"] = predictor.metrics["imbalance"]
+    if predictor.metrics.get("cascade"):
+        result["cascade"] = cascade_record(predictor, table)
     if out is not None:
         write_directory(Path(out), result, contributions, attributions, kinds)
     return result
+
+
+def cascade_record(predictor: Any, table: EncodedTable) -> dict[str, Any]:
+    """explain.json's ``cascade``: the modality cascade run for real on these rows at a few
+    thresholds, timed end to end (score and milliseconds per row), beside fit's validation curve."""
+    from polyfuse.eval.cascade import measured_curve
+
+    plan = predictor.metrics["cascade"]
+    return {
+        "order": plan["order"],
+        "encoder_ms": plan["encoder_ms"],
+        "measured": measured_curve(predictor.model, table, predictor.schema.labels, plan["order"]),
+        "validation": plan["curve"],
+        "metric": "selection score (mean over labels)"
+        if len(predictor.schema.labels) > 1
+        else value_metric(predictor.schema.labels[0].task),
+    }
 
 
 def _analyses(probe: Probe, contributions: ModalityShapley, seed: int) -> dict[str, Any]:
@@ -132,6 +151,10 @@ def draw_figures(
             "Linear CKA of embeddings",
         ),
     }
+    if result.get("cascade"):
+        drawn["cascade"] = figures.cascade_curve(
+            out / "cascade.png", result["cascade"], result["cascade"]["metric"]
+        )
     if result["confusion"] is not None:
         drawn["confusion"] = figures.confusion_matrix(out / "confusion.png", **result["confusion"])
     if result["attention"] is not None:

@@ -25,6 +25,7 @@ BUILDERS: list[Callable[[RunData], Section | None]] = [
     analysis.confusion,
     sections.training,
     sections.imbalance,
+    sections.cascade,
     analysis.errors,
     analysis.correlation,
     analysis.attention,

@@ -206,6 +206,34 @@ def imbalance(run: RunData) -> Section | None:
     return Section("imbalance", "Modality imbalance", body) if body else None
 
 
+def cascade(run: RunData) -> Section | None:
+    """The modality cascade: score against milliseconds per row, on validation (fit's plan) and
+    measured end to end on the explained rows (explain.json), with the order and encoder costs."""
+    plan = (run.metrics or {}).get("cascade") or (run.explain or {}).get("cascade")
+    if not plan:
+        return None
+    planned = plan.get("curve") or plan["validation"]  # metrics.json's plan, or explain.json's copy of it
+    curves = {
+        "validation (encoders only)": ([p["ms_per_row"] for p in planned], [p["val_score"] for p in planned])
+    }
+    measured = ((run.explain or {}).get("cascade") or {}).get("measured")
+    if measured:
+        curves["measured on the explained rows (end to end)"] = (
+            [p["ms_per_row"] for p in measured],
+            [p["score"] for p in measured],
+        )
+    costs = ", ".join(f"{m} {plan['encoder_ms'][m]:.3g} ms" for m in plan["order"])
+    body = figure(
+        figures.line_panels([("modality cascade", "milliseconds per row", "score", curves)]),
+        "cascade curve",
+        f"Modalities run cheapest first ({costs} per row for the encoder) and a row stops once its "
+        "prediction is confident enough; each point is one confidence threshold, from stopping after the "
+        "first modality to running every modality. `polyfuse predict --budget-ms` and `polyfuse serve "
+        "--budget-ms` pick the validation point that scores best within the budget.",
+    )
+    return Section("cascade", "Dynamic modality selection", body)
+
+
 def leaderboard(run: RunData) -> Section | None:
     summary, metric = run.summary, run.metric
     if summary is None or not len(summary):

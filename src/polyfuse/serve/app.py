@@ -82,7 +82,17 @@ class Server:
             "limits": asdict(self.limits),
             "batching": {"max_batch": self.config.max_batch, "max_wait_ms": self.config.max_wait_ms},
             "backend": self.config.backend,
+            **({"cascade": self.cascade()} if self.config.budget_ms is not None else {}),
         }
+
+    def cascade(self) -> dict[str, Any]:
+        """The modality cascade this server runs: its budget, order and validated threshold."""
+        from polyfuse.eval.cascade import threshold_for
+
+        plan, budget = self.predictor.cascade_plan(), float(self.config.budget_ms or 0.0)
+        threshold = threshold_for(plan, budget)
+        point = next(p for p in plan["curve"] if p["threshold"] == threshold)
+        return {"budget_ms": budget, "order": plan["order"], "threshold": threshold, "validation": point}
 
     def authorised(self, request: Request) -> bool:
         key = self.config.api_key

@@ -29,3 +29,4 @@ class ServeConfig:
     api_key: str | None = None  # when set, X-API-Key must carry it (the page and /health stay open)
     threads: int | None = None  # torch / onnxruntime intra-op threads; None: the library default
     limits: Limits = field(default_factory=Limits)
+    budget_ms: float | None = None  # encoder ms per row for the modality cascade (torch); None: all

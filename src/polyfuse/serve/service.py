@@ -34,7 +34,11 @@ def make_backend(predictor: Predictor, model_dir: Path, config: ServeConfig) -> 
     """The torch model itself, or its ONNX export (``polyfuse export``) under onnxruntime."""
     if config.threads:
         torch.set_num_threads(config.threads)
+    if config.budget_ms is not None and config.backend != "torch":
+        raise ValueError("a compute budget (the modality cascade) runs on the torch backend only")
     if config.backend == "torch":
+        if config.budget_ms is not None:
+            return Budgeted(predictor, config.budget_ms)
         return predictor  # Predictor.outputs: predict_table on the torch model
     if config.backend == "onnx":
         from polyfuse.export import OnnxModel
@@ -44,6 +48,17 @@ def make_backend(predictor: Predictor, model_dir: Path, config: ServeConfig) -> 
             raise FileNotFoundError(f"{path} not found: run `polyfuse export {model_dir}` first")
         return OnnxModel(path, predictor, threads=config.threads)
     raise ValueError(f"backend must be 'torch' or 'onnx', got {config.backend!r}")
+
+
+class Budgeted:
+    """The torch model behind the modality cascade at a fixed budget (``Predictor.outputs``)."""
+
+    def __init__(self, predictor: Predictor, budget_ms: float):
+        predictor.cascade_plan()  # a model without a plan fails at start-up, not at the first request
+        self.predictor, self.budget_ms = predictor, budget_ms
+
+    def outputs(self, table: EncodedTable, batch_size: int = 256) -> dict[str, torch.Tensor]:
+        return self.predictor.outputs(table, batch_size, budget_ms=self.budget_ms)
 
 
 class ModelService:
