@@ -73,6 +73,15 @@ def prices(n: int = 3000, seed: int = 0) -> pd.DataFrame:
     return frame
 
 
+def digits_av() -> tuple[pd.DataFrame, Path]:
+    """The built-in digits-av table (``polyfuse.load_dataset``) without its split column, so that
+    ``fit``'s seeded split applies (the built-in one keeps 270 test rows)."""
+    from polyfuse.data.datasets import load_dataset
+
+    frame, folder = load_dataset("digits-av")
+    return frame.drop(columns=["split"]), folder
+
+
 def spoken_digits(
     out: Path, n: int = 3000, seed: int = 0, source: Path | None = None, split: tuple[int, int] | None = None
 ) -> Path:
