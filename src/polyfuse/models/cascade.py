@@ -105,7 +105,7 @@ def _cascade_batch(
     for k, modality in enumerate(order):
         _encode_rows(model, batch, modality, active, inputs, valid)
         shown = set(order[: k + 1])
-        mask = {m: batch.mask[m][active] & (m in shown) for m in model.modalities}
+        mask = {m: batch.mask[m][active].bool() & (m in shown) for m in model.modalities}
         rows_valid = {m: v[active] for m, v in valid.items()} if model.wants_tokens else None
         fused = model.fuse_inputs({m: x[active] for m, x in inputs.items()}, rows_valid, mask)
         out = model.readable(model.classify(fused))
