@@ -371,3 +371,20 @@ def test_pmr_trains_end_to_end_and_is_not_saved(tmp_path):
     again = polyfuse.load(tmp_path / "m")
     assert again.train_config.balance == "pmr"
     pd.testing.assert_frame_equal(again.predict_proba(frame), balanced.predict_proba(frame))
+
+
+def test_pmr_terms_take_the_label_weights():
+    y = {"y": torch.tensor([0, 1, 0, 1])}
+    a = torch.tensor([[0.0], [4.0], [0.0], [4.0]])
+    b = torch.tensor([[0.0], [0.5], [0.0], [0.5]])
+    mask = {"a": torch.ones(4, dtype=torch.bool), "b": torch.ones(4, dtype=torch.bool)}
+
+    def second_step(weights: dict[str, float] | None) -> float:
+        balancer = PrototypicalRebalance({"y": 2})
+        balancer.loss({"a": a, "b": b}, None, mask, y)  # builds the prototypes
+        balancer.label_weights = weights
+        return float(balancer.loss({"a": a, "b": b}, None, mask, y))
+
+    plain = second_step(None)
+    assert plain > 0 and second_step({"y": 2.0}) == pytest.approx(2 * plain)
+    assert second_step({"y": 0.0}) == 0.0
