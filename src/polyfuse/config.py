@@ -155,7 +155,8 @@ class TrainConfig:
     balance: str = option(
         "none",
         "a BALANCERS name: how training keeps every modality learning (none; aux: unimodal heads; "
-        "ogm_ge: on-the-fly gradient modulation; gblend: gradient blending on held-out training rows)",
+        "ogm_ge: on-the-fly gradient modulation; gblend: gradient blending on held-out training rows; "
+        "pmr: prototypical modal rebalance, class prototypes per modality)",
         search=("registry", "BALANCERS"),
     )
     loss_weighting: str = option(

@@ -162,7 +162,7 @@ def test_optuna_search_writes_trials_to_the_same_board_and_resumes(tmp_path):
     assert set(board["status"]) <= {"ok", "pruned"}
     params = json.loads(board.loc[0, "params_json"])
     assert {"lr", "batch_size", "modality_dropout"} <= set(params)
-    assert set(board["balance"]) <= {"aux", "gblend", "none", "ogm_ge"}
+    assert set(board["balance"]) <= {"aux", "gblend", "none", "ogm_ge", "pmr"}
     assert (board.loc[board["n_modalities"] == 1, "balance"] == "none").all()
     result = polyfuse.compare(
         frame, "kind", out=tmp_path, search="optuna", trials=5, fusions=["concat"], **QUICK
@@ -292,7 +292,9 @@ def test_compare_trains_each_balance_on_multimodal_subsets_and_resumes(tmp_path,
 
 
 def test_an_unknown_balance_fails_before_the_table_is_read(tmp_path):
-    with pytest.raises(KeyError, match="unknown balancing strategy 'auxx'; known: aux, gblend, none, ogm_ge"):
+    with pytest.raises(
+        KeyError, match="unknown balancing strategy 'auxx'; known: aux, gblend, none, ogm_ge, pmr"
+    ):
         polyfuse.compare(tmp_path / "missing.csv", "kind", out=tmp_path / "cmp", balances=["none", "auxx"])
     with pytest.raises(TypeError, match="list of names"):
         polyfuse.compare(tmp_path / "missing.csv", "kind", out=tmp_path / "cmp", balances="aux")  # type: ignore[arg-type]
@@ -319,7 +321,7 @@ def test_the_optuna_space_chooses_a_balance_for_multimodal_trials_only():
     from polyfuse.sweep.search import SPACE, TRAIN_KEYS, suggest
 
     assert SPACE["balance"] == ("choice", BALANCERS.names())
-    assert BALANCERS.names() == ["aux", "gblend", "none", "ogm_ge"]
+    assert BALANCERS.names() == ["aux", "gblend", "none", "ogm_ge", "pmr"]
     assert "balance" not in TRAIN_KEYS  # a run's balance is its own field (the board's column)
 
     class Trial:  # picks the last choice of every categorical, the low end of every range
@@ -341,7 +343,7 @@ def test_the_optuna_space_chooses_a_balance_for_multimodal_trials_only():
     )
     pair, single = Trial(), Trial()
     spec = suggest(pair, session, [("text",), ("text", "tabular")])  # picks the pair
-    assert (spec.modalities, spec.fusion, spec.balance) == (("text", "tabular"), "gmu", "ogm_ge")
+    assert (spec.modalities, spec.fusion, spec.balance) == (("text", "tabular"), "gmu", "pmr")
     assert pair.asked["balance"] == BALANCERS.names()
     spec = suggest(single, session, [("text", "tabular"), ("text",)])  # picks the single
     assert (spec.modalities, spec.balance) == (("text",), "none") and "balance" not in single.asked

@@ -10,6 +10,7 @@ from polyfuse.train.balancers import (
     base,  # noqa: F401
     gblend,  # noqa: F401
     ogm_ge,  # noqa: F401
+    pmr,  # noqa: F401
 )
 from polyfuse.train.balancers.base import Balancer
 

@@ -34,7 +34,7 @@ class LossWeighting(nn.Module):
 
     * ``label_weights()``: each label's current weight, scaled to mean 1 over the labels (None when the
       method weighs gradients, not losses); a balancing strategy with per-label losses of its own
-      (``balance=aux``, ``gblend``) weighs them with it;
+      (``balance=aux``, ``gblend``, ``pmr``) weighs them with it;
     * ``epoch_end()``: after each epoch's validation pass; returns values to log (name -> value),
       ``lw_<label>`` for the weights.
     """
