@@ -297,13 +297,17 @@ def explain(
         steps=steps,
         on_error=on_error,
     )
-    shapley = result["shapley"]
-    typer.echo(
-        f"{result['metric']}: {shapley['metric_all']:.4f} with every modality, "
-        f"{shapley['metric_none']:.4f} with none ({result['rows']} rows)"
-    )
-    for name, value in sorted(shapley["values"].items(), key=lambda kv: -kv[1]):
-        typer.echo(f"  Shapley {name:12s} {value:+.4f}")
+    first = {result["label"]: {"metric": result["metric"], "shapley": result["shapley"]}}
+    per_label = result.get("labels") or first  # every label's, with several
+    for label, found in per_label.items():
+        shapley = found["shapley"]
+        named = f"{label} " if len(per_label) > 1 else ""
+        typer.echo(
+            f"{named}{found['metric']}: {shapley['metric_all']:.4f} with every modality, "
+            f"{shapley['metric_none']:.4f} with none ({result['rows']} rows)"
+        )
+        for name, value in sorted(shapley["values"].items(), key=lambda kv: -kv[1]):
+            typer.echo(f"  Shapley {name:12s} {value:+.4f}")
     typer.echo(f"wrote {out}")
 
 

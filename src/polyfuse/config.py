@@ -59,6 +59,7 @@ class EncoderConfig:
 class FusionConfig:
     name: str = "concat"  # key in FUSIONS
     params: dict[str, Any] = field(default_factory=dict)  # output_dim, hidden_dim, dropout, ...
+    gates: bool = False  # per-sample hard-concrete gates on every embedding first (fusions.gates)
 
 
 @dataclass
@@ -114,6 +115,9 @@ def field_help(cls: type, name: str) -> str:
     """The help text of a config field declared with ``option``."""
     found = {f.name: f for f in dataclasses.fields(cls)}[name]  # type: ignore[arg-type]
     return str(found.metadata.get("help", ""))
+
+
+FEATURE_GATES = ("none", "tabular", "embeddings", "both")  # TrainConfig.feature_gates
 
 
 @dataclass
@@ -175,6 +179,20 @@ class TrainConfig:
         "auto",
         "auto: the final model is the validation-chosen weighted ensemble of the fused and single-modality "
         "models (or the best one of them); off: the fused model",
+    )
+    feature_gates: str = option(
+        "none",
+        "dynamic feature selection by per-sample hard-concrete gates: none, tabular (one gate per "
+        "tabular column), embeddings (one per dimension of every modality's embedding, before the "
+        "fusion) or both",
+    )
+    feature_gate_l0: float = option(
+        0.001, "weight of the gates' expected L0 norm (open gates per row) in the training loss"
+    )
+    select_features: int | None = option(
+        None,
+        "keep only the K tabular columns with the most mutual information with the labels, ranked on "
+        "the training rows (default: every column)",
     )
     time_limit_s: float | None = option(None, "wall-clock cap per model in seconds (default: none)")
     progress: bool = option(True, "show Lightning's progress bar")

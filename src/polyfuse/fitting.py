@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 
 from polyfuse.config import (
+    FEATURE_GATES,
     EncoderConfig,
     FusionConfig,
     HeadConfig,
@@ -33,6 +34,7 @@ from polyfuse.data.schema import infer_schema
 from polyfuse.data.split import split_indices
 from polyfuse.errors import PolyfuseError
 from polyfuse.eval.evaluate import evaluate_table
+from polyfuse.eval.gates import gate_report
 from polyfuse.models.build import build_model
 from polyfuse.models.multimodal import MultimodalModel
 from polyfuse.predictor import DEFAULT_DATASET, Predictor, read_rows
@@ -76,6 +78,7 @@ class Prepared:
     tables: dict[str, EncodedTable]  # "train" / "val" / "test"
     heads: list[HeadConfig]  # one per label
     skipped: list[DataError] = field(default_factory=list)  # bad rows dropped under on_error="skip"
+    selection: dict[str, Any] = field(default_factory=dict)  # tabular columns kept (select_features)
 
 
 def prepare(
@@ -92,13 +95,20 @@ def prepare(
     """
     if schema is None:
         schema = infer_schema(frame, req.label, base_dir, declared=req.roles, split_column=req.split_column)
-    encoders, options = choose_encoders(schema, req)
     if splits is None:
         splits = split_indices(frame, schema, req.train.seed, req.train.val_fraction, req.train.test_fraction)
+    selection: dict[str, Any] = {}
+    if req.train.select_features is not None:
+        from polyfuse.data.feature_selection import select_columns
+
+        schema, selection = select_columns(
+            frame, schema, splits["train"], req.train.select_features, req.train.seed
+        )
+    encoders, options = choose_encoders(schema, req)
     pre = Preprocessor(schema, options).fit(frame.iloc[splits["train"]], base_dir)
     tables, skipped = encode_splits(pre, frame, base_dir, splits, req.on_error)
     heads = [HeadConfig(s.column, s.task, pre.num_outputs(s.column)) for s in schema.labels]
-    return Prepared(schema, pre, encoders, tables, heads, skipped)
+    return Prepared(schema, pre, encoders, tables, heads, skipped, selection)
 
 
 def run_fit(
@@ -111,9 +121,11 @@ def run_fit(
         req.train = dataclasses.replace(req.train, progress=False)
     schema = infer_schema(frame, req.label, base_dir, declared=req.roles, split_column=req.split_column)
     check_dropout(req.train, schema.modalities)  # a misspelt modality fails before any data work
+    req.fusion = gated_fusion(req.fusion, req.train)
     rep.schema(schema, frame, base_dir)
     prep = prepare(frame, base_dir, req, schema)
     rep.skipped(prep.skipped)
+    rep.feature_selection(prep.selection)
     config = ModelConfig(prep.encoders, req.fusion, prep.heads)
     fused = train_and_test(config, prep.pre, prep.tables, _watched(req.train, prep), log_dir, rep, "fused")
     baselines: dict[str, Candidate] = {}
@@ -129,6 +141,8 @@ def run_fit(
     rep.final(final.name, chosen)
     imbalance = diagnose(schema, fused, baselines, prep.tables)
     rep.imbalance(imbalance)
+    gates = gate_report(fused.model, prep.tables["val"], prep.pre.processors)
+    rep.gates(gates)
     cascade = plan_final_cascade(schema, final.trained.model, prep.tables)
     rep.cascade(cascade)
     metrics = {
@@ -139,11 +153,20 @@ def run_fit(
         **({"ensemble": chosen} if chosen else {}),
         **({"imbalance": imbalance} if imbalance else {}),
         **({"cascade": cascade} if cascade else {}),
+        **({"feature_selection": prep.selection} if prep.selection else {}),
+        **({"feature_gates": gates} if gates else {}),
         "baselines": {name: {"test": c.trained.test, **c.trained.summary} for name, c in baselines.items()},
         "skipped_rows": skipped_rows(prep.skipped),
     }
     rep.results(metrics)
     return Predictor(prep.pre, final.config, req.train, final.trained.model, metrics)
+
+
+def gated_fusion(fusion: FusionConfig, cfg: TrainConfig) -> FusionConfig:
+    """The fusion config with gates on every embedding when ``cfg.feature_gates`` asks for them."""
+    if cfg.feature_gates not in FEATURE_GATES:
+        raise PolyfuseError(f"feature_gates must be one of {FEATURE_GATES}, got {cfg.feature_gates!r}")
+    return dataclasses.replace(fusion, gates=fusion.gates or cfg.feature_gates in ("embeddings", "both"))
 
 
 def _watched(cfg: TrainConfig, prep: Prepared) -> TrainConfig:
@@ -331,6 +354,8 @@ def choose_encoders(
         opts = options.setdefault(spec.name, {})
         if name == "hf_text":
             opts.setdefault("tokenizer", params.get("pretrained") or _default_text_path())
+        if spec.kind == "tabular" and req.train.feature_gates in ("tabular", "both"):
+            params.setdefault("column_gates", True)
         features = getattr(cls, "features", None)  # the input features an encoder asks for, e.g. "waveform"
         if isinstance(features, str):
             opts.setdefault("features", features)

@@ -80,6 +80,28 @@ class Reporter:
         if self.verbose and found:
             self.console.print(imbalance_line(found), highlight=False)
 
+    def feature_selection(self, found: dict[str, Any]) -> None:
+        """One line: the tabular columns ``select_features`` kept and dropped, with their scores."""
+        if self.verbose and found:
+            scores = found["scores"]
+            kept = ", ".join(f"{c} {scores[c]:.2f}" for c in found["kept"])
+            dropped = ", ".join(found["dropped"]) or "none"
+            self.console.print(
+                f"feature selection (mutual information, share of the best): kept {kept}; dropped {dropped}",
+                highlight=False,
+            )
+
+    def gates(self, found: dict[str, Any]) -> None:
+        """One line: the share of the fused network's feature gates open on validation."""
+        if not (self.verbose and found):
+            return
+        parts = [f"{m} {100 * v:.0f}%" for m, v in (found.get("embeddings") or {}).items()]
+        columns = found.get("columns") or {}
+        if columns:
+            ranked = sorted(columns.items(), key=lambda kv: -kv[1])
+            parts.append("tabular columns " + ", ".join(f"{c} {100 * v:.0f}%" for c, v in ranked))
+        self.console.print("feature gates open on validation: " + "; ".join(parts), highlight=False)
+
     def cascade(self, plan: dict[str, Any]) -> None:
         """One line: the modality cascade's order and what it saves on validation (``metrics.json``'s
         ``cascade``)."""

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from polyfuse.fusions.gates import HardConcreteGate
 from polyfuse.registry import ENCODERS
 
 
@@ -38,6 +39,8 @@ class TabularMLP(nn.Module):
         output_dim: Embedding size.
         hidden_dim: MLP width.
         dropout: Dropout inside the MLP.
+        column_gates: Per-sample hard-concrete gates, one per column, computed from the row's own
+            features and applied before the MLP (``polyfuse.fusions.gates``: dynamic feature selection).
     """
 
     modality = "tabular"
@@ -49,6 +52,7 @@ class TabularMLP(nn.Module):
         output_dim: int = 64,
         hidden_dim: int = 128,
         dropout: float = 0.1,
+        column_gates: bool = False,
     ) -> None:
         super().__init__()
         self.num_numeric = num_numeric
@@ -61,6 +65,7 @@ class TabularMLP(nn.Module):
         self._owner = self._column_of_each_slot()  # [in_dim] column index of each input slot
         self.num_columns = num_numeric + len(self.cardinalities)
         self.token_dim = in_dim + self.num_columns
+        self.gate = HardConcreteGate(in_dim, self.num_columns) if column_gates else None
         self.mlp = nn.Sequential(
             nn.Linear(in_dim, hidden_dim),
             nn.ReLU(),
@@ -94,9 +99,17 @@ class TabularMLP(nn.Module):
                 parts.append(embed(ids))  # [B, e_k]
         return parts
 
+    def _gated(self, x: dict[str, Tensor]) -> Tensor:
+        """The MLP's input [B, S]: every column's slots, times that column's gate when gated."""
+        features = torch.cat(self._features(x), dim=1)  # [B, S]
+        if self.gate is None:
+            return features
+        owner = torch.tensor(self._owner, device=features.device)  # [S]
+        return features * self.gate(features)[:, owner]  # a column's gate on each of its slots
+
     def forward_tokens(self, x: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """One token per column (numbers first, then categories), all valid."""
-        features = torch.cat(self._features(x), dim=1)  # [B, S]
+        features = self._gated(x)  # [B, S]
         owner = torch.tensor(self._owner, device=features.device)  # [S]
         columns = torch.arange(self.num_columns, device=features.device)  # [F]
         own = owner.unsqueeze(0) == columns.unsqueeze(1)  # [F, S]: slot s belongs to column j
@@ -106,5 +119,5 @@ class TabularMLP(nn.Module):
         return tokens, torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
 
     def forward(self, x: dict[str, Tensor]) -> Tensor:
-        features = torch.cat(self._features(x), dim=1)  # [B, 2N + sum(e_k)]
+        features = self._gated(x)  # [B, 2N + sum(e_k)]
         return self.mlp(features)  # type: ignore[no-any-return]  # [B, output_dim]

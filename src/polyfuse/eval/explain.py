@@ -63,6 +63,8 @@ def explain_table(
     result = _analyses(probe, contributions, seed)
     result["features"] = {m: a.summary for m, a in attributions.items()}
     result["shapley"] = shapley
+    if len(predictor.schema.labels) > 1:
+        result["labels"] = every_label(predictor.model, table, predictor.schema.labels, probe, seed)
     if predictor.metrics.get("imbalance"):  # measured at fit time, where the baselines were at hand
         result["imbalance"] = predictor.metrics["imbalance"]
     if predictor.metrics.get("cascade"):
@@ -70,6 +72,31 @@ def explain_table(
     if out is not None:
         write_directory(Path(out), result, contributions, attributions, kinds)
     return result
+
+
+def every_label(
+    model: Any, table: EncodedTable, specs: list[Any], first: Probe, seed: int
+) -> dict[str, dict[str, Any]]:
+    """explain.json's ``labels``: per label, the analyses that depend on the label (modality Shapley
+    values, metric by presence pattern, fix / break, robustness, confusion). The fusion inputs are
+    computed once (``first``'s) and shared; correlation and attention do not depend on the label, and
+    feature attributions are kept to the first label (one gradient pass per label would double them)."""
+    out = {}
+    for spec in specs:
+        probe = Probe(model, spec, table, first.features, first.batch_size)
+        contributions = modality_shapley(probe)
+        everyone = contributions.outputs[frozenset(probe.modalities)]
+        singles = {m: contributions.outputs[frozenset({m})] for m in probe.modalities}
+        out[spec.column] = {
+            "task": spec.task,
+            "metric": value_metric(spec.task),
+            "shapley": shapley_record(contributions, probe),
+            "presence": presence_patterns(probe, everyone),
+            "fix_break": fix_break(probe, everyone, singles),
+            "robustness": robustness(probe, seed=seed),
+            "confusion": confusion(probe, everyone),
+        }
+    return out
 
 
 def cascade_record(predictor: Any, table: EncodedTable) -> dict[str, Any]:
@@ -143,6 +170,12 @@ def draw_figures(
         "shapley": figures.shapley_bars(
             out / "shapley.png", shapley["values"], metric, shapley.get("subsets")
         ),
+        **{
+            f"shapley_{label}": figures.shapley_bars(
+                out / f"shapley_{safe_name(label)}.png", found["shapley"]["values"], found["metric"], None
+            )
+            for label, found in list((result.get("labels") or {}).items())[1:]  # the first is shapley.png
+        },
         "robustness": figures.robustness_curves(out / "robustness.png", result["robustness"], metric),
         "correlation": figures.heatmap(
             out / "correlation.png",
@@ -170,6 +203,11 @@ def draw_figures(
         if path is not None:
             drawn[name] = path
     return {name: path.name for name, path in drawn.items()}
+
+
+def safe_name(label: str) -> str:
+    """A label column as part of a file name: letters, digits, ``-`` and ``_`` kept, the rest ``_``."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in label)
 
 
 def write_json(path: Path, data: Any) -> None:

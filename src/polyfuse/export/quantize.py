@@ -57,31 +57,41 @@ def quantize_int8(
 def compare_int8(
     predictor: Predictor, fp32_path: str | Path, quantized_path: str | Path, table: EncodedTable
 ) -> dict[str, Any]:
-    """The first label's main metric (accuracy for classification) of the fp32 and int8 files on
-    labelled rows, the change, the largest output difference and both sizes."""
-    from polyfuse.eval.metrics import compute_metrics, primary_metric
+    """Each label's main metric (accuracy for classification) of the fp32 and int8 files on labelled
+    rows, the change, the largest output difference and both sizes. The first label's are at the top;
+    with several labels ``by_label`` holds every label's."""
     from polyfuse.export.runtime import OnnxModel
 
-    spec = predictor.schema.labels[0]
-    if spec.column not in table.targets:
+    specs = predictor.schema.labels
+    if any(spec.column not in table.targets for spec in specs):
         raise PolyfuseError("comparing fp32 and int8 needs labelled rows (encode with targets=True)")
-    metric = primary_metric(spec.task)
-    y = table.targets[spec.column].numpy()
     paths = {"fp32": Path(fp32_path), "int8": Path(quantized_path)}
-    outputs = {name: OnnxModel(path, predictor).outputs(table)[spec.column] for name, path in paths.items()}
-    scores = {
-        name: float(compute_metrics(spec.task, y, out.numpy())[metric]) for name, out in outputs.items()
-    }
+    outputs = {name: OnnxModel(path, predictor).outputs(table) for name, path in paths.items()}
+    per_label = {spec.column: _label_change(spec, table, outputs) for spec in specs}
     sizes = {name: path.stat().st_size for name, path in paths.items()}
     return {
-        "label": spec.column,
-        "metric": metric,
+        **per_label[specs[0].column],
         "rows": len(table),
-        "fp32": scores["fp32"],
-        "int8": scores["int8"],
-        "change": scores["int8"] - scores["fp32"],
-        "max_abs_output_diff": float((outputs["int8"] - outputs["fp32"]).abs().max()),
         "fp32_bytes": sizes["fp32"],
         "int8_bytes": sizes["int8"],
         "size_ratio": sizes["int8"] / sizes["fp32"],
+        **({"by_label": per_label} if len(specs) > 1 else {}),
+    }
+
+
+def _label_change(spec: Any, table: EncodedTable, outputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One label's metric under the fp32 and int8 files, the change and the largest output difference."""
+    from polyfuse.eval.metrics import compute_metrics, primary_metric
+
+    metric = primary_metric(spec.task)
+    y = table.targets[spec.column].numpy()
+    ours = {name: out[spec.column] for name, out in outputs.items()}
+    scores = {name: float(compute_metrics(spec.task, y, out.numpy())[metric]) for name, out in ours.items()}
+    return {
+        "label": spec.column,
+        "metric": metric,
+        "fp32": scores["fp32"],
+        "int8": scores["int8"],
+        "change": scores["int8"] - scores["fp32"],
+        "max_abs_output_diff": float((ours["int8"] - ours["fp32"]).abs().max()),
     }

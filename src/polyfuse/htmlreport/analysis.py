@@ -38,7 +38,24 @@ def shapley(run: RunData) -> Section | None:
         body += note(str(data["subsets_note"]))
     body += _coalitions(data.get("coalitions"), metric, "Coalitions of this model (others masked)")
     body += _coalitions(data.get("subsets_coalitions"), subsets_metric, "Retrained subsets (compare runs)")
+    body += _every_label((run.explain or {}).get("labels") or {})
     return Section("shapley", "Modality Shapley values", body)
+
+
+def _every_label(labels: dict[str, Any]) -> str:
+    """With several labels: each label's Shapley values by masking, a column per label, then each
+    label's metric with every modality and with none."""
+    if len(labels) < 2:
+        return ""
+    shapleys = {label: found["shapley"] for label, found in labels.items()}
+    modalities = list(next(iter(shapleys.values()))["values"])
+    heads = [f"{label} ({found['metric']})" for label, found in labels.items()]
+    rows = [[m, *[fmt(sh["values"].get(m)) for sh in shapleys.values()]] for m in modalities]
+    rows += [["all modalities", *[fmt(sh["metric_all"]) for sh in shapleys.values()]]]
+    rows += [["no modality", *[fmt(sh["metric_none"]) for sh in shapleys.values()]]]
+    return note("Every label (the figure above is the first label's):") + table(
+        ["modality", *heads], rows, numeric=range(1, len(heads) + 1)
+    )
 
 
 def _shapley_figure(

@@ -63,6 +63,10 @@ def build_model(config: ModelConfig, inputs: KnowsInputs) -> MultimodalModel:
     wants_tokens = bool(getattr(FUSIONS.get(config.fusion.name), "wants_tokens", False))
     in_dims = {name: fusion_input_dim(enc, wants_tokens) for name, enc in encoders.items()}
     fusion = FUSIONS.build(config.fusion.name, in_dims=in_dims, **config.fusion.params)
+    if config.fusion.gates:
+        from polyfuse.fusions.gates import GatedFusion
+
+        fusion = GatedFusion(fusion, in_dims)
     heads = {
         h.label: HEADS.build(h.task, in_dim=fusion.output_dim, num_outputs=h.num_outputs, **h.params)
         for h in config.heads

@@ -132,6 +132,7 @@ class ModelService:
 
         The value of a coalition is the probability of the predicted class (the value, for
         regression) with only that coalition's modalities present: 2^M rows in one forward pass.
+        The first label's are at the top; with several labels ``by_label`` holds every label's.
         """
         table, failed = self.encode([row])
         if table is None:
@@ -141,21 +142,28 @@ class ModelService:
         variants = table.subset([0] * len(subsets))
         for m in present:
             variants.mask[m] = torch.tensor([m in s for s in subsets])
-        spec = self.pre.schema.labels[0]
         every = self.backend.outputs(variants)  # label -> [2^M, ...]; the last row has every modality
-        out, outputs = every[spec.column], {label: value[-1:] for label, value in every.items()}
-        if not (_finite_rows(outputs)[0] and torch.isfinite(out).all()):
+        outputs = {label: value[-1:] for label, value in every.items()}
+        if not (_finite_rows(outputs)[0] and all(torch.isfinite(v).all() for v in every.values())):
             raise InputError(None, NOT_FINITE)
         full = self.result(table, outputs, 0)
-        values = dict(zip(subsets, _target_values(out, spec.task), strict=True))
-        phi = shapley_from_values(values, present)
+        per_label = {}
+        for spec in self.pre.schema.labels:
+            answer = full if spec.column == full["label"] else full["predictions"][spec.column]
+            values = dict(zip(subsets, _target_values(every[spec.column], spec.task), strict=True))
+            phi = shapley_from_values(values, present)
+            per_label[spec.column] = {
+                "target": _target_name(spec.task, answer),
+                "base": values[frozenset()],
+                "full": values[frozenset(present)],
+                "contributions": {m: round(float(phi.get(m, 0.0)), 6) for m in table.mask},
+            }
+        first = per_label[full["label"]]
         return {
             **full,
             "method": "exact Shapley values over modalities (absent = masked, as in training)",
-            "target": _target_name(spec.task, full),
-            "base": values[frozenset()],
-            "full": values[frozenset(present)],
-            "contributions": {m: round(float(phi.get(m, 0.0)), 6) for m in table.mask},
+            **first,
+            **({"by_label": per_label} if len(per_label) > 1 else {}),
         }
 
 

@@ -29,7 +29,15 @@ from polyfuse.data.schema import infer_schema
 from polyfuse.data.split import split_indices
 from polyfuse.eval.metrics import LOWER_IS_BETTER, primary_metric
 from polyfuse.eval.selection import validation_metric
-from polyfuse.fitting import FitRequest, Prepared, Trained, choose_encoders, prepare, train_and_test
+from polyfuse.fitting import (
+    FitRequest,
+    Prepared,
+    Trained,
+    choose_encoders,
+    gated_fusion,
+    prepare,
+    train_and_test,
+)
 from polyfuse.reporting import Reporter
 from polyfuse.sweep.grid import DEFAULT_FUSIONS, NO_BALANCE, RunSpec, build_grid, modality_subsets
 
@@ -133,7 +141,7 @@ def train_run(
     subset = list(spec.modalities)
     config = ModelConfig(
         {m: prep.encoders[m] for m in subset},
-        FusionConfig(spec.fusion, dict(spec.fusion_params)),
+        gated_fusion(FusionConfig(spec.fusion, dict(spec.fusion_params)), base),
         prep.heads,
     )
     overrides: dict[str, Any] = {

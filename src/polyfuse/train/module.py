@@ -22,6 +22,7 @@ from polyfuse.data.batch import Batch
 from polyfuse.eval.metrics import LOWER_IS_BETTER, compute_metrics, primary_metric
 from polyfuse.eval.probe import metric_value, value_metric
 from polyfuse.eval.selection import SCORE, selection_score, validation_metric
+from polyfuse.fusions.gates import l0_penalty
 from polyfuse.models.multimodal import MultimodalModel
 from polyfuse.registry import BALANCERS, LOSS_WEIGHTINGS, SCHEDULERS
 from polyfuse.train.dropout import drop_modalities, epoch_rates, uses_modality_dropout
@@ -64,6 +65,8 @@ class MultimodalTask(L.LightningModule):
             loss = self._loss(self.model(batch), batch.targets)
         else:
             loss = self._combined(batch)
+        if self.cfg.feature_gates != "none":  # the gates' expected L0 norm, from this step's pass
+            loss = loss + self.cfg.feature_gate_l0 * l0_penalty(self.model).to(loss.device)
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch))
         return loss
 

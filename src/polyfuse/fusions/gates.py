@@ -1,0 +1,94 @@
+"""Dynamic feature selection: per-sample hard-concrete gates (``TrainConfig.feature_gates``).
+
+A gate multiplies each feature by z in [0, 1] that is exactly 0 or 1 with positive probability: the
+hard-concrete distribution of Louizos, Welling & Kingma (ICLR 2018, "Learning Sparse Neural Networks
+through L0 Regularization"), a binary-concrete sample stretched to (GAMMA, ZETA) and clipped to
+[0, 1]. Its expected L0 norm, the probability that each gate is not 0, is differentiable, so the
+training loss adds ``TrainConfig.feature_gate_l0`` times it and learns to close gates. Here the gate
+logits are computed from the sample itself (a linear layer), so each row opens its own features:
+*dynamic* selection (as in Yamada et al., ICML 2020, "Feature Selection using Stochastic Gates", with
+the logits made input-dependent). In evaluation the gate is deterministic:
+``clip(sigmoid(logit) (ZETA - GAMMA) + GAMMA, 0, 1)``.
+
+Two places take gates: the tabular encoder's columns (``TabularMLP(column_gates=True)``, one gate per
+column, a row's numbers and category embeddings gated before the MLP), and every modality's embedding
+before the fusion (``GatedFusion``, one gate per embedding dimension). Each gate keeps, after a pass,
+its open probability per row (``open_probability``) for the L0 penalty and for reporting.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+GAMMA, ZETA, BETA = -0.1, 1.1, 2 / 3  # the paper's stretch limits and temperature
+INIT_OPEN = 3.0  # initial logit bias: every gate starts open (P(z > 0) ~ 0.99)
+
+
+class HardConcreteGate(nn.Module):
+    """Per-sample gates: ``forward(x [..., in_dim]) -> z [..., num_gates]``."""
+
+    def __init__(self, in_dim: int, num_gates: int):
+        super().__init__()
+        self.logits = nn.Linear(in_dim, num_gates)
+        nn.init.zeros_(self.logits.weight)
+        nn.init.constant_(self.logits.bias, INIT_OPEN)
+        self.open_probability: Tensor | None = None  # [..., num_gates] of the last training pass
+        self.last_gates: Tensor | None = None  # [..., num_gates]: the last recorded pass's z, detached
+        self.record = False  # keep each evaluation pass's z in last_gates (``eval.gates``)
+
+    def forward(self, x: Tensor) -> Tensor:
+        log_alpha = self.logits(x)  # [..., G]
+        if self.training:  # attributes are set only here and when recording: an export traces neither
+            self.open_probability = torch.sigmoid(log_alpha - BETA * math.log(-GAMMA / ZETA))  # P(z != 0)
+            u = torch.rand_like(log_alpha).clamp(1e-6, 1 - 1e-6)
+            s = torch.sigmoid((torch.log(u) - torch.log1p(-u) + log_alpha) / BETA)
+        else:
+            s = torch.sigmoid(log_alpha)
+        z = (s * (ZETA - GAMMA) + GAMMA).clamp(0.0, 1.0)
+        if self.record:
+            self.last_gates = z.detach()
+        return z
+
+    def l0(self) -> Tensor:
+        """Expected number of open gates per row, averaged over the last pass's rows."""
+        if self.open_probability is None:
+            return torch.zeros(())
+        return self.open_probability.reshape(-1, self.open_probability.shape[-1]).sum(-1).mean()
+
+
+class GatedFusion(nn.Module):
+    """A fusion whose every embedding (or token) first passes through its own per-sample gates.
+
+    Attributes other than its own are the wrapped fusion's (``output_dim``, ``wants_tokens``,
+    attention weights), so callers see the fusion they asked for.
+    """
+
+    def __init__(self, inner: nn.Module, in_dims: dict[str, int]):
+        super().__init__()
+        self.inner = inner
+        self.gates = nn.ModuleDict({m: HardConcreteGate(d, d) for m, d in in_dims.items()})
+
+    def forward(self, inputs: dict[str, Tensor], mask: dict[str, Tensor], **kwargs: Any) -> Tensor:
+        gated = {m: x * self.gates[m](x) if m in self.gates else x for m, x in inputs.items()}  # [B, D_m]
+        return self.inner(gated, mask, **kwargs)  # type: ignore[no-any-return]
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(super().__getattr__("inner"), name)
+
+
+def gate_modules(model: nn.Module) -> dict[str, HardConcreteGate]:
+    """Every gate of ``model`` by its module path."""
+    return {name: m for name, m in model.named_modules() if isinstance(m, HardConcreteGate)}
+
+
+def l0_penalty(model: nn.Module) -> Tensor:
+    """The sum over the model's gates of their expected open count per row (last pass)."""
+    gates = gate_modules(model).values()
+    return sum((g.l0() for g in gates), torch.zeros(()))
