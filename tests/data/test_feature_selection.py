@@ -73,7 +73,7 @@ def test_asking_for_more_columns_than_there_are_keeps_them_all_and_nothing_keeps
 
 def test_fit_keeps_k_columns_saves_them_and_predicts_without_the_rest(tmp_path):
     frame = planted(seed=1).drop(columns="size")
-    frame["note"] = [f"a parcel numbered {i}" for i in range(len(frame))]
+    frame["text"] = [f"a parcel numbered {i}" for i in range(len(frame))]
     predictor = polyfuse.fit(frame, label="kind", out=tmp_path / "m", select_features=2, max_epochs=4, **FAST)
     record = predictor.metrics["feature_selection"]
     assert sorted(record["kept"]) == ["shade", "signal"] and record["method"] == "mutual_info"

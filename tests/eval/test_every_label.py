@@ -108,7 +108,7 @@ def test_int8_comparison_reports_every_label(two_labels, tmp_path):
     result = compare_int8(predictor, copy / "model.onnx", copy / "model.int8.onnx", table)
     assert set(result["by_label"]) == set(LABELS)
     assert (
-        result["by_label"]["kind"]["metric"] == "accuracy" and result["by_label"]["price"]["metric"] == "r2"
+        result["by_label"]["kind"]["metric"] == "accuracy" and result["by_label"]["price"]["metric"] == "mse"
     )
     for found in result["by_label"].values():
         assert found["change"] == pytest.approx(found["int8"] - found["fp32"])

@@ -71,19 +71,31 @@ def noisy_columns(n: int = 600, seed: int = 0) -> pd.DataFrame:
     return frame
 
 
-def test_tabular_gates_stay_open_on_the_informative_columns(tmp_path):
+def test_tabular_gates_stay_open_on_the_informative_columns():
     frame = noisy_columns()
-    frame["note"] = "nothing to read here"
+    frame["text"] = "nothing to read here"
     predictor = polyfuse.fit(
-        frame, label="kind", out=tmp_path / "m", feature_gates="both", feature_gate_l0=0.05, max_epochs=25,
-        patience=25, seed=0, **FAST,
+        frame, label="kind", feature_gates="tabular", feature_gate_l0=0.05, max_epochs=25, patience=25,
+        baselines=False, seed=0, **FAST,
     )  # fmt: skip
     columns = predictor.metrics["feature_gates"]["columns"]
     signal = np.mean([columns["signal_a"], columns["signal_b"]])
     noise = np.mean([columns[f"noise{i}"] for i in range(6)])
-    assert signal > noise + 0.2, columns
-    assert set(predictor.metrics["feature_gates"]["embeddings"]) == {"tabular", "text"}
+    assert signal > noise + 0.3, columns  # measured: 1.0 against about 0.5
+    assert "embeddings" not in predictor.metrics["feature_gates"]
     assert predictor.metrics["test"]["accuracy"] > 0.8
-    loaded = polyfuse.load(tmp_path / "m")  # the gates are part of the saved model
+
+
+def test_embedding_gates_are_part_of_the_saved_model(tmp_path):
+    frame = noisy_columns(200)
+    frame["text"] = "nothing to read here"
+    predictor = polyfuse.fit(
+        frame, label="kind", out=tmp_path / "m", feature_gates="both", max_epochs=2, **FAST
+    )
+    found = predictor.metrics["feature_gates"]
+    assert set(found["embeddings"]) == {"tabular", "text"} and len(found["columns"]) == 8
+    assert all(0.0 <= v <= 1.0 for v in [*found["embeddings"].values(), *found["columns"].values()])
+    loaded = polyfuse.load(tmp_path / "m")
+    assert loaded.model_config.fusion.gates or any(m.model.fusion.gates for m in loaded.model_config.members)
     rows = frame.drop(columns="kind").iloc[:40]
     pd.testing.assert_frame_equal(loaded.predictions(rows), predictor.predictions(rows))

@@ -22,7 +22,8 @@ from polyfuse.data.batch import Batch
 from polyfuse.eval.metrics import LOWER_IS_BETTER, compute_metrics, primary_metric
 from polyfuse.eval.probe import metric_value, value_metric
 from polyfuse.eval.selection import SCORE, selection_score, validation_metric
-from polyfuse.fusions.gates import l0_penalty
+from polyfuse.fusions.gates import LR_SCALE as GATE_LR_SCALE
+from polyfuse.fusions.gates import gate_parameters, l0_penalty
 from polyfuse.models.multimodal import MultimodalModel
 from polyfuse.registry import BALANCERS, LOSS_WEIGHTINGS, SCHEDULERS
 from polyfuse.train.dropout import drop_modalities, epoch_rates, uses_modality_dropout
@@ -127,7 +128,13 @@ class MultimodalTask(L.LightningModule):
             *([] if self.balancer is None else self.balancer.parameters()),
             *([] if self.weighting is None else self.weighting.parameters()),
         ]
-        params = [p for p in [*self.model.parameters(), *extra] if p.requires_grad]
+        gated = {id(p) for p in gate_parameters(self.model)}
+        params: list[Any] = [
+            p for p in [*self.model.parameters(), *extra] if p.requires_grad and id(p) not in gated
+        ]
+        if gated:  # feature gates learn faster (fusions.gates.LR_SCALE): a parameter group of their own
+            gates = [p for p in gate_parameters(self.model) if p.requires_grad]
+            params = [{"params": params}, {"params": gates, "lr": self.cfg.lr * GATE_LR_SCALE}]
         opt = make_optimizer(self.cfg.optimizer, params, self.cfg.lr, self.cfg.weight_decay)
         sched = SCHEDULERS.get(self.cfg.scheduler)(opt, self.cfg)
         return opt if sched is None else {"optimizer": opt, "lr_scheduler": sched}
