@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -155,10 +156,11 @@ def cascade_line(plan: dict[str, Any]) -> str:
     chosen = threshold_within(plan, CASCADE_TOLERANCE)
     point = next(p for p in plan["curve"] if p["threshold"] == chosen)
     saved = 1 - point["ms_per_row"] / full["ms_per_row"] if full["ms_per_row"] > 0 else 0.0
+    budget = math.ceil(point["ms_per_row"] * 1000) / 1000  # rounded up, so that the point fits in it
     return (
         f"cascade (cheapest first: {costs} per row): within {100 * CASCADE_TOLERANCE:.0f} point of every "
         f"modality on validation at {point['ms_per_row']:.3g} of {full['ms_per_row']:.3g} encoder ms per row "
-        f"({100 * saved:.0f}% less; --budget-ms {point['ms_per_row']:.3g})"
+        f"({100 * saved:.0f}% less; --budget-ms {budget:g})"
     )
 
 

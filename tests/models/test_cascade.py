@@ -189,3 +189,16 @@ def test_explain_runs_the_cascade_for_real_and_draws_it(fitted, tmp_path):
     assert measured[-1]["score"] == pytest.approx(result["shapley"]["metric_all"], abs=1e-6)
     assert all(p["ms_per_row"] > 0 for p in measured)
     assert (tmp_path / "explain" / result["figures"]["cascade"]).is_file()
+
+
+def test_the_printed_budget_buys_the_printed_point(fitted):
+    from polyfuse.reporting import CASCADE_TOLERANCE, cascade_line
+
+    plan = fitted[0].metrics["cascade"]
+    budget = float(cascade_line(plan).rsplit("--budget-ms ", 1)[1].rstrip(")"))
+    assert threshold_for(plan, budget) == threshold_within(plan, CASCADE_TOLERANCE)
+    tricky = {**plan, "curve": [{**p, "ms_per_row": p["ms_per_row"] + 0.00044} for p in plan["curve"]]}
+    budget = float(
+        cascade_line(tricky).rsplit("--budget-ms ", 1)[1].rstrip(")")
+    )  # rounding down would miss it
+    assert threshold_for(tricky, budget) == threshold_within(tricky, CASCADE_TOLERANCE)
