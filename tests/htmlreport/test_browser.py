@@ -75,7 +75,7 @@ def test_every_figure_decodes(opened: Any):
     sizes = opened.execute_script(
         "return Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight]);"
     )
-    assert len(sizes) == 12  # as test_report counts them
+    assert len(sizes) == 13  # as test_report counts them
     assert all(done and width > 0 and height > 0 for done, width, height in sizes), sizes
 
 
