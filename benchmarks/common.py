@@ -60,6 +60,14 @@ def code_version() -> str:
     return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
+def seeds(spec: str) -> list[int]:
+    """Seeds from a command line: a range (``0-4``) or a comma list (``0,2,5``)."""
+    if "-" in spec:
+        first, last = spec.split("-")
+        return list(range(int(first), int(last) + 1))
+    return [int(s) for s in spec.split(",")]
+
+
 def summary_markdown(summary: Any, metric: str, val: bool = False) -> list[str]:
     """A compare summary (``CompareResult.summary``) as markdown table lines; ``val`` adds the
     validation score, on which a comparison chooses."""

@@ -32,7 +32,7 @@ from typing import Any
 import pandas as pd
 
 from benchmarks.balance import tables
-from benchmarks.common import code_version, machine_line
+from benchmarks.common import code_version, machine_line, seeds
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
@@ -257,7 +257,7 @@ def main() -> None:
     csv = stem.with_suffix(".csv")
     frame = pd.read_csv(csv, dtype={"commit": str}) if args.append and csv.is_file() else pd.DataFrame()
     for name in args.tables.split(","):
-        for seed in _seeds(args.seeds):
+        for seed in seeds(args.seeds):
             rows = pd.DataFrame(run_seed(name, TABLES[name], seed, strategies, args.rows or TABLES[name].rows,
                                          args.max_epochs)).assign(commit=commit)  # fmt: skip
             frame = pd.concat([frame, rows]).drop_duplicates(["table", "strategy", "seed"], keep="last")
@@ -268,13 +268,6 @@ def main() -> None:
 def _size(table: Table) -> str:
     test_share = table.fractions[1] if table.fractions else 0.15
     return f"{table.rows} rows" + ("" if table.split_column else f", test split {100 * test_share:.0f}%")
-
-
-def _seeds(spec: str) -> list[int]:
-    if "-" in spec:
-        first, last = spec.split("-")
-        return list(range(int(first), int(last) + 1))
-    return [int(s) for s in spec.split(",")]
 
 
 def write_markdown(frame: pd.DataFrame, stem: Path, args: argparse.Namespace) -> None:

@@ -25,17 +25,10 @@ from typing import Any
 
 import pandas as pd
 
-from benchmarks.common import code_version, machine_line
+from benchmarks.common import code_version, machine_line, seeds
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 STEM = RESULTS / "cascade_digits_av"
-
-
-def seeds_of(text: str) -> list[int]:
-    if "-" in text:
-        lo, hi = text.split("-")
-        return list(range(int(lo), int(hi) + 1))
-    return [int(s) for s in text.split(",")]
 
 
 def timed(fn: Any, repeats: int) -> tuple[Any, float]:
@@ -189,7 +182,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     rows, points = [], []
-    for i, seed in enumerate(seeds_of(args.seeds)):
+    for i, seed in enumerate(seeds(args.seeds)):
         row, curve = run_seed(seed, args.tolerance, args.repeats, curve=i == 0)
         rows.append(row)
         points = points or curve

@@ -21,18 +21,11 @@ from typing import Any
 import pandas as pd
 
 from benchmarks.balance import tables
-from benchmarks.common import code_version, machine_line
+from benchmarks.common import code_version, machine_line, seeds
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 STEM = RESULTS / "weighting"
 LABELS = ["kind", "price"]
-
-
-def seeds_of(text: str) -> list[int]:
-    if "-" in text:
-        lo, hi = text.split("-")
-        return list(range(int(lo), int(hi) + 1))
-    return [int(s) for s in text.split(",")]
 
 
 def run_seed(seed: int, rows: int, weightings: list[str], max_epochs: int) -> list[dict[str, Any]]:
@@ -133,7 +126,7 @@ def main() -> None:
     parser.add_argument("--weightings", default=None, help="default: every LOSS_WEIGHTINGS name")
     args = parser.parse_args()
     names = args.weightings.split(",") if args.weightings else LOSS_WEIGHTINGS.names()
-    rows = [r for seed in seeds_of(args.seeds) for r in run_seed(seed, args.rows, names, args.max_epochs)]
+    rows = [r for seed in seeds(args.seeds) for r in run_seed(seed, args.rows, names, args.max_epochs)]
     write(pd.DataFrame(rows), args)
     print(STEM.with_suffix(".md").read_text())
 
