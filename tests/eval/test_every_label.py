@@ -51,6 +51,32 @@ def test_explain_gives_every_label_its_own_shapley_values(explained):
         labels["price"]["shapley"]["values"]
     )
     assert (root / "model" / "explain" / saved["figures"]["shapley_price"]).is_file()
+    assert "confusion_price" not in saved["figures"]  # regression: no confusion matrix
+    # The first label's entry is the top level's, computed once.
+    assert labels["kind"]["robustness"] == result["robustness"]
+    assert labels["kind"]["fix_break"] == result["fix_break"]
+    assert labels["price"]["fix_break_rule"].startswith("|error| <=")
+    for found in labels.values():  # no noise and no drop is the model with every modality
+        for curves in found["robustness"].values():
+            assert curves["noise"][0][1] == pytest.approx(found["shapley"]["metric_all"])
+            assert curves["drop"][0][1] == pytest.approx(found["shapley"]["metric_all"])
+
+
+def test_labels_share_the_noisy_encodings(two_labels):
+    from polyfuse.eval.probe import Probe
+    from polyfuse.eval.robustness import robustness
+
+    predictor, root = two_labels
+    table, _ = predictor.encode(root / "table.csv", targets=True)
+    kind, price = predictor.schema.labels
+    first = Probe.build(predictor.model, table, kind)
+    second = Probe(predictor.model, price, table, first.features)
+    encoded: dict = {}
+    shared = [robustness(p, levels=(0.0, 1.0), encoded=encoded) for p in (first, second)]
+    assert set(encoded) == {("tabular", 1.0)}  # numbers are noised at the input, text on its embedding
+    alone = robustness(second, levels=(0.0, 1.0))
+    assert shared[1] == alone  # the shared encoding gives the same curves as encoding again
+    assert shared[0]["tabular"]["noise"] != shared[1]["tabular"]["noise"]  # each label's own metric
 
 
 def test_the_explain_command_prints_every_label(explained):
