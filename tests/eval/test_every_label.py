@@ -94,6 +94,11 @@ def test_the_report_tables_every_label(explained):
     assert "kind (accuracy)" in page and "price (r2)" in page
     value = result["labels"]["price"]["shapley"]["values"]["tabular"]
     assert f"{value:.4f}" in page
+    assert "<dt>labels</dt><dd>kind, price</dd>" in page
+    r2 = json.loads((root / "model" / "metrics.json").read_text())["test"]["by_label"]["price"]["r2"]
+    price_metrics = page.split("<h3>Test metrics: price</h3>")[1].split("</table>")[0]
+    assert f'<td>r2</td><td class="num">{r2:.4f}</td>' in price_metrics
+    assert "<h3>price</h3>" in page  # its robustness table
 
 
 def test_served_explanations_hold_every_label(two_labels):
@@ -108,6 +113,12 @@ def test_served_explanations_hold_every_label(two_labels):
     }
     with TestClient(create_app(str(root / "model"), ServeConfig())) as client:
         body = client.post("/explain", json=row).json()
+        described = client.get("/model").json()
+    assert [(d["column"], d["task"]) for d in described["labels"]] == [
+        ("kind", "multiclass"),
+        ("price", "regression"),
+    ]
+    assert set(described["metrics"]["test"]["by_label"]) == set(LABELS)  # the page's per-label metric chips
     assert set(body["by_label"]) == set(LABELS)
     for label, found in body["by_label"].items():
         total = sum(found["contributions"].values())
@@ -128,8 +139,10 @@ def test_int8_comparison_reports_every_label(two_labels, tmp_path):
     predictor, root = two_labels
     copy = tmp_path / "model"
     shutil.copytree(root / "model", copy, ignore=shutil.ignore_patterns("logs", "explain"))
-    exported = CliRunner().invoke(app, ["export", str(copy), "--quantize", "int8"])
+    args = ["export", str(copy), "--quantize", "int8", "--data", str(root / "table.csv")]
+    exported = CliRunner().invoke(app, args)
     assert exported.exit_code == 0, exported.output
+    assert "  kind accuracy: fp32 " in exported.output and "  price mse: fp32 " in exported.output
     table, _ = predictor.encode(data_split(predictor, "test", root / "table.csv"), targets=True)
     result = compare_int8(predictor, copy / "model.onnx", copy / "model.int8.onnx", table)
     assert set(result["by_label"]) == set(LABELS)
