@@ -256,10 +256,11 @@ def export(
         if cmp is None:
             typer.echo("  accuracy not compared: no labelled rows (pass --data)")
         else:
-            typer.echo(
-                f"  {cmp['label']} {cmp['metric']}: fp32 {cmp['fp32']:.4f}, int8 {cmp['int8']:.4f} "
-                f"({cmp['change']:+.4f}) on {cmp['rows']} rows"
-            )
+            for one in (cmp.get("by_label") or {cmp["label"]: cmp}).values():  # every label's
+                typer.echo(
+                    f"  {one['label']} {one['metric']}: fp32 {one['fp32']:.4f}, int8 {one['int8']:.4f} "
+                    f"({one['change']:+.4f}) on {cmp['rows']} rows"
+                )
 
 
 @app.command()

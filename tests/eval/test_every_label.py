@@ -51,6 +51,32 @@ def test_explain_gives_every_label_its_own_shapley_values(explained):
         labels["price"]["shapley"]["values"]
     )
     assert (root / "model" / "explain" / saved["figures"]["shapley_price"]).is_file()
+    assert "confusion_price" not in saved["figures"]  # regression: no confusion matrix
+    # The first label's entry is the top level's, computed once.
+    assert labels["kind"]["robustness"] == result["robustness"]
+    assert labels["kind"]["fix_break"] == result["fix_break"]
+    assert labels["price"]["fix_break_rule"].startswith("|error| <=")
+    for found in labels.values():  # no noise and no drop is the model with every modality
+        for curves in found["robustness"].values():
+            assert curves["noise"][0][1] == pytest.approx(found["shapley"]["metric_all"])
+            assert curves["drop"][0][1] == pytest.approx(found["shapley"]["metric_all"])
+
+
+def test_labels_share_the_noisy_encodings(two_labels):
+    from polyfuse.eval.probe import Probe
+    from polyfuse.eval.robustness import robustness
+
+    predictor, root = two_labels
+    table, _ = predictor.encode(root / "table.csv", targets=True)
+    kind, price = predictor.schema.labels
+    first = Probe.build(predictor.model, table, kind)
+    second = Probe(predictor.model, price, table, first.features)
+    encoded: dict = {}
+    shared = [robustness(p, levels=(0.0, 1.0), encoded=encoded) for p in (first, second)]
+    assert set(encoded) == {("tabular", 1.0)}  # numbers are noised at the input, text on its embedding
+    alone = robustness(second, levels=(0.0, 1.0))
+    assert shared[1] == alone  # the shared encoding gives the same curves as encoding again
+    assert shared[0]["tabular"]["noise"] != shared[1]["tabular"]["noise"]  # each label's own metric
 
 
 def test_the_explain_command_prints_every_label(explained):
@@ -68,6 +94,11 @@ def test_the_report_tables_every_label(explained):
     assert "kind (accuracy)" in page and "price (r2)" in page
     value = result["labels"]["price"]["shapley"]["values"]["tabular"]
     assert f"{value:.4f}" in page
+    assert "<dt>labels</dt><dd>kind, price</dd>" in page
+    r2 = json.loads((root / "model" / "metrics.json").read_text())["test"]["by_label"]["price"]["r2"]
+    price_metrics = page.split("<h3>Test metrics: price</h3>")[1].split("</table>")[0]
+    assert f'<td>r2</td><td class="num">{r2:.4f}</td>' in price_metrics
+    assert "<h3>price</h3>" in page  # its robustness table
 
 
 def test_served_explanations_hold_every_label(two_labels):
@@ -82,6 +113,12 @@ def test_served_explanations_hold_every_label(two_labels):
     }
     with TestClient(create_app(str(root / "model"), ServeConfig())) as client:
         body = client.post("/explain", json=row).json()
+        described = client.get("/model").json()
+    assert [(d["column"], d["task"]) for d in described["labels"]] == [
+        ("kind", "multiclass"),
+        ("price", "regression"),
+    ]
+    assert set(described["metrics"]["test"]["by_label"]) == set(LABELS)  # the page's per-label metric chips
     assert set(body["by_label"]) == set(LABELS)
     for label, found in body["by_label"].items():
         total = sum(found["contributions"].values())
@@ -102,8 +139,10 @@ def test_int8_comparison_reports_every_label(two_labels, tmp_path):
     predictor, root = two_labels
     copy = tmp_path / "model"
     shutil.copytree(root / "model", copy, ignore=shutil.ignore_patterns("logs", "explain"))
-    exported = CliRunner().invoke(app, ["export", str(copy), "--quantize", "int8"])
+    args = ["export", str(copy), "--quantize", "int8", "--data", str(root / "table.csv")]
+    exported = CliRunner().invoke(app, args)
     assert exported.exit_code == 0, exported.output
+    assert "  kind accuracy: fp32 " in exported.output and "  price mse: fp32 " in exported.output
     table, _ = predictor.encode(data_split(predictor, "test", root / "table.csv"), targets=True)
     result = compare_int8(predictor, copy / "model.onnx", copy / "model.int8.onnx", table)
     assert set(result["by_label"]) == set(LABELS)

@@ -468,6 +468,57 @@ def test_explain_dir_alone(tmp_path: Path):
     assert "<h2>Training curves</h2>" not in page
 
 
+def test_every_label_of_an_explain_dir(tmp_path: Path):
+    # Two classification labels: the second has its own Shapley values, robustness and confusion.
+    folder = write_explain_dir(tmp_path / "explain")
+    explain = json.loads((folder / "explain.json").read_text())
+    second = {
+        "task": "binary",
+        "metric": "accuracy",
+        "shapley": {"values": {"text": 0.05, "tabular": 0.25}, "metric_all": 0.9, "metric_none": 0.6},
+        "robustness": {m: {"drop": [[0.0, 0.9], [1.0, 0.55]]} for m in MODALITIES},
+        "confusion": {"classes": ["no", "yes"], "matrix": [[7, 2], [1, 8]]},
+    }
+    first = {k: explain[k] for k in ("task", "metric", "shapley", "robustness", "confusion")}
+    explain["labels"] = {"kind": first, "late": second}
+    for name in ("shapley_late", "confusion_late"):  # explain's own PNGs: the report redraws them
+        explain["figures"][name] = f"{name}.png"
+        write_png(folder / f"{name}.png", (9, 9, 9))
+    (folder / "explain.json").write_text(json.dumps(explain))
+    page = build_report(folder).read_text()
+    assert "<dt>labels</dt><dd>kind, late</dd>" in section_html(page, "overview")
+    shapley = section_html(page, "shapley")
+    assert len(png_images(shapley)) == 2  # the first label's bars, then every label's
+    assert table_rows(shapley.split("<h3>Every label</h3>")[1])[1] == ["tabular", "0.2000", "0.2500"]
+    confusion = section_html(page, "confusion")
+    assert len(png_images(confusion)) == 1  # one figure, a panel per label
+    assert "<h2>Confusion matrices</h2>" in page
+    assert table_rows(confusion.split("<h3>late</h3>")[1]) == [
+        ["no", "9", "7", "0.7778"],
+        ["yes", "9", "8", "0.8889"],
+    ]
+    late = section_html(page, "robustness").split("<h3>late</h3>")[1]
+    assert table_rows(late)[0] == ["text", "drop", "0.9000", "0.5500 at 1", "-0.3500"]
+    assert "shapley_late.png" not in page and "confusion_late.png" not in page  # redrawn, not inlined
+
+
+def test_every_label_of_a_model_dir_from_its_test_metrics(model_dir: Path, tmp_path: Path):
+    # Without explanations: each label's test metrics and confusion matrix come from metrics.json.
+    folder = tmp_path / "model"
+    shutil.copytree(model_dir, folder)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    second = {"accuracy": 0.75, "confusion_matrix": [[3, 1], [1, 3]]}
+    metrics["test"]["by_label"] = {"kind": dict(metrics["test"]), "late": second}
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    page = build_report(folder).read_text()
+    overview = section_html(page, "overview")
+    assert "<h3>Test metrics: kind</h3>" in overview and "<h3>Test metrics: late</h3>" in overview
+    assert table_rows(overview.split("<h3>Test metrics: late</h3>")[1])[0][:2] == ["accuracy", "0.7500"]
+    confusion = section_html(page, "confusion")
+    assert "<h3>kind</h3>" in confusion and "<h3>late</h3>" in confusion
+    assert [r[0] for r in table_rows(confusion.split("<h3>late</h3>")[1])] == ["0", "1"]  # no class names
+
+
 def test_report_of_an_explain_dir_inside_a_model_uses_the_model(model_dir: Path, tmp_path: Path):
     folder = tmp_path / "model"
     shutil.copytree(model_dir, folder)

@@ -265,3 +265,60 @@ def test_regression_shows_the_value(browser: Any, server: str):
     assert not driver.find_element(By.ID, "probabilities-block").is_displayed()
     assert not driver.find_elements(By.CSS_SELECTOR, "#probabilities .bar")
     assert _bars(driver, "contributions") == [("text", "+2.346")]
+
+
+TWO_LABELS = {  # /explain's answer for a model with two labels: the first at the top, both in by_label
+    "label": "digit",
+    "prediction": "3",
+    "probabilities": {"3": 0.9, "5": 0.1},
+    "predictions": {
+        "digit": {"prediction": "3", "probabilities": {"3": 0.9, "5": 0.1}},
+        "price": {"prediction": 12.5, "value": 12.5},
+    },
+    "present": {"image": True, "audio": False, "text": True},
+    "target": "probability of 3",
+    "base": 0.5,
+    "full": 0.9,
+    "contributions": {"image": 0.3, "audio": 0.0, "text": 0.1},
+    "by_label": {
+        "digit": {
+            "target": "probability of 3",
+            "base": 0.5,
+            "full": 0.9,
+            "contributions": {"image": 0.3, "audio": 0.0, "text": 0.1},
+        },
+        "price": {
+            "target": "predicted value",
+            "base": 10.0,
+            "full": 12.5,
+            "contributions": {"image": -0.5, "audio": 0.0, "text": 3.0},
+        },
+    },
+    "latency_ms": 2.0,
+}
+
+
+@needs_browser
+def test_every_label_is_shown(browser: Any, server: str):
+    """A two-label answer: the second label's prediction and its own contributions beside it."""
+    import json
+
+    from selenium.webdriver.common.by import By
+
+    driver = browser
+    _open(driver, server)
+    driver.execute_script(
+        "const body = arguments[0]; const real = window.fetch;"
+        "window.fetch = (path, options) => path === '/explain'"
+        "  ? Promise.resolve(new Response(body, {headers: {'content-type': 'application/json'}}))"
+        "  : real(path, options);",
+        json.dumps(TWO_LABELS),
+    )
+    assert _submit(driver, {}, "anything") == "done"
+    assert driver.find_element(By.ID, "prediction").text == "3"
+    assert _bars(driver, "contributions") == [("image", "+0.300"), ("text", "+0.100")]
+    other = driver.find_element(By.CSS_SELECTOR, '#others li[data-label="price"]')
+    assert other.text == "price: 12.50 (contributions to the predicted value: image \u22120.500, text +3.000)"
+    assert "These are for digit" in driver.find_element(By.ID, "contributions-note").text
+    errors = [e for e in driver.get_log("browser") if e["source"] == "javascript"]
+    assert not errors, errors

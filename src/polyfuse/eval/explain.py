@@ -1,8 +1,9 @@
 """``polyfuse explain``: who contributes what, and where fusion fails; writes an explain directory.
 
 OUT/shapley.json, OUT/shapley_per_sample.csv, OUT/explain.json and the PNG figures it lists (the
-formats are in the project's notes: "An explain directory"). Everything is computed on one label
-(the model's first) over the given encoded rows.
+formats are in the project's notes: "An explain directory"). The top level is the model's first
+label; with several labels, ``labels`` repeats every label-dependent analysis for each of them (feature
+attributions stay the first label's: they need gradients or permutations per label).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from polyfuse.eval.errors import (
 )
 from polyfuse.eval.gradients import Attribution, require_captum
 from polyfuse.eval.probe import Probe, value_metric
-from polyfuse.eval.robustness import robustness
+from polyfuse.eval.robustness import NoisyFeatures, robustness
 from polyfuse.formats import EXPLAIN_FORMAT
 
 
@@ -60,11 +61,15 @@ def explain_table(
 
         shapley.update(subset_shapley(compare_dir, spec.task, probe.targets, len(spec.classes)))
     attributions = attribute(probe, kinds, predictor.preprocessor.processors, samples, steps, seed)
-    result = _analyses(probe, contributions, seed)
+    encoded: NoisyFeatures = {}  # the robustness curves' noisy encodings, shared by every label
+    first = label_record(probe, contributions, seed, encoded)
+    result = _analyses(probe, first)
     result["features"] = {m: a.summary for m, a in attributions.items()}
     result["shapley"] = shapley
     if len(predictor.schema.labels) > 1:
-        result["labels"] = every_label(predictor.model, table, predictor.schema.labels, probe, seed)
+        result["labels"] = {spec.column: first} | every_label(
+            predictor.model, table, predictor.schema.labels[1:], probe, seed, encoded
+        )
     if predictor.metrics.get("imbalance"):  # measured at fit time, where the baselines were at hand
         result["imbalance"] = predictor.metrics["imbalance"]
     if predictor.metrics.get("cascade"):
@@ -75,28 +80,47 @@ def explain_table(
 
 
 def every_label(
-    model: Any, table: EncodedTable, specs: list[Any], first: Probe, seed: int
+    model: Any,
+    table: EncodedTable,
+    specs: list[Any],
+    first: Probe,
+    seed: int,
+    encoded: NoisyFeatures | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """explain.json's ``labels``: per label, the analyses that depend on the label (modality Shapley
-    values, metric by presence pattern, fix / break, robustness, confusion). The fusion inputs are
-    computed once (``first``'s) and shared; correlation and attention do not depend on the label, and
-    feature attributions are kept to the first label (one gradient pass per label would double them)."""
+    """explain.json's ``labels`` entries of ``specs``: per label, the analyses that depend on the label
+    (``label_record``). The fusion inputs are ``first``'s, computed once, and the robustness curves'
+    noisy encodings are shared through ``encoded``: a further label costs fusion and head passes only.
+    Correlation and attention do not depend on the label, and feature attributions are kept to the
+    first label (one gradient or permutation pass per label would multiply their cost)."""
     out = {}
     for spec in specs:
         probe = Probe(model, spec, table, first.features, first.batch_size)
-        contributions = modality_shapley(probe)
-        everyone = contributions.outputs[frozenset(probe.modalities)]
-        singles = {m: contributions.outputs[frozenset({m})] for m in probe.modalities}
-        out[spec.column] = {
-            "task": spec.task,
-            "metric": value_metric(spec.task),
-            "shapley": shapley_record(contributions, probe),
-            "presence": presence_patterns(probe, everyone),
-            "fix_break": fix_break(probe, everyone, singles),
-            "robustness": robustness(probe, seed=seed),
-            "confusion": confusion(probe, everyone),
-        }
+        out[spec.column] = label_record(probe, modality_shapley(probe), seed, encoded)
     return out
+
+
+def label_record(
+    probe: Probe, contributions: ModalityShapley, seed: int, encoded: NoisyFeatures | None = None
+) -> dict[str, Any]:
+    """One label's entry of explain.json's ``labels``: its modality Shapley values, metric by presence
+    pattern, fix / break, robustness and confusion (the top level holds the first label's)."""
+    everyone = contributions.outputs[frozenset(probe.modalities)]
+    singles = {m: contributions.outputs[frozenset({m})] for m in probe.modalities}
+    rule = (
+        "predicted label correct"
+        if probe.task != "regression"
+        else (f"|error| <= {REGRESSION_TOLERANCE} x std of the label")
+    )
+    return {
+        "task": probe.task,
+        "metric": value_metric(probe.task),
+        "shapley": shapley_record(contributions, probe),
+        "presence": presence_patterns(probe, everyone),
+        "fix_break": fix_break(probe, everyone, singles),
+        "fix_break_rule": rule,
+        "robustness": robustness(probe, seed=seed, encoded=encoded),
+        "confusion": confusion(probe, everyone),
+    }
 
 
 def cascade_record(predictor: Any, table: EncodedTable) -> dict[str, Any]:
@@ -116,30 +140,24 @@ def cascade_record(predictor: Any, table: EncodedTable) -> dict[str, Any]:
     }
 
 
-def _analyses(probe: Probe, contributions: ModalityShapley, seed: int) -> dict[str, Any]:
-    """Everything in explain.json that needs no gradients."""
-    everyone = contributions.outputs[frozenset(probe.modalities)]
-    singles = {m: contributions.outputs[frozenset({m})] for m in probe.modalities}
+def _analyses(probe: Probe, first: dict[str, Any]) -> dict[str, Any]:
+    """Everything in explain.json that needs no gradients: the first label's ``label_record`` and the
+    analyses that do not depend on the label."""
     embeddings = {m: e.numpy() for m, e in probe.embeddings().items()}
     present = {m: p.numpy() for m, p in probe.present.items()}
-    rule = (
-        "predicted label correct"
-        if probe.task != "regression"
-        else (f"|error| <= {REGRESSION_TOLERANCE} x std of the label")
-    )
     return {
-        "metric": value_metric(probe.task),
+        "metric": first["metric"],
         "label": probe.spec.column,
         "task": probe.task,
         "modalities": probe.modalities,
         "rows": len(probe),
-        "presence": presence_patterns(probe, everyone),
-        "fix_break": fix_break(probe, everyone, singles),
-        "fix_break_rule": rule,
-        "robustness": robustness(probe, seed=seed),
+        "presence": first["presence"],
+        "fix_break": first["fix_break"],
+        "fix_break_rule": first["fix_break_rule"],
+        "robustness": first["robustness"],
         "correlation": similarity_matrices(embeddings, present),
         "attention": attention_weights(probe),
-        "confusion": confusion(probe, everyone),
+        "confusion": first["confusion"],
         "figures": {},
     }
 
@@ -170,12 +188,7 @@ def draw_figures(
         "shapley": figures.shapley_bars(
             out / "shapley.png", shapley["values"], metric, shapley.get("subsets")
         ),
-        **{
-            f"shapley_{label}": figures.shapley_bars(
-                out / f"shapley_{safe_name(label)}.png", found["shapley"]["values"], found["metric"], None
-            )
-            for label, found in list((result.get("labels") or {}).items())[1:]  # the first is shapley.png
-        },
+        **_label_figures(out, result),
         "robustness": figures.robustness_curves(out / "robustness.png", result["robustness"], metric),
         "correlation": figures.heatmap(
             out / "correlation.png",
@@ -203,6 +216,25 @@ def draw_figures(
         if path is not None:
             drawn[name] = path
     return {name: path.name for name, path in drawn.items()}
+
+
+def _label_figures(out: Path, result: dict[str, Any]) -> dict[str, Path]:
+    """With several labels, each further label's Shapley bars and (classification) confusion matrix:
+    ``shapley_<label>`` and ``confusion_<label>`` (the first label's are ``shapley`` and ``confusion``)."""
+    from polyfuse.eval import figures
+
+    drawn = {}
+    for label, found in list((result.get("labels") or {}).items())[1:]:
+        name = safe_name(label)
+        values = found["shapley"]["values"]
+        drawn[f"shapley_{label}"] = figures.shapley_bars(
+            out / f"shapley_{name}.png", values, found["metric"], None
+        )
+        if found["confusion"] is not None:
+            drawn[f"confusion_{label}"] = figures.confusion_matrix(
+                out / f"confusion_{name}.png", **found["confusion"]
+            )
+    return drawn
 
 
 def safe_name(label: str) -> str:

@@ -6,6 +6,9 @@ Noise: Gaussian noise scaled by the input's standard deviation (over present row
 modality's input tensor and the encoder is run again. Inputs without a continuous tensor (token
 ids) and modalities known only by cached embeddings get the noise on what the fusion receives
 (their embedding, or tokens), scaled by its std, instead.
+
+The noisy inputs do not depend on the label (the generator is seeded per modality and level), so
+the encoder's pass over them can be shared by several labels' curves (``NoisyFeatures``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ from polyfuse.eval.probe import Feature, Probe
 
 DROP_RATES = (0.0, 0.25, 0.5, 0.75, 1.0)
 NOISE_LEVELS = (0.0, 0.5, 1.0, 2.0)  # noise std in units of the input's std
+
+# (modality, noise level) -> the fusion input of the noisy inputs: encoded once, read by every label.
+NoisyFeatures = dict[tuple[str, float], Feature]
 
 
 def drop_mask(present: Tensor, rate: float, order: np.ndarray) -> Tensor:
@@ -80,9 +86,14 @@ def noisy_inputs(inputs: Inputs, level: float, present: Tensor, generator: torch
 
 
 def noise_curve(
-    probe: Probe, modality: str, levels: Sequence[float], seed: int
+    probe: Probe, modality: str, levels: Sequence[float], seed: int, encoded: NoisyFeatures | None = None
 ) -> tuple[list[list[float]], str]:
-    """[[level, metric], ...] and where the noise went ("input" or "embedding")."""
+    """[[level, metric], ...] and where the noise went ("input" or "embedding").
+
+    ``encoded``: noisy inputs already encoded for this table and seed (by another label's curve);
+    what this call encodes is added to it.
+    """
+    encoded = {} if encoded is None else encoded
     present = probe.present[modality]
     inputs = probe.table.inputs.get(modality)
     generator = torch.Generator()
@@ -92,7 +103,11 @@ def noise_curve(
         generator.manual_seed(seed + 1000 * probe.modalities.index(modality))  # the same draws at every level
         feature = probe.features[modality]
         if level > 0 and where == "input":
-            feature = probe.encode(modality, noisy_inputs(inputs, level, present, generator))  # type: ignore[arg-type]
+            key = (modality, float(level))
+            if key not in encoded:
+                noisy_in = noisy_inputs(inputs, level, present, generator)  # type: ignore[arg-type]
+                encoded[key] = probe.encode(modality, noisy_in)  # type: ignore[arg-type]
+            feature = encoded[key]
         elif level > 0:
             feature = Feature(noisy(feature.values, level, present, generator), feature.valid)  # type: ignore[arg-type]
         curve.append([float(level), probe.metric(probe.outputs(replace={modality: feature}))])
@@ -104,12 +119,14 @@ def robustness(
     rates: Sequence[float] = DROP_RATES,
     levels: Sequence[float] = NOISE_LEVELS,
     seed: int = 0,
+    encoded: NoisyFeatures | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Modality -> {"drop": [[rate, metric]], "noise": [[level, metric]], "noise_on": where}, where is
-    "input" or "embedding"."""
+    "input" or "embedding". Pass the same ``encoded`` dict to several labels' calls on one table and
+    seed to encode the noisy inputs once."""
     out: dict[str, dict[str, Any]] = {}
     for m in probe.modalities:
-        noise, where = noise_curve(probe, m, levels, seed)
+        noise, where = noise_curve(probe, m, levels, seed, encoded)
         out[m] = {"drop": drop_curve(probe, m, rates, seed), "noise": noise, "noise_on": where}
     return out
 

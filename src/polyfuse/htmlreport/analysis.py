@@ -43,18 +43,28 @@ def shapley(run: RunData) -> Section | None:
 
 
 def _every_label(labels: dict[str, Any]) -> str:
-    """With several labels: each label's Shapley values by masking, a column per label, then each
-    label's metric with every modality and with none."""
+    """With several labels: each label's Shapley values by masking, as bars (a colour per label) and
+    as a table (a column per label, then each label's metric with every modality and with none)."""
     if len(labels) < 2:
         return ""
     shapleys = {label: found["shapley"] for label, found in labels.items()}
     modalities = list(next(iter(shapleys.values()))["values"])
     heads = [f"{label} ({found['metric']})" for label, found in labels.items()]
+    nan = float("nan")
+    series = {
+        head: [float(v) if isinstance(v := sh["values"].get(m), (int, float)) else nan for m in modalities]
+        for head, sh in zip(heads, shapleys.values(), strict=True)
+    }
+    uri = figures.grouped_bars(modalities, series, "Shapley value (each label's metric)")
+    caption = "Each label's modality Shapley values by masking, each in its own label's metric"
     rows = [[m, *[fmt(sh["values"].get(m)) for sh in shapleys.values()]] for m in modalities]
     rows += [["all modalities", *[fmt(sh["metric_all"]) for sh in shapleys.values()]]]
     rows += [["no modality", *[fmt(sh["metric_none"]) for sh in shapleys.values()]]]
-    return note("Every label (the figure above is the first label's):") + table(
-        ["modality", *heads], rows, numeric=range(1, len(heads) + 1)
+    return (
+        "<h3>Every label</h3>"
+        + note("The figure above is the first label's; here every label's.")
+        + figure(uri, "modality Shapley values of every label", caption + ".")
+        + table(["modality", *heads], rows, numeric=range(1, len(heads) + 1))
     )
 
 
@@ -168,6 +178,12 @@ def robustness(run: RunData) -> Section | None:
         caption += f" (added to the embedding of {', '.join(on_embedding)}, whose inputs are not numeric)"
     body = figure(figures.line_panels(panels), "robustness curves", caption + ".")
     body += _robustness_table(data, metric)
+    further = list(((run.explain or {}).get("labels") or {}).items())[1:]  # the first label's is above
+    for label, found in further:
+        if isinstance(found, dict) and isinstance(found.get("robustness"), dict):
+            body += f"<h3>{esc(label)}</h3>" + _robustness_table(
+                found["robustness"], str(found.get("metric"))
+            )
     return Section("robustness", "Robustness", body)
 
 
@@ -191,41 +207,68 @@ def _robustness_table(data: dict[str, Any], metric: str) -> str:
 
 
 def confusion(run: RunData) -> Section | None:
-    data = (run.explain or {}).get("confusion")
-    source = "explain.json"
-    if isinstance(data, dict) and data.get("matrix"):
-        matrix, classes = data["matrix"], data.get("classes")
-    else:
-        matrix, classes = ((run.metrics or {}).get("test") or {}).get("confusion_matrix"), run.classes
-        source = "metrics.json"
-    if not matrix or not isinstance(matrix, list):
+    """The fused model's confusion matrix on the test rows; with several labels, one per
+    classification label (panels side by side, a recall table each)."""
+    found, source = _confusions(run)
+    if not found:
         return None
-    names = (
-        [str(c) for c in classes]
-        if classes and len(classes) == len(matrix)
-        else [str(i) for i in range(len(matrix))]
-    )
-    uri = figures.heatmaps(
-        [("test rows", matrix, names, names)],
-        row_normalize=True,
-        fmt="{:.0f}",
-        axis_labels=("predicted", "true"),
-    )
+    several = len(found) > 1
+    panels = [
+        (label if several else "test rows", matrix, names, names) for label, (matrix, names) in found.items()
+    ]
+    uri = figures.heatmaps(panels, row_normalize=True, fmt="{:.0f}", axis_labels=("predicted", "true"))
     body = figure(
         uri,
         "confusion matrix",
         f"Rows: true class, columns: predicted class; counts from {source}, "
         "shaded by the share of each true class.",
     )
-    rows = []
-    for name, counts in zip(names, matrix, strict=True):
-        total, hit = sum(counts), counts[names.index(name)]
-        rows.append([name, total, hit, hit / total if total else None])
-    return Section(
-        "confusion",
-        "Confusion matrix",
-        body + table(["class", "rows", "correct", "recall"], rows, numeric=[1, 2, 3]),
-    )
+    for label, (matrix, names) in found.items():
+        rows = []
+        for name, counts in zip(names, matrix, strict=True):
+            total, hit = sum(counts), counts[names.index(name)]
+            rows.append([name, total, hit, hit / total if total else None])
+        title = f"<h3>{esc(label)}</h3>" if several else ""
+        body += title + table(["class", "rows", "correct", "recall"], rows, numeric=[1, 2, 3])
+    return Section("confusion", "Confusion matrices" if several else "Confusion matrix", body)
+
+
+def _confusions(run: RunData) -> tuple[dict[str, tuple[list[Any], list[str]]], str]:
+    """Label -> (matrix, class names) for every classification label, from explain.json (its
+    ``labels``, else its top level: the first label's) or else the test metrics; and that source."""
+    explain = run.explain or {}
+    first = run.labels[0] if run.labels else ""
+    found = {
+        label: (data.get("matrix"), data.get("classes"))
+        for label, data in _per_label(explain.get("labels"), first, explain, "confusion").items()
+        if isinstance(data, dict) and data.get("matrix")
+    }
+    source = "explain.json"
+    if not found:
+        test = (run.metrics or {}).get("test") or {}
+        found = {
+            label: (matrix, run.label_classes.get(label) or run.classes)
+            for label, matrix in _per_label(test.get("by_label"), first, test, "confusion_matrix").items()
+        }
+        source = "metrics.json"
+    return {
+        label: (matrix, _class_names(classes, matrix))
+        for label, (matrix, classes) in found.items()
+        if isinstance(matrix, list) and matrix
+    }, source
+
+
+def _per_label(several: Any, first: str, alone: dict[str, Any], key: str) -> dict[str, Any]:
+    """Label -> its ``key`` where set: from the per-label blocks ``several`` when a dict, else from
+    ``alone`` (the one label's)."""
+    blocks = several if isinstance(several, dict) else {first: alone}
+    return {str(k): v[key] for k, v in blocks.items() if isinstance(v, dict) and v.get(key)}
+
+
+def _class_names(classes: Any, matrix: list[Any]) -> list[str]:
+    if classes and len(classes) == len(matrix):
+        return [str(c) for c in classes]
+    return [str(i) for i in range(len(matrix))]
 
 
 def errors(run: RunData) -> Section | None:

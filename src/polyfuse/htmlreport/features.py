@@ -23,6 +23,8 @@ REDRAWN = {
     "cka": "correlation",
     "attention": "attention",
 }
+# Further labels' figures ("shapley_<label>", "confusion_<label>") -> the section that redraws them.
+REDRAWN_PER_LABEL = {"shapley_": "shapley", "confusion_": "confusion"}
 # Figure key prefix -> what it shows ("ig_text" -> "text: integrated gradients").
 METHODS = {"ig": "integrated gradients", "importance": "permutation importance"}
 # Scalar facts of a gradient summary worth a line under its figure.
@@ -52,7 +54,7 @@ def features(run: RunData, drawn: Collection[str] = ()) -> Section | None:
         modality = _method(str(key))[1]
         if modality:
             by_modality.setdefault(modality, []).append((str(key), str(name)))
-        elif REDRAWN.get(str(key)) not in drawn:
+        elif _redrawn_by(str(key)) not in drawn:
             others.append((str(key), str(name)))
     body = ""
     summaries = explain.get("features") if isinstance(explain.get("features"), dict) else {}
@@ -61,6 +63,13 @@ def features(run: RunData, drawn: Collection[str] = ()) -> Section | None:
         body += f"<h3>{esc(modality)}</h3>{block}" if block else ""
     body += "".join(_embed(run, key, name) for key, name in others)
     return Section("features", "Feature attribution", body) if body else None
+
+
+def _redrawn_by(key: str) -> str | None:
+    """The section that redraws explain's figure ``key`` from data, if any."""
+    if key in REDRAWN:
+        return REDRAWN[key]
+    return next((section for prefix, section in REDRAWN_PER_LABEL.items() if key.startswith(prefix)), None)
 
 
 def _modality_block(run: RunData, modality: str, summary: Any, pictures: list[tuple[str, str]]) -> str:

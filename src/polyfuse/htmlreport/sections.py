@@ -98,7 +98,7 @@ def overview(run: RunData) -> Section | None:
     body = facts(
         [
             ("task", m.get("task") or e.get("task")),
-            ("label", c.get("label") or m.get("label") or e.get("label")),
+            ("labels" if len(run.labels) > 1 else "label", ", ".join(run.labels)),
             (
                 "modalities",
                 ", ".join(c.get("modalities") or m.get("modalities") or e.get("modalities") or []),
@@ -125,7 +125,7 @@ def overview(run: RunData) -> Section | None:
                 ("folder", str(run.model_dir) if run.model_dir else None),
             ]
         )
-        body += test_metrics_table(m)
+        body += every_label_metrics(m)
     return Section("overview", "Overview", body)
 
 
@@ -161,16 +161,32 @@ def _epochs(m: dict[str, Any]) -> str | None:
     return f"{m['epochs']}" + (f" (best epoch {best})" if best is not None else "")
 
 
-def test_metrics_table(m: dict[str, Any]) -> str:
+def every_label_metrics(m: dict[str, Any]) -> str:
+    """The test metrics table; with several labels (``by_label`` in metrics.json) one per label."""
+    by_label = (m.get("test") or {}).get("by_label")
+    if not isinstance(by_label, dict) or len(by_label) < 2:
+        return test_metrics_table(m)
+    return "".join(
+        f"<h3>Test metrics: {esc(label)}</h3>" + test_metrics_table(m, str(label)) for label in by_label
+    )
+
+
+def test_metrics_table(m: dict[str, Any], label: str | None = None) -> str:
     """Test metrics of the final model, the fused network (when it is not the final one) and each
-    single-modality baseline: one row per metric."""
-    test = m.get("test") or {}
+    single-modality baseline: one row per metric. ``label``: that label's metrics (``by_label``)
+    rather than the first label's."""
+
+    def pick(test: Any) -> dict[str, Any]:
+        test = test or {}
+        return (test.get("by_label") or {}).get(label) or {} if label is not None else test
+
+    test = pick(m.get("test"))
     final = m.get("final_model", "fused")  # metrics.json before ensembles: the fused model's
     fused = m.get("fused") or {}
     columns = {f"final: {final}" if final != "fused" else f"fused ({m.get('fusion', '?')})": test}
     if final != "fused" and fused.get("test"):
-        columns[f"fused ({fused.get('fusion', '?')})"] = fused["test"]
-    columns |= {f"{k} alone": v.get("test") or {} for k, v in (m.get("baselines") or {}).items()}
+        columns[f"fused ({fused.get('fusion', '?')})"] = pick(fused["test"])
+    columns |= {f"{k} alone": pick(v.get("test")) for k, v in (m.get("baselines") or {}).items()}
     names = [k for k, v in test.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
     if not names:
         return ""

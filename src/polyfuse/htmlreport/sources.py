@@ -40,6 +40,7 @@ class RunData:
     model_dir: Path | None = None
     metrics: dict[str, Any] | None = None  # the best / only model's metrics.json
     classes: list[str] | None = None  # class names of its first label (preprocessor.json)
+    label_classes: dict[str, list[str]] = field(default_factory=dict)  # every label's (classification)
     log: pd.DataFrame | None = None  # logs/metrics.csv reduced to one row per epoch
     explain_dir: Path | None = None
     explain: dict[str, Any] | None = None  # explain.json
@@ -57,6 +58,20 @@ class RunData:
             if source and source.get("metric"):
                 return str(source["metric"])
         return "accuracy"
+
+    @property
+    def labels(self) -> list[str]:
+        """Every label the run predicts, first first: from explain.json's or the test metrics'
+        per-label blocks with several labels, else the one label named."""
+        several = (self.explain or {}).get("labels") or ((self.metrics or {}).get("test") or {}).get(
+            "by_label"
+        )
+        if isinstance(several, dict) and several:
+            return [str(k) for k in several]
+        for source in (self.compare, self.metrics, self.explain):
+            if source and source.get("label"):
+                return [str(source["label"])]
+        return []
 
     @property
     def higher_is_better(self) -> bool:
@@ -194,6 +209,11 @@ def _read_model(run: RunData, folder: Path) -> None:
         labels = read_json(folder / "preprocessor.json").get("schema", {}).get("labels") or [{}]
         classes = labels[0].get("classes")
         run.classes = [str(c) for c in classes] if classes else None
+        run.label_classes = {
+            str(spec["column"]): [str(c) for c in spec["classes"]]
+            for spec in labels
+            if spec.get("column") and spec.get("classes")
+        }
     log = read_csv(folder / "logs" / "metrics.csv")
     run.log = epoch_rows(log) if log is not None and "epoch" in log else None
 
