@@ -52,7 +52,11 @@ class HardConcreteGate(nn.Module):
         """Gates z [..., G] for features x [..., in_dim]; ``present`` (bool [...], default all) says
         which rows count in the L0 penalty and in the recorded open share."""
         log_alpha = self.logits(x)  # [..., G]
-        weight = None if present is None else present.to(log_alpha.dtype).expand(log_alpha.shape[:-1])
+        weight = (
+            None  # [...]: which rows count, kept only in training or recording (an export traces neither)
+        )
+        if present is not None and (self.training or self.record):
+            weight = present.to(log_alpha.dtype).expand(log_alpha.shape[:-1])
         if self.training:  # attributes are set only here and when recording: an export traces neither
             self.open_probability = torch.sigmoid(log_alpha - BETA * math.log(-GAMMA / ZETA))  # P(z != 0)
             self.present = weight
@@ -91,11 +95,17 @@ class GatedFusion(nn.Module):
 
     def forward(self, inputs: dict[str, Tensor], mask: dict[str, Tensor], **kwargs: Any) -> Tensor:
         valid = kwargs.get("tokens_valid") or {}
-        gated = {
-            m: x * self.gates[m](x, present(mask.get(m), valid.get(m), x)) if m in self.gates else x
-            for m, x in inputs.items()
-        }  # [B, D_m] or [B, T_m, D_m]
+        gated = {m: self._gated(m, x, mask, valid) for m, x in inputs.items()}  # [B, D_m] or [B, T_m, D_m]
         return self.inner(gated, mask, **kwargs)  # type: ignore[no-any-return]
+
+    def _gated(self, m: str, x: Tensor, mask: dict[str, Tensor], valid: dict[str, Tensor]) -> Tensor:
+        """Modality ``m``'s embedding (or tokens) times its gates; which rows count is worked out only
+        when a gate keeps it (training, recording), so an export traces none of it."""
+        if m not in self.gates:
+            return x
+        gate = self.gates[m]
+        rows = present(mask.get(m), valid.get(m), x) if gate.training or gate.record else None
+        return x * gate(x, rows)
 
     def __getattr__(self, name: str) -> Any:
         try:
