@@ -44,6 +44,7 @@ CHANGED: dict[str, tuple[str, Any]] = {
     "feature_gates": ("both", "both"),
     "feature_gate_l0": ("0.05", 0.05),
     "select_features": ("3", 3),
+    "select_features_by": ("permutation", "permutation"),
     "time_limit_s": ("60", 60.0),
     "progress": ("", False),
     "callbacks": ("lr_monitor", ["lr_monitor"]),

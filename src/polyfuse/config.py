@@ -191,8 +191,13 @@ class TrainConfig:
     )
     select_features: int | None = option(
         None,
-        "keep only the K tabular columns with the most mutual information with the labels, ranked on "
-        "the training rows (default: every column)",
+        "keep only the K tabular columns that tell the most about the labels (select_features_by), "
+        "ranked on the training rows (default: every column)",
+    )
+    select_features_by: str = option(
+        "mutual_info",
+        "how select_features ranks the tabular columns: mutual_info (each column's mutual information "
+        "with the labels) or permutation (permutation importance for a quick tree model; seconds)",
     )
     time_limit_s: float | None = option(None, "wall-clock cap per model in seconds (default: none)")
     progress: bool = option(True, "show Lightning's progress bar")

@@ -98,12 +98,11 @@ def prepare(
     if splits is None:
         splits = split_indices(frame, schema, req.train.seed, req.train.val_fraction, req.train.test_fraction)
     selection: dict[str, Any] = {}
-    if req.train.select_features is not None:
+    keep, t = req.train.select_features, req.train
+    if keep is not None:
         from polyfuse.data.feature_selection import select_columns
 
-        schema, selection = select_columns(
-            frame, schema, splits["train"], req.train.select_features, req.train.seed
-        )
+        schema, selection = select_columns(frame, schema, splits["train"], keep, t.seed, t.select_features_by)
     encoders, options = choose_encoders(schema, req)
     pre = Preprocessor(schema, options).fit(frame.iloc[splits["train"]], base_dir)
     tables, skipped = encode_splits(pre, frame, base_dir, splits, req.on_error)

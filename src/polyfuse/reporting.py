@@ -8,6 +8,7 @@ from typing import Any
 
 from polyfuse.config import Schema
 
+SELECTION_METHODS = {"mutual_info": "mutual information", "permutation": "permutation importance"}  # printed
 SHOWN_METRICS = ("accuracy", "subset_accuracy", "f1_macro", "f1_weighted", "roc_auc", "mae", "mse", "r2")
 
 
@@ -87,8 +88,9 @@ class Reporter:
             scores = found["scores"]
             kept = ", ".join(f"{c} {scores[c]:.2f}" for c in found["kept"])
             dropped = ", ".join(found["dropped"]) or "none"
+            method = SELECTION_METHODS.get(found["method"], found["method"])
             self.console.print(
-                f"feature selection (mutual information, share of the best): kept {kept}; dropped {dropped}",
+                f"feature selection ({method}, share of the best): kept {kept}; dropped {dropped}",
                 highlight=False,
             )
 

@@ -200,3 +200,22 @@ def test_every_fusion_exports_with_parity(name, tmp_path):
     assert got["price"].shape == expected["price"].shape == (12,)
     for label in expected:
         assert float((got[label] - expected[label]).abs().max()) <= 1e-4
+
+
+@pytest.mark.slow  # one torch.export trace per fusion
+@pytest.mark.parametrize("name", ["concat", "cross_attention"])  # an embedding and a token-level fusion
+def test_a_model_with_feature_gates_exports_with_parity(name, tmp_path):
+    from polyfuse.fusions.gates import GatedFusion, gate_modules
+
+    model = tiny_model(name)
+    model.encoders["tab"] = ENCODERS.build(
+        "tabular_mlp", num_numeric=2, cardinalities=[4], output_dim=8, hidden_dim=8, column_gates=True
+    ).eval()
+    tokens = model.wants_tokens
+    model.fusion = GatedFusion(
+        model.fusion, {k: fusion_input_dim(e, tokens) for k, e in model.encoders.items()}
+    ).eval()
+    for gate in gate_modules(model).values():  # gates that differ from row to row
+        torch.nn.init.normal_(gate.logits.weight, std=2.0)
+    info = export_model(model, tiny_table(), tmp_path / "gated.onnx")
+    assert 0 <= info["parity"]["max_abs_diff"] <= 1e-4, info["parity"]

@@ -11,7 +11,8 @@ from tests.conftest import FAST
 
 import polyfuse
 import polyfuse.fusions  # noqa: F401  (registers the fusions)
-from polyfuse.fusions.gates import GatedFusion, HardConcreteGate, l0_penalty
+from polyfuse.eval.gates import gate_report
+from polyfuse.fusions.gates import GatedFusion, HardConcreteGate, l0_penalty, present
 from polyfuse.registry import FUSIONS
 
 IN_DIMS = {"text": 5, "image": 7, "audio": 3}
@@ -58,6 +59,68 @@ def test_every_fusion_runs_behind_embedding_gates(name):
     assert out.shape == (6, inner.output_dim) and torch.isfinite(out).all()
     (out.sum() + l0_penalty(fusion)).backward()
     assert all(g.logits.bias.grad is not None for g in fusion.gates.values())
+
+
+def _sign_gates(fusion: GatedFusion) -> None:
+    """Each embedding dimension's gate logit is 10 x its value: open for +1, shut for -1."""
+    for gate in fusion.gates.values():
+        torch.nn.init.eye_(gate.logits.weight)
+        gate.logits.weight.data *= 10.0
+        torch.nn.init.zeros_(gate.logits.bias)
+
+
+def _shut_where_present(mask: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Embeddings of -1 on the rows where a modality is present, +1 (open gates) on the absent rows."""
+    return {m: torch.where(mask[m][:, None], -1.0, 1.0).expand(-1, IN_DIMS[m]) for m in IN_DIMS}
+
+
+def test_absent_rows_count_neither_in_the_penalty_nor_in_the_open_share():
+    fusion = GatedFusion(FUSIONS.build("concat", in_dims=IN_DIMS), IN_DIMS)
+    _sign_gates(fusion)
+    half = torch.tensor([True, False] * 4)
+    mask = {"text": half, "image": ~half, "audio": torch.zeros(8, dtype=torch.bool)}
+    fusion.train()(_shut_where_present(mask), mask)
+    # present rows: P(z != 0) = sigmoid(-10 + 1.60) = 2.3e-4 per gate; absent ones (P = 1.0) are left out
+    assert float(l0_penalty(fusion)) < 0.01
+    everyone = {m: torch.ones(8, dtype=torch.bool) for m in IN_DIMS}
+    fusion(_shut_where_present(mask), everyone)  # the same embeddings, all counted: half the rows open
+    # text 5 x 1/2 + image 7 x 1/2 + audio 3 x 1 (absent throughout, so open throughout)
+    assert float(l0_penalty(fusion)) == pytest.approx(2.5 + 3.5 + 3.0, abs=0.01)
+
+    class Embedded(torch.nn.Module):  # the model surface gate_report reads: predict(batch)
+        def __init__(self) -> None:
+            super().__init__()
+            self.fusion = fusion
+
+        def predict(self, batch):
+            return self.fusion(*batch)
+
+    class Table:  # the EncodedTable surface gate_report reads: len() and batches(size)
+        def __len__(self) -> int:
+            return 8
+
+        def batches(self, size):
+            yield _shut_where_present(mask), mask
+
+    found = gate_report(Embedded(), Table(), {})
+    assert found == {"embeddings": {"text": 0.0, "image": 0.0}}  # audio, absent throughout, is left out
+
+
+def test_a_token_level_fusion_counts_present_rows_valid_tokens():
+    mask, valid = torch.tensor([True, False]), torch.tensor([[True, True, False], [True, True, True]])
+    rows = present(mask, valid, torch.zeros(2, 3, 4))  # [B, T]
+    assert rows.tolist() == [[True, True, False], [False, False, False]]
+    assert present(mask, None, torch.zeros(2, 3, 4)).shape == (2, 1)  # a present row's every token
+    assert torch.equal(present(mask, None, torch.zeros(2, 4)), mask) and present(None, None, mask) is None
+    gate = HardConcreteGate(4, 4).train()
+    torch.nn.init.eye_(gate.logits.weight)
+    gate.logits.weight.data *= 10.0
+    torch.nn.init.zeros_(gate.logits.bias)
+    x = torch.where(rows[..., None], -1.0, 1.0).expand(-1, -1, 4)  # counted tokens shut, the rest open
+    assert gate(x, rows).shape == (2, 3, 4)
+    assert float(gate.l0()) < 0.01  # the 2 counted tokens: 4 x sigmoid(-10 + 1.60) = 9e-4
+    gate(x)
+    assert float(gate.l0()) == pytest.approx(4 * 4 / 6, abs=0.01)  # all 6 counted: 4 of them open
 
 
 def noisy_columns(n: int = 600, seed: int = 0) -> pd.DataFrame:

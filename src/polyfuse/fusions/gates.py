@@ -13,7 +13,9 @@ the logits made input-dependent). In evaluation the gate is deterministic:
 Two places take gates: the tabular encoder's columns (``TabularMLP(column_gates=True)``, one gate per
 column, a row's numbers and category embeddings gated before the MLP), and every modality's embedding
 before the fusion (``GatedFusion``, one gate per embedding dimension). Each gate keeps, after a pass,
-its open probability per row (``open_probability``) for the L0 penalty and for reporting.
+its open probability per row (``open_probability``) for the L0 penalty and for reporting. Rows whose
+modality is absent (and a token-level fusion's padding tokens) count in neither: their embedding is a
+placeholder the fusion masks, so its gates are neither penalised nor reported.
 """
 
 from __future__ import annotations
@@ -41,13 +43,23 @@ class HardConcreteGate(nn.Module):
         nn.init.zeros_(self.logits.weight)
         nn.init.constant_(self.logits.bias, INIT_OPEN)
         self.open_probability: Tensor | None = None  # [..., num_gates] of the last training pass
+        self.present: Tensor | None = None  # [...] float: which rows of that pass count (None: all)
         self.last_gates: Tensor | None = None  # [..., num_gates]: the last recorded pass's z, detached
+        self.last_present: Tensor | None = None  # [...] float: which rows of last_gates count
         self.record = False  # keep each evaluation pass's z in last_gates (``eval.gates``)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, present: Tensor | None = None) -> Tensor:
+        """Gates z [..., G] for features x [..., in_dim]; ``present`` (bool [...], default all) says
+        which rows count in the L0 penalty and in the recorded open share."""
         log_alpha = self.logits(x)  # [..., G]
+        weight = (
+            None  # [...]: which rows count, kept only in training or recording (an export traces neither)
+        )
+        if present is not None and (self.training or self.record):
+            weight = present.to(log_alpha.dtype).expand(log_alpha.shape[:-1])
         if self.training:  # attributes are set only here and when recording: an export traces neither
             self.open_probability = torch.sigmoid(log_alpha - BETA * math.log(-GAMMA / ZETA))  # P(z != 0)
+            self.present = weight
             u = torch.rand_like(log_alpha).clamp(1e-6, 1 - 1e-6)
             s = torch.sigmoid((torch.log(u) - torch.log1p(-u) + log_alpha) / BETA)
         else:
@@ -55,13 +67,18 @@ class HardConcreteGate(nn.Module):
         z = (s * (ZETA - GAMMA) + GAMMA).clamp(0.0, 1.0)
         if self.record:
             self.last_gates = z.detach()
+            self.last_present = None if weight is None else weight.detach()
         return z
 
     def l0(self) -> Tensor:
-        """Expected number of open gates per row, averaged over the last pass's rows."""
+        """Expected number of open gates per row, averaged over the last pass's present rows (0 when
+        none was present)."""
         if self.open_probability is None:
             return torch.zeros(())
-        return self.open_probability.reshape(-1, self.open_probability.shape[-1]).sum(-1).mean()
+        per_row = self.open_probability.sum(-1)  # [...]
+        if self.present is None:
+            return per_row.mean()
+        return (per_row * self.present).sum() / self.present.sum().clamp(min=1.0)
 
 
 class GatedFusion(nn.Module):
@@ -77,14 +94,35 @@ class GatedFusion(nn.Module):
         self.gates = nn.ModuleDict({m: HardConcreteGate(d, d) for m, d in in_dims.items()})
 
     def forward(self, inputs: dict[str, Tensor], mask: dict[str, Tensor], **kwargs: Any) -> Tensor:
-        gated = {m: x * self.gates[m](x) if m in self.gates else x for m, x in inputs.items()}  # [B, D_m]
+        valid = kwargs.get("tokens_valid") or {}
+        gated = {m: self._gated(m, x, mask, valid) for m, x in inputs.items()}  # [B, D_m] or [B, T_m, D_m]
         return self.inner(gated, mask, **kwargs)  # type: ignore[no-any-return]
+
+    def _gated(self, m: str, x: Tensor, mask: dict[str, Tensor], valid: dict[str, Tensor]) -> Tensor:
+        """Modality ``m``'s embedding (or tokens) times its gates; which rows count is worked out only
+        when a gate keeps it (training, recording), so an export traces none of it."""
+        if m not in self.gates:
+            return x
+        gate = self.gates[m]
+        rows = present(mask.get(m), valid.get(m), x) if gate.training or gate.record else None
+        return x * gate(x, rows)
 
     def __getattr__(self, name: str) -> Any:
         try:
             return super().__getattr__(name)
         except AttributeError:
             return getattr(super().__getattr__("inner"), name)
+
+
+def present(mask: Tensor | None, valid: Tensor | None, x: Tensor) -> Tensor | None:
+    """Which rows of ``x`` ([B, D] or tokens [B, T, D]) are real: the modality's presence [B], and
+    for tokens their validity [B, T]; None when nothing says."""
+    if mask is None:
+        return valid
+    if x.dim() == 3:  # [B, T, D]: a present row's valid tokens
+        rows = mask.unsqueeze(1)  # [B, 1]
+        return rows if valid is None else rows & valid.bool()
+    return mask  # [B]
 
 
 def gate_modules(model: nn.Module) -> dict[str, HardConcreteGate]:
