@@ -246,25 +246,31 @@ REGRESSION = {  # what /explain answers for a regression label (see service.Mode
 @needs_browser
 def test_regression_shows_the_value(browser: Any, server: str):
     """A regression answer (none of the digits model's) drawn by the page: a value, no probability bars."""
-    import json
 
     from selenium.webdriver.common.by import By
 
     driver = browser
     _open(driver, server)
-    driver.execute_script(  # the page's own fetch answers /explain with a regression body
-        "const body = arguments[0]; const real = window.fetch;"
-        "window.fetch = (path, options) => path === '/explain'"
-        "  ? Promise.resolve(new Response(body, {headers: {'content-type': 'application/json'}}))"
-        "  : real(path, options);",
-        json.dumps(REGRESSION),
-    )
+    answer_explain_with(driver, REGRESSION)  # the page's own fetch answers /explain with this body
     assert _submit(driver, {}, "anything") == "done"
     assert driver.find_element(By.ID, "prediction").text == "12.35"
     assert driver.find_element(By.ID, "value").text == "value 12.3457"
     assert not driver.find_element(By.ID, "probabilities-block").is_displayed()
     assert not driver.find_elements(By.CSS_SELECTOR, "#probabilities .bar")
     assert _bars(driver, "contributions") == [("text", "+2.346")]
+
+
+def answer_explain_with(driver: Any, body: dict[str, Any]) -> None:
+    """Make the page's own fetch answer /explain with ``body`` (other paths reach the server)."""
+    import json
+
+    driver.execute_script(
+        "const body = arguments[0]; const real = window.fetch;"
+        "window.fetch = (path, options) => path === '/explain'"
+        "  ? Promise.resolve(new Response(body, {headers: {'content-type': 'application/json'}}))"
+        "  : real(path, options);",
+        json.dumps(body),
+    )
 
 
 TWO_LABELS = {  # /explain's answer for a model with two labels: the first at the top, both in by_label
@@ -301,19 +307,12 @@ TWO_LABELS = {  # /explain's answer for a model with two labels: the first at th
 @needs_browser
 def test_every_label_is_shown(browser: Any, server: str):
     """A two-label answer: the second label's prediction and its own contributions beside it."""
-    import json
 
     from selenium.webdriver.common.by import By
 
     driver = browser
     _open(driver, server)
-    driver.execute_script(
-        "const body = arguments[0]; const real = window.fetch;"
-        "window.fetch = (path, options) => path === '/explain'"
-        "  ? Promise.resolve(new Response(body, {headers: {'content-type': 'application/json'}}))"
-        "  : real(path, options);",
-        json.dumps(TWO_LABELS),
-    )
+    answer_explain_with(driver, TWO_LABELS)
     assert _submit(driver, {}, "anything") == "done"
     assert driver.find_element(By.ID, "prediction").text == "3"
     assert _bars(driver, "contributions") == [("image", "+0.300"), ("text", "+0.100")]
