@@ -43,8 +43,8 @@ class InceptionTimeEncoder(nn.Module):
     every three, global average pooling over the valid steps only, then a projection.
 
     The paper uses kernels (10, 20, 40), 32 filters and depth 6 in an ensemble of five; odd kernels
-    (9, 19, 39) keep the length under "same" padding, and 16 filters with depth 3 keep it quick on a
-    CPU.
+    (9, 19, 39) keep the length under "same" padding, and 8 filters with depth 3 keep it quick on a
+    CPU (a training step on 32 series of 60 steps: ~0.1 s on 2 busy cores, against ~0.25 s with 16).
 
     Args:
         in_channels: Channels of the series.
@@ -62,10 +62,10 @@ class InceptionTimeEncoder(nn.Module):
         self,
         in_channels: int = 1,
         output_dim: int = 128,
-        filters: int = 16,
+        filters: int = 8,
         depth: int = 3,
         kernels: tuple[int, ...] = (9, 19, 39),
-        bottleneck: int = 16,
+        bottleneck: int = 8,
         dropout: float = 0.1,
     ) -> None:
         super().__init__()
