@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import torch
 
 import polyfuse
 from polyfuse.data.errors import DataError
-from polyfuse.data.modalities import timeseries
+from polyfuse.data.modalities import BadValue, Upload, timeseries
 from polyfuse.data.modalities.timeseries import TimeseriesProcessor
 from polyfuse.data.schema import infer_role, infer_schema
 
@@ -132,3 +133,24 @@ def test_planted_motif_is_learnt_and_survives_save_and_load(tmp_path: Path):
     loaded = polyfuse.load(tmp_path / "model")
     want, got = predictor.predict_proba((test, tmp_path)), loaded.predict_proba((test, tmp_path))
     assert np.allclose(want.to_numpy(), got.to_numpy(), atol=1e-6)
+
+
+def test_served_series_decode_from_npy_csv_and_json():
+    from polyfuse.serve import Limits
+
+    modality, field = (
+        timeseries.TimeseriesModality(),
+        timeseries.SeriesField("s", "s", "timeseries", channels=2),
+    )
+    npy = io.BytesIO()
+    np.save(npy, np.ones((5, 2), dtype=np.float32))
+    for value in (Upload(npy.getvalue(), "a.npy"), Upload(b"x,y\n1,2\n3,4\n"), [[1, 2], [3, 4]], "[[1, 2]]"):
+        data = modality.decode(field, value, Limits())
+        assert data is not None and timeseries.read_bytes(data).shape[1] == 2
+    assert json.loads(modality.example(field)) == [[0.0, 0.0]] * 4
+    with pytest.raises(BadValue, match="ragged channels") as bad:
+        modality.decode(field, [[1, 2], [3]], Limits())
+    assert bad.value.status == 422
+    with pytest.raises(BadValue) as big:
+        modality.decode(field, list(range(timeseries.MAX_STEPS + 1)), Limits(max_upload_bytes=10**8))
+    assert big.value.status == 413 and "limit" in big.value.problem

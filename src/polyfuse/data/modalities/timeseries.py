@@ -61,6 +61,13 @@ class TimeseriesModality(FileModality):
     def rules(self) -> list[tuple[int, Rule]]:
         return [(self.rank, self._by_extension), (self.rank, _json_lists)]
 
+    def detail(self, series: pd.Series, role: str, base_dir: str | Path | None) -> str:
+        values = series.dropna().astype(str).str.strip()
+        inline = int(values.str.startswith("[").sum())
+        if inline == 0:
+            return super().detail(series, role, base_dir)
+        return f"{inline} inline series, {len(values) - inline} files, {int(series.isna().sum())} missing"
+
     def fields(self, spec: InputSpec, processor: Any) -> list[Field]:
         return [SeriesField(c, spec.name, self.kind, channels=processor.channels or 1) for c in spec.columns]
 
