@@ -79,8 +79,30 @@ def test_bad_series_name_row_column_and_problem(tmp_path: Path, cell: str, probl
     assert out.present.tolist() == [True, False] and len(out.errors) == 1
     message = str(out.errors[0])
     assert message.startswith("row 11, column 'series': bad series") and message.endswith(problem)
-    with pytest.raises(DataError, match="row 1, column 'series'"):  # in training, the first bad row stops fit
-        _fitted(["[[1, 2], [3, 4]]", cell], tmp_path)
+    refit = _fitted(["[[1, 2], [3, 4]]", cell, "[[5, 6]]"], tmp_path)  # fit leaves the bad row to transform
+    assert refit.channels == 2 and refit.mean == pytest.approx([3.0, 4.0])
+
+
+def test_a_bad_training_row_is_raised_or_skipped_by_fit(tmp_path: Path):
+    rng = np.random.default_rng(0)
+    cells = [json.dumps(rng.normal(0, 1, (8, 2)).round(3).tolist()) for _ in range(20)]
+    cells[3] = "[[1, 2], [3]]"
+    frame = pd.DataFrame({"series": cells, "label": ["a", "b"] * 10})
+    with pytest.raises(DataError, match="row 3, column 'series': bad series .*ragged channels"):
+        polyfuse.fit(
+            frame,
+            label="label",
+            out=tmp_path / "m",
+            max_epochs=1,
+            baselines=False,
+            verbose=False,
+            progress=False,
+        )
+    predictor = polyfuse.fit(
+        frame, label="label", out=tmp_path / "m", max_epochs=1, on_error="skip",
+        baselines=False, verbose=False, progress=False,
+    )  # fmt: skip
+    assert predictor.preprocessor.processors["series"].channels == 2
 
 
 def test_too_long_a_series_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

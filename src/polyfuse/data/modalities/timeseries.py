@@ -260,13 +260,13 @@ class TimeseriesProcessor:
         self.std = std
 
     def fit(self, frame: pd.DataFrame, base_dir: Path) -> None:
-        self.channels = None  # learnt from the first training row with a series
-        series, errors = self._read(frame[self.columns[0]], base_dir)
-        if errors:
-            raise errors[0]
-        found = [s for s in series if s is not None]
-        if not found:
+        # Bad cells are left out here: ``transform`` reports them (raised or skipped by ``on_error``).
+        series, _ = self._read(frame[self.columns[0]], base_dir, channels=None)
+        counts = [s.shape[1] for s in series if s is not None]
+        if not counts:
             raise DataError("no training row has a series", column=self.columns[0])
+        self.channels = int(np.bincount(counts).argmax())  # the most common count (ties: the fewest)
+        found = [s for s in series if s is not None and s.shape[1] == self.channels]
         lengths = np.array([len(s) for s in found])
         self.length = max(1, min(self.max_length, math.ceil(float(np.percentile(lengths, self.percentile)))))
         cut = np.concatenate([s[: self.length] for s in found])  # [sum T, C]
@@ -279,7 +279,7 @@ class TimeseriesProcessor:
         if self.length is None or self.channels is None or self.mean is None or self.std is None:
             raise RuntimeError("TimeseriesProcessor.transform before fit")
         column = frame[self.columns[0]]
-        series, errors = self._read(column, base_dir)
+        series, errors = self._read(column, base_dir, self.channels)
         n, length = len(column), self.length
         values = np.zeros((n, self.channels, length), dtype=np.float32)  # [N, C, L]
         valid = np.zeros((n, length), dtype=bool)  # [N, L]
@@ -297,18 +297,18 @@ class TimeseriesProcessor:
         keep = torch.from_numpy(present)
         return Encoded({"values": torch.from_numpy(values), "valid": torch.from_numpy(valid)}, keep, errors)
 
-    def _read(self, column: pd.Series, base_dir: Path) -> tuple[list[np.ndarray | None], list[DataError]]:
-        """Each cell's [T, C] series (None: absent or bad) and a DataError per bad cell."""
+    def _read(
+        self, column: pd.Series, base_dir: Path, channels: int | None
+    ) -> tuple[list[np.ndarray | None], list[DataError]]:
+        """Each cell's [T, C] series (None: absent or bad) and a DataError per bad cell; a series
+        without ``channels`` channels is bad (None: any count)."""
         out: list[np.ndarray | None] = [None] * len(column)
         errors: list[DataError] = []
         jobs = [i for i, v in enumerate(column) if not is_missing(v)]
         results = map_files(lambda i: _attempt(column.iloc[i], base_dir), jobs)
         for i, (series, problem) in zip(jobs, results, strict=True):
-            if series is not None and problem is None:
-                if self.channels is None:
-                    self.channels = series.shape[1]  # the first training row's count
-                elif series.shape[1] != self.channels:
-                    problem = f"{series.shape[1]} channels, expected {self.channels} (as in training)"
+            if series is not None and channels is not None and series.shape[1] != channels:
+                problem = f"{series.shape[1]} channels, expected {channels} (as in training)"
             if problem is not None:
                 cell = describe_cell(column.iloc[i])
                 shown = cell if len(cell) <= 60 else cell[:57] + "..."
