@@ -81,12 +81,23 @@ def _numbers(root: Path, yes: list[bool]) -> dict[str, list[Any]]:
     }
 
 
+def _series(root: Path, yes: list[bool]) -> dict[str, list[Any]]:
+    rng = np.random.default_rng(0)
+    (root / "npy").mkdir()
+    for i, up in enumerate(yes):  # 2 channels, 12 to 20 steps: a rising or a falling trend
+        steps = 12 + i % 9
+        trend = np.linspace(0, 1, steps) * (1 if up else -1)
+        np.save(root / "npy" / f"{i}.npy", np.stack([trend, rng.normal(0, 0.1, steps)], axis=1))
+    return {"series": [f"npy/{i}.npy" for i in range(len(yes))]}
+
+
 SAMPLES = {
     "image": Sample(_images, {"img": {"image_size": 8}}),
     "audio": Sample(_clips, {"clip": {"duration": 0.2, "n_mels": 16}}),
     # "auto" would take the offline MiniLM, frozen with its outputs cached: nothing left to attribute.
     "text": Sample(_notes, encoders={"note": "text_bag"}),
     "tabular": Sample(_numbers),
+    "timeseries": Sample(_series),
 }
 
 

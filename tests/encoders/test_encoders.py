@@ -23,6 +23,7 @@ FACTS: dict[str, dict[str, Any]] = {
     "audio": {"n_mels": 40, "num_frames": 20, "sample_rate": 16000},
     "text": {"vocab_size": 50, "max_length": 16, "pad_id": 0},
     "tabular": {"num_numeric": 3, "cardinalities": [4, 3]},
+    "timeseries": {"in_channels": 3, "num_steps": 24},
 }
 
 
@@ -69,6 +70,10 @@ def make_input(name: str, rows: int = B) -> Any:
     elif modality == "text":
         x = torch.randint(1, 50, (rows, 10), generator=gen)
         x[1, 6:] = 0  # some padding
+    elif modality == "timeseries":
+        valid = torch.ones(rows, 24, dtype=torch.bool)
+        valid[1, 6:] = False  # a shorter series, padded (like the text row 1)
+        x = {"values": torch.randn(rows, 3, 24, generator=gen) * valid[:, None], "valid": valid}
     else:
         x = {
             "numeric": torch.randn(rows, 3, generator=gen),
@@ -143,7 +148,7 @@ def test_forward_tokens_shapes_and_gradients(name: str, hf_models: dict[str, str
     assert isinstance(enc.token_dim, int) and tokens.dim() == 3
     assert tokens.shape[0] == B and tokens.shape[:2] == valid.shape and tokens.shape[-1] == enc.token_dim
     assert valid.dtype == torch.bool and torch.isfinite(tokens).all()
-    if ENCODERS.get(name).modality == "text":  # padding is invalid; the all-padding row 0 has no token
+    if ENCODERS.get(name).modality in ("text", "timeseries"):  # padding is invalid; row 0 has no token
         assert not valid[0].any() and valid[1, :6].all() and not valid[1, 6:].any() and valid[2:].all()
     else:
         assert valid.all()

@@ -1,6 +1,6 @@
 """Encoders, one file per family; importing this package registers them all in ``ENCODERS``."""
 
-from polyfuse.encoders import audio, image, lenet, tabular, text  # noqa: F401  (registers the encoders)
+from polyfuse.encoders import audio, image, lenet, tabular, text, timeseries  # noqa: F401  (registers the encoders)
 from polyfuse.encoders.base import build_encoder, encoders_for
 from polyfuse.encoders.text import default_text_model_path
 

@@ -27,7 +27,7 @@ import polyfuse.data.modalities  # noqa: F401  (registers the modalities)
 from polyfuse.eval import figures
 from polyfuse.eval.gradients import Attribution, integrated_gradients, sample_rows, skipped
 from polyfuse.eval.permutation import permutation_importance
-from polyfuse.eval.probe import Probe
+from polyfuse.eval.probe import Feature, Probe
 from polyfuse.eval.tokens import text_attribution
 from polyfuse.registry import MODALITIES
 
@@ -162,6 +162,37 @@ def audio_attribution(probe: Probe, modality: str, rows: np.ndarray, steps: int)
     return Attribution(summary, arrays)
 
 
+def series_attribution(probe: Probe, modality: str, rows: np.ndarray, steps: int) -> Attribution:
+    """|IG| per time step (summed over channels) of a normalised series, from zeros (the channel
+    means); the validity mask is held fixed."""
+    series = probe.table.inputs[modality]
+    assert isinstance(series, dict)
+    idx = torch.as_tensor(rows)
+    x, valid = series["values"][idx].float(), series["valid"][idx]  # [n, C, L], [n, L]
+
+    def encode(inputs: Tensor, valid_rows: Tensor) -> Feature:
+        return probe.encode_rows(modality, {"values": inputs, "valid": valid_rows})
+
+    attr, delta = integrated_gradients(probe, modality, rows, x, valid, steps, encode)
+    magnitude = attr.abs()  # [n, C, L]
+    profile = magnitude.sum(dim=1).mean(dim=0).numpy()  # [L]
+    shown = profile if len(profile) <= PROFILE_POINTS else _resample(profile, PROFILE_POINTS)
+    summary = {
+        "method": "integrated_gradients",
+        "baseline": "zeros (the channel means)",
+        "samples": len(rows),
+        "n_steps": steps,
+        "steps": len(profile),
+        "peak_step": int(profile.argmax()),
+        "channel_share": [
+            round(float(v), 6) for v in magnitude.sum(dim=(0, 2)) / magnitude.sum().clamp_min(1e-12)
+        ],
+        "profile": [round(float(v), 6) for v in shown],
+        "convergence_delta": delta,
+    }
+    return Attribution(summary, {"profile": profile, "map": magnitude.mean(dim=0).numpy()})
+
+
 def _resample(values: np.ndarray, points: int) -> np.ndarray:
     edges = np.linspace(0, len(values), points + 1).astype(int)
     return np.array([values[a:b].mean() for a, b in zip(edges[:-1], edges[1:], strict=True)])
@@ -187,6 +218,12 @@ METHODS = {  # what a modality's ``attribution`` names
     ),
     "frames": Method(
         lambda p, m, rows, s, _: audio_attribution(p, m, rows, s.steps),
+        True,
+        "ig",
+        lambda path, _m, found, _metric: figures.audio_profile(path, found.arrays),
+    ),
+    "steps": Method(  # the audio figure: a profile over time and a channel x step map
+        lambda p, m, rows, s, _: series_attribution(p, m, rows, s.steps),
         True,
         "ig",
         lambda path, _m, found, _metric: figures.audio_profile(path, found.arrays),

@@ -13,6 +13,7 @@ import pandas as pd
 
 from polyfuse.data.datasets import (
     avmnist,  # noqa: F401  (registers "avmnist", "avmnist-hard")
+    basicmotions,  # noqa: F401  (registers "basicmotions")
     digits_av,  # noqa: F401  (registers "digits-av")
 )
 from polyfuse.data.datasets.base import COMPLETE, DatasetInfo, build_dataset, cache_dir
