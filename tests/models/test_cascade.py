@@ -25,6 +25,7 @@ from polyfuse.eval.cascade import (
     threshold_for,
     threshold_within,
 )
+from polyfuse.eval.probe import fusion_features
 from polyfuse.fitting import FitRequest, prepare
 from polyfuse.models.build import build_model
 from polyfuse.models.cascade import NEVER, cascade_predict, confidence, head_tasks
@@ -33,6 +34,10 @@ from polyfuse.predictor import data_split
 from polyfuse.registry import FUSIONS
 
 LABELS = {"multiclass": ["kind"], "two_labels": ["kind", "price"]}
+
+
+def _present(table):
+    return {m: mask.bool() for m, mask in table.mask.items()}
 
 
 def _untrained(fusion: str, task: str = "multiclass"):
@@ -60,7 +65,7 @@ def test_each_stage_sees_only_the_modalities_encoded_so_far(fusion):
     table, order = prep.tables["train"], ["tabular", "text"]
     first = cascade_predict(model, table, order, 0.0, batch_size=16)
     assert first.stages.tolist() == [1] * len(table)
-    prefixes = prefix_outputs(model, table, order, batch_size=16)
+    prefixes = prefix_outputs(model, fusion_features(model, table, 16), _present(table), order, batch_size=16)
     torch.testing.assert_close(first.outputs["kind"], prefixes[0]["kind"], atol=1e-5, rtol=1e-4)
 
 
@@ -68,11 +73,11 @@ def test_each_stage_sees_only_the_modalities_encoded_so_far(fusion):
 def test_the_simulated_cascade_is_the_real_one(task):
     prep, model = _untrained("concat", task)
     table, order = prep.tables["train"], ["tabular", "text"]
-    prefixes = prefix_outputs(model, table, order)
+    prefixes = prefix_outputs(model, fusion_features(model, table), _present(table), order)
     tasks = head_tasks(model)
     kinds = {"kind": tasks["kind"]}  # the median confidence of the class label: half the rows are sure
     threshold = float(np.median(confidence({"kind": prefixes[0]["kind"]}, kinds).numpy()))
-    present = {m: table.mask[m].bool() for m in order}
+    present = _present(table)
     outputs, stage, spent = simulate(
         prefixes, order, {"tabular": 1.0, "text": 10.0}, present, tasks, threshold
     )

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from polyfuse.config import LabelSpec
-from polyfuse.data.batch import EncodedTable, row_chunks
-from polyfuse.eval.probe import Feature, fusion_features
+from polyfuse.data.batch import EncodedTable, gather, row_chunks
+from polyfuse.eval.probe import Feature, concat_features, encode_feature
 from polyfuse.eval.selection import selection_score
 from polyfuse.models.cascade import NEVER, cascade_predict, confidence, head_tasks
 from polyfuse.models.multimodal import MultimodalModel
@@ -28,47 +28,33 @@ MEASURED = (0.0, 0.8, 0.9, 0.95, 0.99, 0.999, NEVER)  # thresholds explain runs 
 
 
 @torch.no_grad()
-def encoder_costs(model: MultimodalModel, table: EncodedTable, batch_size: int = 256) -> dict[str, float]:
-    """Modality -> milliseconds per row its encoder takes (rows holding it; caches ignored), timed
-    over ``table`` after one warm-up batch."""
+def timed_features(
+    model: MultimodalModel, table: EncodedTable, batch_size: int = 256
+) -> tuple[dict[str, Feature], dict[str, float]]:
+    """Modality -> what the fusion receives for every row of ``table``, and the milliseconds per row
+    its encoder took to compute it (caches ignored; one warm-up batch first), in one pass."""
     model.eval()
-    costs = {}
+    features, costs = {}, {}
     for m in model.modalities:
-        rows = torch.nonzero(table.mask[m].bool()).flatten()
-        if len(rows) == 0:
-            costs[m] = 0.0
-            continue
-        sub = table.subset(rows).select([m])
-        _encode(model, m, sub, batch_size, limit=min(batch_size, len(sub)))  # warm-up
+        chunks = list(row_chunks(len(table), batch_size))
+        encode_feature(model, m, gather(table.inputs[m], chunks[0]))  # warm-up
         start = time.perf_counter()
-        _encode(model, m, sub, batch_size)
-        costs[m] = 1000 * (time.perf_counter() - start) / len(sub)
-    return costs
-
-
-def _encode(
-    model: MultimodalModel, m: str, table: EncodedTable, batch_size: int, limit: int | None = None
-) -> None:
-    n = len(table) if limit is None else limit
-    for chunk in row_chunks(n, batch_size):
-        batch = table.take(torch.arange(chunk.start, chunk.stop))
-        encoder = model.encoders[m]
-        if model.wants_tokens and callable(getattr(encoder, "forward_tokens", None)):
-            encoder.forward_tokens(batch.inputs[m])  # type: ignore[operator]
-        else:
-            encoder(batch.inputs[m])
+        parts = [encode_feature(model, m, gather(table.inputs[m], chunk)) for chunk in chunks]
+        costs[m] = 1000 * (time.perf_counter() - start) / len(table)
+        features[m] = concat_features(parts)
+    return features, costs
 
 
 @torch.no_grad()
 def prefix_outputs(
-    model: MultimodalModel, table: EncodedTable, order: list[str], batch_size: int = 256
-) -> list[dict[str, torch.Tensor]]:
+    model: MultimodalModel, features: dict[str, Feature], present: dict[str, torch.Tensor], order: list[str],
+    batch_size: int = 256,
+) -> list[dict[str, torch.Tensor]]:  # fmt: skip
     """For k = 1..M: every label's outputs with only ``order[:k]`` shown (the data's absences kept)."""
-    features = fusion_features(model, table, batch_size)
     out = []
     for k in range(1, len(order) + 1):
         shown = set(order[:k])
-        mask = {m: table.mask[m].bool() & (m in shown) for m in model.modalities}
+        mask = {m: present[m] & (m in shown) for m in model.modalities}
         out.append(_fused_outputs(model, features, mask, batch_size))
     return out
 
@@ -120,12 +106,12 @@ def plan_cascade(
     """metrics.json's ``cascade`` block, measured on labelled (validation) rows: the order, each
     encoder's milliseconds per row, and the simulated curve (threshold, validation score, encoder
     milliseconds per row, share of rows that ran every modality)."""
-    costs = encoder_costs(model, table, batch_size)
+    features, costs = timed_features(model, table, batch_size)
     order = sorted(model.modalities, key=lambda m: costs[m])
-    prefixes = prefix_outputs(model, table, order, batch_size)
+    present = {m: table.mask[m].bool() for m in model.modalities}
+    prefixes = prefix_outputs(model, features, present, order, batch_size)
     tasks = head_tasks(model)
     targets = {s.column: table.targets[s.column].numpy() for s in specs}
-    present = {m: table.mask[m].bool() for m in model.modalities}
     curve = []
     for threshold in THRESHOLDS:
         outputs, stage, spent = simulate(prefixes, order, costs, present, tasks, threshold)

@@ -184,11 +184,7 @@ class Probe:
 
     def encode_rows(self, modality: str, inputs: Inputs) -> Feature:
         """The fusion input of one modality for a batch of inputs (differentiable)."""
-        encoder = self.model.encoders[modality]
-        if self.model.wants_tokens and has_tokens(encoder):
-            tokens, valid = encoder.forward_tokens(inputs)  # type: ignore[operator]
-            return Feature(tokens.float(), valid)
-        return Feature(encoder(inputs).float())
+        return encode_feature(self.model, modality, inputs)
 
     @torch.no_grad()
     def encode(self, modality: str, inputs: Inputs) -> Feature:
@@ -197,7 +193,7 @@ class Probe:
             self.encode_rows(modality, gather(inputs, rows))
             for rows in row_chunks(len(self), self.batch_size)
         ]
-        return _concat(parts)
+        return concat_features(parts)
 
 
 @torch.no_grad()
@@ -209,10 +205,20 @@ def fusion_features(model: MultimodalModel, table: EncodedTable, batch_size: int
         values, valid = model.fusion_inputs(batch)
         for m, v in values.items():
             parts[m].append(Feature(v.float(), (valid or {}).get(m)))
-    return {m: _concat(p) for m, p in parts.items()}
+    return {m: concat_features(p) for m, p in parts.items()}
 
 
-def _concat(parts: list[Feature]) -> Feature:
+def encode_feature(model: MultimodalModel, modality: str, inputs: Inputs) -> Feature:
+    """What the fusion receives from one modality's encoder for a batch of inputs (caches ignored):
+    tokens and their validity for a token-level fusion (encoders that have them), else embeddings."""
+    encoder = model.encoders[modality]
+    if model.wants_tokens and has_tokens(encoder):
+        tokens, valid = encoder.forward_tokens(inputs)  # type: ignore[operator]
+        return Feature(tokens.float(), valid)
+    return Feature(encoder(inputs).float())
+
+
+def concat_features(parts: list[Feature]) -> Feature:
     """Row chunks as one Feature; token chunks are padded to the longest with invalid zero tokens."""
     if parts[0].valid is None:
         return Feature(torch.cat([p.values for p in parts]))
