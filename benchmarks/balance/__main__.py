@@ -46,8 +46,28 @@ class Table:
     encoders: dict[str, str] = dataclasses.field(default_factory=dict)  # modality -> encoder, else fit's
     split_column: str | None = None  # the table's own split, else fit's seeded 70/15/15
     fractions: tuple[float, float] | None = None  # (validation, test) shares instead of 0.15 / 0.15
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)  # more FitRequest fields
+    train: dict[str, Any] = dataclasses.field(default_factory=dict)  # TrainConfig fields of this table
 
 
+def _avmnist_options() -> dict[str, Any]:
+    """What ``benchmarks.avmnist.compare`` tells ``compare``, as ``FitRequest`` fields: both columns are
+    grey images at their own size, each encoded by its MultiBench LeNet."""
+    from benchmarks.avmnist.compare import SIZES
+    from benchmarks.avmnist.models import AUDIO_LENET, IMAGE_LENET
+
+    return {
+        "roles": {m: "image" for m in SIZES},
+        "encoder_params": {"image": IMAGE_LENET, "audio": AUDIO_LENET},
+        "processor_options": {m: {"image_size": s, "channels": "L"} for m, s in SIZES.items()},
+    }
+
+
+AVMNIST_WHAT = (
+    "MNIST digits with 4 PCA components kept and spectrograms of spoken digits (FSDD) with noise, "
+    "speakers split; MultiBench's LeNets as encoders, the build's own split (validation: one held-out "
+    "speaker), at most {epochs} epochs"
+)
 # The synthetic notes are a few template words: a bag of words reads them as well as MiniLM, in far
 # less time; the table of real files keeps fit's default encoders (its few distinct notes are read
 # as a categorical column).
@@ -75,6 +95,27 @@ TABLES = {
         "the built-in digits-av (8x8 digits, synthetic speech, a hint note), re-split 55/15/30 for 539 "
         "test rows, fit's default encoders (MiniLM text)",
         fractions=(0.15, 0.3),
+    ),
+    "avmnist_hard_10k": Table(
+        lambda d, n, s: tables.avmnist_hard(n, s),
+        ["digit"],
+        10000,
+        "a 10k-row build of avmnist-hard (7,857 / 714 / 1,429 rows with seed 0): "
+        + AVMNIST_WHAT.format(epochs=10),
+        encoders={"image": "lenet", "audio": "lenet"},
+        split_column="split",
+        options=_avmnist_options(),
+        train={"max_epochs": 10},
+    ),
+    "avmnist_hard": Table(
+        lambda d, n, s: tables.avmnist_hard(None, s),
+        ["digit"],
+        70000,
+        "the full avmnist-hard build: " + AVMNIST_WHAT.format(epochs=4),
+        encoders={"image": "lenet", "audio": "lenet"},
+        split_column="split",
+        options=_avmnist_options(),
+        train={"max_epochs": 4},
     ),
     "complementary": Table(
         lambda d, n, s: tables.complementary(n, s),
@@ -122,8 +163,10 @@ def run_seed(
             encoders=dict(table.encoders),
             split_column=table.split_column,
             on_error="skip",
+            **table.options,
         )
-        request.train = dataclasses.replace(request.train, seed=seed, max_epochs=max_epochs, progress=False)
+        fields = {"seed": seed, "max_epochs": max_epochs, "progress": False, **table.train}
+        request.train = dataclasses.replace(request.train, **fields)
         if table.fractions:
             val, test_share = table.fractions
             request.train = dataclasses.replace(request.train, val_fraction=val, test_fraction=test_share)

@@ -3,7 +3,8 @@
 ``dominated``: synthetic, in memory. ``spoken_digits``: what a user's table looks like (real PNG and
 WAV files on disk, built from ../shared/data). ``complementary``, ``two_scales`` and ``prices``:
 synthetic tables for the other questions of the benchmark (an easy and a complementary modality; two
-labels whose losses differ 100x in scale; a regression label).
+labels whose losses differ 100x in scale; a regression label). ``avmnist_hard``: the ``avmnist-hard``
+build (``polyfuse datasets build avmnist-hard``) as a table of in-memory PNG cells.
 """
 
 from __future__ import annotations
@@ -80,6 +81,16 @@ def digits_av() -> tuple[pd.DataFrame, Path]:
 
     frame, folder = load_dataset("digits-av")
     return frame.drop(columns=["split"]), folder
+
+
+def avmnist_hard(n: int | None, seed: int) -> pd.DataFrame:
+    """``avmnist-hard`` built with ``seed`` (its held-out speakers and noise), about ``n`` rows with the
+    build's split in proportion (``None``: the full build), as ``benchmarks.avmnist.compare`` reads it:
+    each image and spectrogram a PNG cell, ``digit`` and ``split``."""
+    from benchmarks.avmnist.compare import as_table
+    from polyfuse.data.datasets.avmnist import load_arrays
+
+    return as_table(load_arrays("avmnist-hard", limit=n, seed=seed))
 
 
 def spoken_digits(

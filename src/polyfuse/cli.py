@@ -432,11 +432,12 @@ def datasets_build(
     out: Optional[Path] = typer.Option(None, help="folder to write; default: the user cache"),
     seed: int = typer.Option(0),
     force: bool = typer.Option(False, help="rebuild even if a complete build exists"),
+    limit: Optional[int] = typer.Option(None, help="build only about this many rows, for a quick look"),
 ) -> None:
     """Build a built-in dataset as a table with files on disk."""
     from polyfuse.data.datasets import build_dataset
 
-    typer.echo(f"table written to {build_dataset(name, out=out, seed=seed, force=force)}")
+    typer.echo(f"table written to {build_dataset(name, out=out, seed=seed, force=force, limit=limit)}")
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ from polyfuse.data.errors import DataError
 from polyfuse.data.modalities import BadValue, Upload, timeseries
 from polyfuse.data.modalities.timeseries import TimeseriesProcessor
 from polyfuse.data.schema import infer_role, infer_schema
+from polyfuse.encoders import encoders_for
 
 
 def _fitted(cells: list[object], root: Path, **options: object) -> TimeseriesProcessor:
@@ -141,13 +142,14 @@ def _motif_table(root: Path, n: int, seed: int) -> pd.DataFrame:
     return pd.DataFrame({"series": cells, "label": labels, "split": split})
 
 
-def test_planted_motif_is_learnt_and_survives_save_and_load(tmp_path: Path):
+@pytest.mark.parametrize("encoder", encoders_for("timeseries"))
+def test_planted_motif_is_learnt_and_survives_save_and_load(tmp_path: Path, encoder: str):
     frame = _motif_table(tmp_path, 200, seed=0)
     schema = infer_schema(frame, "label", base_dir=tmp_path)
     assert [(s.name, s.kind) for s in schema.inputs] == [("series", "timeseries")]
     predictor = polyfuse.fit(
         (frame, tmp_path), label="label", out=tmp_path / "model", max_epochs=10, batch_size=32,
-        baselines=False, verbose=False, progress=False,
+        encoders={"series": encoder}, baselines=False, verbose=False, progress=False,
     )  # fmt: skip
     test = frame[frame["split"] == "test"]
     accuracy = float((predictor.predict((test, tmp_path)) == test["label"]).mean())

@@ -149,7 +149,8 @@ def test_forward_tokens_shapes_and_gradients(name: str, hf_models: dict[str, str
     assert tokens.shape[0] == B and tokens.shape[:2] == valid.shape and tokens.shape[-1] == enc.token_dim
     assert valid.dtype == torch.bool and torch.isfinite(tokens).all()
     if ENCODERS.get(name).modality in ("text", "timeseries"):  # padding is invalid; row 0 has no token
-        assert not valid[0].any() and valid[1, :6].all() and not valid[1, 6:].any() and valid[2:].all()
+        n = -(-6 // getattr(enc, "patch", 1))  # row 1's tokens: one per ``patch`` steps (a patch encoder)
+        assert not valid[0].any() and valid[1, :n].all() and not valid[1, n:].any() and valid[2:].all()
     else:
         assert valid.all()
     tokens.pow(2).mean().backward()

@@ -1,4 +1,5 @@
-"""Time-series encoders: a small InceptionTime-style 1-D CNN.
+"""Time-series encoders: a small InceptionTime-style 1-D CNN, a bidirectional GRU and a patch
+transformer in the PatchTST style.
 
 Input: the timeseries processor's ``{"values": [B, C, L], "valid": bool [B, L]}`` (a bare tensor
 [B, C, L] counts as all valid). Invalid steps (padding, NaN) are zeroed at the input and left out
@@ -16,6 +17,35 @@ from polyfuse.data.batch import Inputs
 from polyfuse.registry import ENCODERS
 
 MAX_TOKENS = 64  # longest token sequence ``forward_tokens`` emits (steps are average-pooled down to it)
+
+
+def unpack(x: Inputs) -> tuple[Tensor, Tensor]:
+    """The processor's dict (or a bare [B, C, L] tensor, all valid) -> (values with invalid steps
+    zeroed [B, C, L], valid [B, L])."""
+    if isinstance(x, dict):
+        values, valid = x["values"].float(), x["valid"].bool()
+    else:
+        values = x.float()
+        valid = torch.ones(values.shape[0], values.shape[-1], dtype=torch.bool, device=values.device)
+    return values * valid[:, None, :], valid
+
+
+def pool_tokens(h: Tensor, valid: Tensor, limit: int = MAX_TOKENS) -> tuple[Tensor, Tensor]:
+    """Features [B, D, L] -> at most ``limit`` tokens [B, T', D], each the mean of a window of valid
+    steps, and their validity [B, T'] (a window with no valid step is invalid and holds zeros)."""
+    window = -(-h.shape[-1] // limit)  # ceil
+    weight = valid[:, None, :].float()
+    if window > 1:
+        summed = F.avg_pool1d(h * weight, window, ceil_mode=True)
+        counts = F.avg_pool1d(weight, window, ceil_mode=True)
+        h, weight = summed / counts.clamp_min(1e-6), counts
+    return (h * (weight > 0)).transpose(1, 2), weight[:, 0] > 0
+
+
+def masked_mean(h: Tensor, valid: Tensor) -> Tensor:
+    """Features [B, D, L] -> their mean over the valid steps [B, D] (0 for a row with none)."""
+    weight = valid[:, None, :].float()
+    return (h * weight).sum(dim=-1) / weight.sum(dim=-1).clamp_min(1.0)
 
 
 class _Inception(nn.Module):
@@ -88,12 +118,7 @@ class InceptionTimeEncoder(nn.Module):
 
     def _feature_map(self, x: Inputs) -> tuple[Tensor, Tensor]:
         """x -> (features [B, D, L], valid [B, L])."""
-        if isinstance(x, dict):
-            values, valid = x["values"].float(), x["valid"].bool()
-        else:
-            values = x.float()
-            valid = torch.ones(values.shape[0], values.shape[-1], dtype=torch.bool, device=values.device)
-        h = values * valid[:, None, :]  # invalid steps hold zeros  [B, C, L]
+        h, valid = unpack(x)  # invalid steps hold zeros  [B, C, L]
         residual = h
         for i, block in enumerate(self.blocks):
             h = block(h)
@@ -104,18 +129,163 @@ class InceptionTimeEncoder(nn.Module):
 
     def forward_tokens(self, x: Inputs) -> tuple[Tensor, Tensor]:
         """One token per window of steps (at most ``MAX_TOKENS``), valid where any step in it is."""
-        h, valid = self._feature_map(x)  # [B, D, L]
-        window = -(-h.shape[-1] // MAX_TOKENS)  # ceil
-        weight = valid[:, None, :].float()
-        if window > 1:
-            summed = F.avg_pool1d(h * weight, window, ceil_mode=True)
-            counts = F.avg_pool1d(weight, window, ceil_mode=True)
-            h, weight = summed / counts.clamp_min(1e-6), counts
-        tokens = (h * (weight > 0)).transpose(1, 2)  # [B, T', D]
-        return tokens, (weight[:, 0] > 0)
+        return pool_tokens(*self._feature_map(x))
 
     def forward(self, x: Inputs) -> Tensor:
-        h, valid = self._feature_map(x)  # [B, D, L]
-        weight = valid[:, None, :].float()
-        pooled = (h * weight).sum(dim=-1) / weight.sum(dim=-1).clamp_min(1.0)  # [B, D]; absent rows: 0
+        pooled = masked_mean(*self._feature_map(x))  # [B, D]; absent rows: 0
+        return self.proj(self.dropout(pooled))  # type: ignore[no-any-return]  # [B, output_dim]
+
+
+def _patch_stem(in_channels: int, width: int, patch: int) -> nn.Module:
+    """A strided convolution that embeds each patch of ``patch`` steps (kernel = stride), reading the
+    validity mask as one more channel."""
+    return nn.Conv1d(in_channels + 1, width, patch, stride=patch)
+
+
+def _patches(stem: nn.Module, x: Inputs, patch: int) -> tuple[Tensor, Tensor]:
+    """x -> (one embedding per patch [B, D, ceil(L / patch)], patch validity: any valid step in it).
+    The series is padded (invalid) to a whole number of patches, so its last steps are kept."""
+    values, valid = unpack(x)
+    extra = -values.shape[-1] % patch
+    if extra:
+        values, valid = F.pad(values, (0, extra)), F.pad(valid, (0, extra), value=False)
+    z = stem(torch.cat([values, valid[:, None, :].float()], dim=1))
+    if patch > 1:
+        valid = F.max_pool1d(valid[:, None, :].float(), patch, stride=patch)[:, 0] > 0
+    return z, valid
+
+
+@ENCODERS.register("ts_gru")
+class GRUEncoder(nn.Module):
+    """A bidirectional GRU over patches of the series (Cho et al., 2014; the recurrent baseline of
+    time-series classification).
+
+    A strided convolution first cuts the series into at most ``max_steps`` patches (a recurrence
+    over a thousand steps is slow on a CPU and forgets its start); the validity mask rides along as
+    one more input channel, so a gap or padding is seen as such. The embedding is the mean of the
+    GRU's outputs over the valid patches with the last hidden state of each direction; the tokens
+    are its outputs.
+
+    Args:
+        in_channels: Channels of the series.
+        num_steps: Steps of a series (the processor's learnt length).
+        output_dim: Embedding size.
+        hidden: GRU units per direction.
+        layers: Stacked GRU layers.
+        max_steps: Most patches the GRU runs over.
+        dropout: Dropout before the projection.
+    """
+
+    modality = "timeseries"
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_steps: int = 128,
+        output_dim: int = 128,
+        hidden: int = 64,
+        layers: int = 1,
+        max_steps: int = 64,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.output_dim = output_dim
+        self.patch = max(1, -(-num_steps // max_steps))
+        self.stem = _patch_stem(in_channels, hidden, self.patch)
+        self.gru = nn.GRU(hidden, hidden, num_layers=layers, batch_first=True, bidirectional=True)
+        self.token_dim = 2 * hidden
+        self.dropout = nn.Dropout(dropout)
+        self.proj = nn.Linear(4 * hidden, output_dim)
+
+    def _run(self, x: Inputs) -> tuple[Tensor, Tensor, Tensor]:
+        """x -> (outputs [B, P, 2H], patch validity [B, P], last states [B, 2H])."""
+        z, valid = _patches(self.stem, x, self.patch)  # [B, H, P], [B, P]
+        out, last = self.gru(F.gelu(z).transpose(1, 2))  # [B, P, 2H], [layers * 2, B, H]
+        return out, valid, torch.cat([last[-2], last[-1]], dim=-1)
+
+    def forward_tokens(self, x: Inputs) -> tuple[Tensor, Tensor]:
+        out, valid, _ = self._run(x)
+        return pool_tokens(out.transpose(1, 2), valid)
+
+    def forward(self, x: Inputs) -> Tensor:
+        out, valid, last = self._run(x)
+        pooled = masked_mean(out.transpose(1, 2), valid)  # [B, 2H]
+        return self.proj(self.dropout(torch.cat([pooled, last], dim=-1)))  # type: ignore[no-any-return]
+
+
+@ENCODERS.register("ts_patch")
+class PatchTransformerEncoder(nn.Module):
+    """A patch transformer in the style of PatchTST (Nie et al., ICLR 2023, "A Time Series is Worth
+    64 Words"): the series is cut into patches, each patch is one token, a transformer encoder reads
+    the tokens with learnt positions.
+
+    PatchTST embeds each channel on its own ("channel independence") for forecasting; for
+    classifying a handful of channels the patches here embed all channels together, so a token sees
+    how the axes move with each other and the sequence stays one per series. Padding and gaps are
+    masked out of the attention (a patch with no valid step is a padding token) and of the pooling.
+    Patches of 8 steps, not the paper's 16: classified series are often short (a planted 12-step
+    motif in 40-60 steps: 0.875 test accuracy with 16, above 0.9 with 8 in the motif test).
+
+    Args:
+        in_channels: Channels of the series.
+        num_steps: Steps of a series (the processor's learnt length).
+        output_dim: Embedding size.
+        d_model: Token width.
+        heads: Attention heads.
+        layers: Transformer layers.
+        patch: Steps per patch (more when a series would give more than ``max_tokens`` patches).
+        max_tokens: Most patches.
+        dropout: Dropout in the transformer and before the projection.
+    """
+
+    modality = "timeseries"
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_steps: int = 128,
+        output_dim: int = 128,
+        d_model: int = 64,
+        heads: int = 4,
+        layers: int = 2,
+        patch: int = 8,
+        max_tokens: int = MAX_TOKENS,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.output_dim = output_dim
+        self.patch = max(patch, -(-num_steps // max_tokens))
+        self.stem = _patch_stem(in_channels, d_model, self.patch)
+        self.position = nn.Parameter(torch.zeros(1, -(-num_steps // self.patch), d_model))
+        nn.init.normal_(self.position, std=0.02)
+        layer = nn.TransformerEncoderLayer(
+            d_model, heads, 2 * d_model, dropout, batch_first=True, norm_first=True
+        )
+        self.transformer = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d_model)
+        self.token_dim = d_model
+        self.dropout = nn.Dropout(dropout)
+        self.proj = nn.Linear(d_model, output_dim)
+
+    def _run(self, x: Inputs) -> tuple[Tensor, Tensor]:
+        """x -> (tokens [B, P, D], validity [B, P])."""
+        z, keep = _patches(self.stem, x, self.patch)
+        tokens = z.transpose(1, 2)  # [B, P, D]
+        if tokens.shape[1] > self.position.shape[1]:
+            raise ValueError(
+                f"{tokens.shape[1]} patches; this encoder was built for {self.position.shape[1]}"
+            )
+        tokens = tokens + self.position[:, : tokens.shape[1]]
+        pad = ~keep & keep.any(
+            dim=1, keepdim=True
+        )  # a row with no valid patch attends to all (then pooled to 0)
+        return self.norm(self.transformer(tokens, src_key_padding_mask=pad)), keep
+
+    def forward_tokens(self, x: Inputs) -> tuple[Tensor, Tensor]:
+        tokens, keep = self._run(x)
+        return tokens * keep[..., None], keep
+
+    def forward(self, x: Inputs) -> Tensor:
+        tokens, keep = self._run(x)
+        pooled = masked_mean(tokens.transpose(1, 2), keep)  # [B, D]
         return self.proj(self.dropout(pooled))  # type: ignore[no-any-return]  # [B, output_dim]

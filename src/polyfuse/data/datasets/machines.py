@@ -1,0 +1,261 @@
+"""machines: predictive maintenance from vibration, sound, a maintenance note and sensor readings.
+
+Each row is one inspection of a rotating machine (a motor driving a pump or fan) and its label
+``fault`` is one of ``FAULTS``; ``rul_days`` (remaining useful life) is a second, regression label.
+The signals follow the textbook signatures of vibration analysis:
+
+- ``vibration``: a ``.npy`` file, [256 steps, 3 channels] (two radial axes and the axial one) sampled
+  at 1 kHz. Every machine shows its running speed (1x, 20-48 Hz from its model and load).
+  *Imbalance* raises the radial 1x; *misalignment* raises the axial 2x; a *bearing* defect rings a
+  300 Hz resonance at the outer race's defect rate (3.57x); *looseness* adds harmonics and
+  half-harmonics on one axis and clips it. Wear raises the broadband floor.
+- ``sound``: a ``.wav`` file, 0.5 s at 8 kHz: mains hum, modulated by the shaft. Imbalance throbs
+  at the shaft rate, misalignment adds coupling tones (4x, 8x), a bearing whines at 2.5-3 kHz and
+  clicks, looseness rattles (random broadband knocks). Wear raises the hiss.
+- ``note``: what the technician wrote: a symptom that names the fault on about a third of the rows
+  (a wrong one on a few), otherwise routine words or nothing.
+- ``temperature``, ``load``, ``age_years``, ``model``: the machine's readings; a bearing runs a
+  little hot, a misaligned coupling a little less, otherwise they only set the running speed.
+
+As in digits-av, one of the two sensors is ruined on most rows (the accelerometer came loose: the
+signal a tenth of itself under heavy noise, with a gap; or a press next door drowns the microphone),
+never both, so each modality alone fails on its own rows and only a fused model reads every row.
+``rul_days`` depends on wear, age and load only (as much for a healthy machine as a faulty one), so
+it says nothing about the fault when it is read as an input.
+
+Built offline and deterministically from a seed: same seed, same bytes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from polyfuse.data.datasets.base import DatasetInfo
+from polyfuse.registry import DATASETS
+
+FAULTS = ("healthy", "imbalance", "misalignment", "bearing", "looseness")
+MODELS = {"M100": 24.0, "M200": 30.0, "M300": 40.0}  # model -> shaft speed (Hz) at full load
+ROWS = 6000
+SPLITS = {"train": 0.70, "val": 0.15, "test": 0.15}
+# Per row: which sensor is ruined. One at most, so that a fused model can always read the fault.
+CORRUPTION = {"none": 0.2, "vibration": 0.4, "sound": 0.4}
+VIBRATION_RATE, STEPS = 1000, 256  # Hz, steps per series
+SOUND_RATE, SOUND_SECONDS = 8000, 0.5
+BEARING_ORDER = 3.57  # outer-race defect frequency / shaft speed (a typical deep-groove bearing)
+NOTE_SHARES = {"symptom": 0.3, "wrong": 0.03, "routine": 0.42, "empty": 0.25}
+SYMPTOMS = {
+    "healthy": ("runs smooth, no complaints", "routine round, nothing found", "quiet and steady today"),
+    "imbalance": ("shaft wobbles at speed", "shakes once per turn", "fan blade looks chipped"),
+    "misalignment": (
+        "coupling runs hot, looks off",
+        "axial play at the coupling",
+        "shaft out of line after refit",
+    ),
+    "bearing": (
+        "grinding near the bearing housing",
+        "high pitched whine from the bearing",
+        "grease dark and gritty",
+    ),
+    "looseness": ("rattle from the base plate", "mounting bolts found loose", "knocking under load"),
+}
+ROUTINE = ("oil topped up", "filter replaced", "see log", "checked by night shift", "belt tension checked")
+TABLE = "machines.csv"
+META = "machines.meta.csv"  # per-row generation details (corruption, severity, wear), not model inputs
+
+
+def assign_splits(faults: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Stratified train/val/test labels in the proportions of ``SPLITS``."""
+    out = np.empty(len(faults), dtype=object)
+    for fault in np.unique(faults):
+        idx = rng.permutation(np.flatnonzero(faults == fault))
+        n_train, n_val = int(round(len(idx) * SPLITS["train"])), int(round(len(idx) * SPLITS["val"]))
+        out[idx[:n_train]] = "train"
+        out[idx[n_train : n_train + n_val]] = "val"
+        out[idx[n_train + n_val :]] = "test"
+    return out
+
+
+def plan(seed: int = 0, rows: int = ROWS) -> pd.DataFrame:
+    """Decide everything about each row before rendering: fault, machine, readings, corruption, note."""
+    rng = np.random.default_rng([seed, 0])
+    faults = np.array([FAULTS[i % len(FAULTS)] for i in range(rows)])
+    faults = faults[rng.permutation(rows)]
+    split = assign_splits(faults, rng)
+    return pd.DataFrame(
+        [
+            _plan_row(str(f), str(s), np.random.default_rng([seed, 1, i]))
+            for i, (f, s) in enumerate(zip(faults, split, strict=True))
+        ]
+    )
+
+
+def _plan_row(fault: str, split: str, rng: np.random.Generator) -> dict[str, Any]:
+    model = str(rng.choice(list(MODELS)))
+    load = float(rng.uniform(0.2, 1.0))
+    age = float(rng.uniform(0.0, 15.0))
+    wear = float(rng.beta(2.0, 3.0))
+    heat = {"bearing": 7.0, "misalignment": 3.5}.get(fault, 0.0)
+    rul = 700.0 * (1.0 - wear) * (1.0 - 0.035 * age) * (1.25 - 0.5 * load) + rng.normal(0.0, 15.0)
+    ruined = str(rng.choice(list(CORRUPTION), p=list(CORRUPTION.values())))
+    note_kind = str(rng.choice(list(NOTE_SHARES), p=list(NOTE_SHARES.values())))
+    return {
+        "fault": fault,
+        "split": split,
+        "model": model,
+        "load": round(load, 3),
+        "age_years": round(age, 1),
+        "temperature": round(38.0 + 22.0 * load + heat + rng.normal(0.0, 4.0), 1),
+        "rul_days": round(max(3.0, rul), 1),
+        "shaft_hz": MODELS[model] * (0.8 + 0.2 * load),
+        "severity": float(rng.uniform(0.6, 1.4)),
+        "wear": wear,
+        "ruined": ruined,
+        "note_kind": note_kind,
+        "note": _note(fault, note_kind, rng),
+        "row_seed": int(rng.integers(2**31)),
+    }
+
+
+def _note(fault: str, kind: str, rng: np.random.Generator) -> str:
+    if kind == "empty":
+        return ""
+    if kind == "routine":
+        return str(rng.choice(ROUTINE))
+    if kind == "wrong":
+        fault = str(rng.choice([f for f in FAULTS if f != fault]))
+    return str(rng.choice(SYMPTOMS[fault]))
+
+
+def vibration(row: Any, rng: np.random.Generator) -> np.ndarray:
+    """[STEPS, 3] float32: radial x, radial y, axial z, in g."""
+    t = np.arange(STEPS) / VIBRATION_RATE
+    f, s = row.shaft_hz, row.severity
+    phase = rng.uniform(0.0, 2 * np.pi, size=4)
+    turn = 2 * np.pi * f * t
+    x, y, z = 0.4 * np.sin(turn + phase[0]), 0.4 * np.cos(turn + phase[0]), 0.12 * np.sin(turn + phase[1])
+    if row.fault == "imbalance":
+        x, y = x + 1.3 * s * np.sin(turn + phase[0]), y + 1.3 * s * np.cos(turn + phase[0])
+    elif row.fault == "misalignment":
+        z = z + 1.1 * s * np.sin(2 * turn + phase[2]) + 0.4 * s * np.sin(turn + phase[1])
+        x = x + 0.4 * s * np.sin(2 * turn + phase[3])
+    elif row.fault == "bearing":
+        ring = _impacts(t, BEARING_ORDER * f, 300.0, 0.006, rng)
+        x, y, z = x + 1.6 * s * ring, y + 1.1 * s * ring, z + 0.6 * s * ring
+    elif row.fault == "looseness":
+        harmonics = sum(0.35 * s * np.sin(k * turn + rng.uniform(0, 2 * np.pi)) for k in range(2, 7))
+        y = np.clip(y + harmonics + 0.4 * s * np.sin(0.5 * turn + phase[2]), -0.9, 1.4)
+    series = np.stack([x, y, z], axis=1) + rng.normal(0.0, 0.2 + 0.5 * row.wear, (STEPS, 3))
+    if row.ruined == "vibration":  # the sensor came loose: a tenth of the signal, heavy noise, a gap
+        series = 0.1 * series + rng.normal(0.0, 1.2, series.shape)
+        start, width = int(rng.integers(0, STEPS // 2)), int(rng.integers(STEPS // 5, STEPS // 3))
+        series[start : start + width] = np.nan
+    return series.astype(np.float32)
+
+
+def _impacts(
+    t: np.ndarray, rate: float, ring_hz: float, decay_s: float, rng: np.random.Generator
+) -> np.ndarray:
+    """Decaying bursts at ``ring_hz`` repeating at ``rate`` Hz with a little jitter (a bearing defect)."""
+    out = np.zeros_like(t)
+    start = rng.uniform(0.0, 1.0 / rate)
+    for hit in np.arange(start, t[-1], 1.0 / rate):
+        when = hit + rng.normal(0.0, 0.05 / rate)
+        after = np.clip(t - when, 0.0, None) * (t >= when)
+        out += np.exp(-after / decay_s) * np.sin(2 * np.pi * ring_hz * after) * (t >= when)
+    return out
+
+
+def sound(row: Any, rng: np.random.Generator) -> np.ndarray:
+    """[SOUND_RATE * SOUND_SECONDS] float32 in [-1, 1]."""
+    t = np.arange(int(SOUND_RATE * SOUND_SECONDS)) / SOUND_RATE
+    f, s = row.shaft_hz, row.severity
+    turn = 2 * np.pi * f * t
+    hum = (
+        0.3 * np.sin(2 * np.pi * 100 * t)
+        + 0.12 * np.sin(2 * np.pi * 200 * t)
+        + 0.05 * np.sin(2 * np.pi * 300 * t)
+    )
+    wave = hum * (1.0 + 0.1 * np.sin(turn))
+    if row.fault == "imbalance":
+        wave = hum * (1.0 + 0.8 * min(s, 1.2) * np.sin(turn)) + 0.3 * s * np.sin(turn)
+    elif row.fault == "misalignment":
+        wave = wave + 0.25 * s * (np.sin(4 * turn) + 0.7 * np.sin(8 * turn + 1.0))
+    elif row.fault == "bearing":
+        whine = 0.12 * s * np.sin(2 * np.pi * rng.uniform(2500, 3000) * t)
+        wave = wave + whine + 0.25 * s * _impacts(t, BEARING_ORDER * f, 1800.0, 0.002, rng)
+    elif row.fault == "looseness":
+        knocks = np.zeros_like(t)
+        for hit in rng.uniform(0.0, t[-1], size=rng.poisson(15 * s)):
+            burst = (t >= hit) & (t < hit + 0.006)
+            knocks[burst] += rng.normal(0.0, 0.6 * s, burst.sum())
+        wave = wave + knocks
+    wave = wave + rng.normal(0.0, 0.01 + 0.04 * row.wear, t.shape)
+    if row.ruined == "sound":  # a press next door: low rumble and loud stamps far above the machine
+        rumble = np.cumsum(rng.normal(0.0, 1.0, t.shape))
+        rumble = 1.5 * (rumble - rumble.mean()) / (rumble.std() + 1e-9)
+        wave = 0.15 * wave + rumble + rng.normal(0.0, 0.6, t.shape)
+    return (0.9 * wave / (np.abs(wave).max() + 1e-9)).astype(np.float32)
+
+
+def build(out: Path, seed: int = 0, limit: int | None = None) -> Path:
+    """Plan and render every row, write vibration/*.npy, sound/*.wav, the table and its metadata."""
+    import soundfile as sf
+
+    out = Path(out)
+    meta = plan(seed)
+    if limit is not None and limit < len(meta):  # round-robin over the faults, as the full build
+        meta = meta.groupby("fault", group_keys=False).head(-(-limit // len(FAULTS))).iloc[:limit]
+    (out / "vibration").mkdir(parents=True, exist_ok=True)
+    (out / "sound").mkdir(parents=True, exist_ok=True)
+    records = []
+    for k, row in enumerate(meta.itertuples()):
+        rng = np.random.default_rng(row.row_seed)
+        vib, wav = f"vibration/{k:05d}.npy", f"sound/{k:05d}.wav"
+        np.save(out / vib, vibration(row, rng))
+        sf.write(out / wav, sound(row, rng), SOUND_RATE, subtype="PCM_16")
+        records.append(
+            {
+                "vibration": vib,
+                "sound": wav,
+                "note": row.note,
+                "temperature": row.temperature,
+                "load": row.load,
+                "age_years": row.age_years,
+                "model": row.model,
+                "fault": row.fault,
+                "rul_days": row.rul_days,
+                "split": row.split,
+            }
+        )
+    pd.DataFrame(records).to_csv(out / TABLE, index=False)
+    meta.drop(columns=["row_seed"]).to_csv(out / META, index_label="row")
+    return out / TABLE
+
+
+INFO: Any = DATASETS.register("machines")(
+    DatasetInfo(
+        name="machines",
+        description=(
+            "Predictive maintenance: vibration series, machine sound, a maintenance note and readings "
+            "-> the fault (and remaining useful life); each sensor ruined on its own rows."
+        ),
+        label="fault",
+        split="split",
+        rows=ROWS,
+        modalities={
+            "vibration": "timeseries",
+            "sound": "audio",
+            "note": "text",
+            "temperature": "tabular",
+            "load": "tabular",
+            "age_years": "tabular",
+            "model": "tabular",
+        },
+        version=1,
+        builder=build,
+    )
+)
