@@ -141,3 +141,28 @@ def test_only_a_fused_reading_gets_every_row(tmp_path: Path) -> None:
         score[name] = model.score(x[test], frame.fault[test])
     assert max(score["vibration"], score["sound"]) < 0.8
     assert score["both"] > max(score["vibration"], score["sound"]) + 0.15, score
+
+
+def test_rates_variant_is_timed_csvs_that_resample_onto_one_clock(tmp_path: Path) -> None:
+    from polyfuse.data.datasets.machines import LOGGER_RATES
+    from polyfuse.data.modalities.timeseries import TimeseriesProcessor
+
+    table = build_dataset("machines-rates", out=tmp_path, limit=40)
+    frame = pd.read_csv(table, keep_default_na=False)
+    meta = pd.read_csv(table.parent / META)
+    assert set(meta.vibration_rate) == set(LOGGER_RATES)
+    first = pd.read_csv(table.parent / frame.vibration[0])
+    assert list(first.columns) == ["time", "x", "y", "z", "temperature"]
+    rate = meta.vibration_rate[0]
+    assert (
+        first.x.notna().sum() == round(STEPS * rate / VIBRATION_RATE)
+        and first.temperature.notna().sum() == 13
+    )
+    proc = TimeseriesProcessor(["vibration"])
+    proc.fit(frame, table.parent)
+    assert (
+        proc.rate == pytest.approx(VIBRATION_RATE, rel=0.01) and proc.length == STEPS and proc.channels == 4
+    )
+    valid = proc.transform(frame, table.parent).values["valid"]  # type: ignore[index]
+    ruined = (meta.ruined == "vibration").to_numpy()
+    assert valid[~ruined].all() and not valid[ruined].all(dim=1).any()  # only a loose sensor's gap is invalid

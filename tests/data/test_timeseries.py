@@ -27,7 +27,7 @@ def _fitted(cells: list[object], root: Path, **options: object) -> TimeseriesPro
 
 def test_reads_npy_csv_and_json_and_rebuilds_from_json_state(tmp_path: Path):
     np.save(tmp_path / "a.npy", np.array([[1.0, 10.0], [2.0, 20.0], [3.0, 30.0]]))  # T x C
-    (tmp_path / "b.csv").write_text("timestamp,x,y\n0,4,40\n1,5,50\n")  # the time column is dropped
+    (tmp_path / "b.csv").write_text("timestamp,x,y\n0,4,40\n1,5,50\n")  # 1 s apart: the learnt clock
     cells = ["a.npy", "b.csv", "[[6, 60], [7, 70], [8, 80], [9, 90]]", None]
     proc = _fitted(cells, tmp_path, percentile=50)
     assert proc.channels == 2 and proc.length == 3  # the median of lengths 3, 2 and 4
@@ -45,6 +45,62 @@ def test_reads_npy_csv_and_json_and_rebuilds_from_json_state(tmp_path: Path):
     again = rebuilt.transform(pd.DataFrame({"series": cells}), tmp_path)
     for key in ("values", "valid"):
         assert torch.equal(out.values[key], again.values[key])  # type: ignore[index]
+
+
+def test_streams_at_different_rates_land_on_one_clock(tmp_path: Path):
+    """A 100 Hz vibration and a 1 Hz temperature in one CSV (empty cells between): each channel is
+    interpolated from its own samples onto the learnt 100 Hz clock."""
+    t = np.arange(0, 3.0001, 0.01)
+    vib = np.sin(2 * np.pi * 5 * t)
+    temp = np.where(np.isclose(t % 1.0, 0) | np.isclose(t % 1.0, 1), 20 + 2 * t, np.nan)  # at 0, 1, 2, 3 s
+    pd.DataFrame({"time": t, "vib": vib, "temp": temp}).to_csv(tmp_path / "a.csv", index=False)
+    proc = _fitted(["a.csv"], tmp_path, percentile=100)
+    assert proc.rate == pytest.approx(100.0) and proc.length == 301
+    out = timeseries.resample(timeseries.read_cell("a.csv", tmp_path), proc.rate)  # type: ignore[arg-type]
+    assert not np.isnan(out).any()
+    assert out[:, 1] == pytest.approx(20 + 2 * t, abs=1e-4)  # linear between its 1 s samples
+    assert out[:, 0] == pytest.approx(vib, abs=1e-5)
+
+
+def test_series_at_other_rates_are_resampled_to_the_learnt_one(tmp_path: Path):
+    """Three recordings of one 4 Hz tone at 50, 50 and 200 samples per second, with jittered and
+    date-time stamps: on the learnt 50 Hz clock each has its tone in the same FFT bin."""
+    rng = np.random.default_rng(0)
+    for name, rate in (("a", 50), ("b", 50), ("c", 200)):
+        t = np.arange(0, 4, 1 / rate) + rng.uniform(-0.1, 0.1, int(4 * rate)) / rate
+        stamps = pd.Timestamp("2026-01-01 08:00") + pd.to_timedelta(t - t[0], unit="s")
+        frame = pd.DataFrame({"timestamp": stamps.astype(str), "x": np.sin(2 * np.pi * 4 * t)})
+        frame.sample(frac=1, random_state=1).to_csv(tmp_path / f"{name}.csv", index=False)  # out of order
+    proc = _fitted(["a.csv", "b.csv", "c.csv"], tmp_path, percentile=100)
+    assert proc.rate == pytest.approx(50.0, rel=0.01)
+    for name in "abc":
+        series = timeseries.resample(timeseries.read_cell(f"{name}.csv", tmp_path), proc.rate)  # type: ignore[arg-type]
+        spectrum = np.abs(np.fft.rfft(np.nan_to_num(series[:, 0])))
+        peak = np.fft.rfftfreq(len(series), 1 / proc.rate)[int(np.argmax(spectrum))]
+        assert peak == pytest.approx(4.0, abs=0.26), name
+    ignored = _fitted(["a.csv", "b.csv", "c.csv"], tmp_path, percentile=100, resample=False)
+    out = ignored.transform(pd.DataFrame({"series": ["a.csv", "c.csv"]}), tmp_path).values["values"]  # type: ignore[index]
+    assert (
+        ignored.rate is None and out.shape[-1] == 800
+    )  # steps as read: c's 800 samples, a's 200 then padding
+    peaks = [
+        int(np.argmax(np.abs(np.fft.rfft(row[0, :n].numpy()))))
+        for row, n in zip(out, (200, 800), strict=True)
+    ]
+    assert peaks == [16, 16]  # 4 Hz over 4 s: bin 16 of either length, so a's tone is 4x c's per step
+
+
+def test_a_gap_in_timed_samples_stays_invalid(tmp_path: Path):
+    t = np.r_[np.arange(0, 1, 0.1), np.arange(2, 3, 0.1)]  # 10 Hz with a 1 s dropout
+    pd.DataFrame({"time": t, "x": t}).to_csv(tmp_path / "gap.csv", index=False)
+    (tmp_path / "dup.csv").write_text("time,x\n0,1\n0,3\n0.1,4\n")  # two rows at 0 s: their mean
+    proc = _fitted(["gap.csv"], tmp_path, percentile=100)
+    out = proc.transform(pd.DataFrame({"series": ["gap.csv"]}), tmp_path)
+    valid = out.values["valid"][0].numpy()  # type: ignore[index]
+    assert proc.rate == pytest.approx(10.0) and len(valid) == 30
+    assert valid[:10].all() and not valid[13:17].any() and valid[20:].all()  # 3 intervals either side
+    dup = timeseries.read_cell("dup.csv", tmp_path)
+    assert dup is not None and dup.values[:, 0].tolist() == [2.0, 4.0] and dup.times.tolist() == [0.0, 0.1]
 
 
 def test_length_is_a_capped_percentile_of_training_lengths(tmp_path: Path):
@@ -71,10 +127,12 @@ def test_nan_steps_are_invalid_and_hold_zero(tmp_path: Path):
         ('[1, "a", 3]', "non-numeric value 'a' at step 1"),
         ("[[1], [2], [3]]", "1 channels, expected 2 (as in training)"),
         ("bad.csv", "non-numeric value 'x' in channel 'v' at step 1"),
+        ("badtime.csv", "timestamp 'soon' at step 1 is neither a number of seconds nor a date and time"),
     ],
 )
 def test_bad_series_name_row_column_and_problem(tmp_path: Path, cell: str, problem: str):
     (tmp_path / "bad.csv").write_text("v,w\n1,2\nx,3\n")
+    (tmp_path / "badtime.csv").write_text("time,v,w\n0,1,2\nsoon,3,4\n")
     proc = _fitted(["[[1, 2], [3, 4]]"], tmp_path)
     out = proc.transform(pd.DataFrame({"series": ["[[1, 2], [3, 4]]", cell]}, index=[10, 11]), tmp_path)
     assert out.present.tolist() == [True, False] and len(out.errors) == 1
@@ -170,7 +228,7 @@ def test_served_series_decode_from_npy_csv_and_json():
     np.save(npy, np.ones((5, 2), dtype=np.float32))
     for value in (Upload(npy.getvalue(), "a.npy"), Upload(b"x,y\n1,2\n3,4\n"), [[1, 2], [3, 4]], "[[1, 2]]"):
         data = modality.decode(field, value, Limits())
-        assert data is not None and timeseries.read_bytes(data).shape[1] == 2
+        assert data is not None and timeseries.read_bytes(data).values.shape[1] == 2
     assert json.loads(modality.example(field)) == [[0.0, 0.0]] * 4
     with pytest.raises(BadValue, match="ragged channels") as bad:
         modality.decode(field, [[1, 2], [3]], Limits())

@@ -23,6 +23,12 @@ never both, so each modality alone fails on its own rows and only a fused model 
 ``rul_days`` depends on wear, age and load only (as much for a healthy machine as a faulty one), so
 it says nothing about the fault when it is read as an input.
 
+``machines-rates`` is the same table as a plant with mixed data loggers records it: each vibration
+is a ``.csv`` with a ``time`` column, logged at 800, 1,000 or 1,250 samples per second with a
+little clock jitter, and a bearing-temperature stream logged at 50 per second in the same file
+(empty cells between its samples). Read as equally spaced steps, one fault's signature sits at
+different steps on different loggers; the timeseries processor resamples every file onto one clock.
+
 Built offline and deterministically from a seed: same seed, same bytes.
 """
 
@@ -44,6 +50,9 @@ SPLITS = {"train": 0.70, "val": 0.15, "test": 0.15}
 # Per row: which sensor is ruined. One at most, so that a fused model can always read the fault.
 CORRUPTION = {"none": 0.2, "vibration": 0.4, "sound": 0.4}
 VIBRATION_RATE, STEPS = 1000, 256  # Hz, steps per series
+LOGGER_RATES = (800, 1000, 1250)  # machines-rates: samples per second of the vibration loggers
+TEMPERATURE_RATE = 50  # machines-rates: samples per second of the temperature stream
+JITTER = 0.05  # machines-rates: clock jitter, in sample intervals (standard deviation)
 SOUND_RATE, SOUND_SECONDS = 8000, 0.5
 BEARING_ORDER = 3.57  # outer-race defect frequency / shaft speed (a typical deep-groove bearing)
 NOTE_SHARES = {"symptom": 0.3, "wrong": 0.03, "routine": 0.42, "empty": 0.25}
@@ -79,18 +88,22 @@ def assign_splits(faults: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
-def plan(seed: int = 0, rows: int = ROWS) -> pd.DataFrame:
-    """Decide everything about each row before rendering: fault, machine, readings, corruption, note."""
+def plan(seed: int = 0, rows: int = ROWS, rates: bool = False) -> pd.DataFrame:
+    """Decide everything about each row before rendering: fault, machine, readings, corruption, note
+    (and with ``rates`` the vibration logger's rate: every other row of the plan is the same)."""
     rng = np.random.default_rng([seed, 0])
     faults = np.array([FAULTS[i % len(FAULTS)] for i in range(rows)])
     faults = faults[rng.permutation(rows)]
     split = assign_splits(faults, rng)
-    return pd.DataFrame(
+    frame = pd.DataFrame(
         [
             _plan_row(str(f), str(s), np.random.default_rng([seed, 1, i]))
             for i, (f, s) in enumerate(zip(faults, split, strict=True))
         ]
     )
+    loggers = np.random.default_rng([seed, 2]).choice(LOGGER_RATES, size=rows)
+    frame["vibration_rate"] = loggers if rates else VIBRATION_RATE
+    return frame
 
 
 def _plan_row(fault: str, split: str, rng: np.random.Generator) -> dict[str, Any]:
@@ -130,9 +143,10 @@ def _note(fault: str, kind: str, rng: np.random.Generator) -> str:
     return str(rng.choice(SYMPTOMS[fault]))
 
 
-def vibration(row: Any, rng: np.random.Generator) -> np.ndarray:
-    """[STEPS, 3] float32: radial x, radial y, axial z, in g."""
-    t = np.arange(STEPS) / VIBRATION_RATE
+def vibration(row: Any, rng: np.random.Generator, t: np.ndarray | None = None) -> np.ndarray:
+    """[steps, 3] float32: radial x, radial y, axial z, in g, at the times ``t`` (s; default: the
+    row's ``vibration_rate`` over ``STEPS / VIBRATION_RATE`` seconds, ``STEPS`` steps at 1 kHz)."""
+    t = sample_times(row.vibration_rate, rng) if t is None else t
     f, s = row.shaft_hz, row.severity
     phase = rng.uniform(0.0, 2 * np.pi, size=4)
     turn = 2 * np.pi * f * t
@@ -148,12 +162,23 @@ def vibration(row: Any, rng: np.random.Generator) -> np.ndarray:
     elif row.fault == "looseness":
         harmonics = sum(0.35 * s * np.sin(k * turn + rng.uniform(0, 2 * np.pi)) for k in range(2, 7))
         y = np.clip(y + harmonics + 0.4 * s * np.sin(0.5 * turn + phase[2]), -0.9, 1.4)
-    series = np.stack([x, y, z], axis=1) + rng.normal(0.0, 0.2 + 0.5 * row.wear, (STEPS, 3))
+    steps = len(t)
+    series = np.stack([x, y, z], axis=1) + rng.normal(0.0, 0.2 + 0.5 * row.wear, (steps, 3))
     if row.ruined == "vibration":  # the sensor came loose: a tenth of the signal, heavy noise, a gap
         series = 0.1 * series + rng.normal(0.0, 1.2, series.shape)
-        start, width = int(rng.integers(0, STEPS // 2)), int(rng.integers(STEPS // 5, STEPS // 3))
+        start, width = int(rng.integers(0, steps // 2)), int(rng.integers(steps // 5, steps // 3))
         series[start : start + width] = np.nan
     return series.astype(np.float32)
+
+
+def sample_times(rate: float, rng: np.random.Generator) -> np.ndarray:
+    """The times (s) of a vibration window sampled at ``rate``: exact at the default rate, else with
+    the logger's clock jitter."""
+    steps = int(round(STEPS * rate / VIBRATION_RATE))
+    t = np.arange(steps) / rate
+    if rate == VIBRATION_RATE:
+        return t
+    return np.sort(t + rng.normal(0.0, JITTER / rate, steps)).clip(0.0)
 
 
 def _impacts(
@@ -201,12 +226,27 @@ def sound(row: Any, rng: np.random.Generator) -> np.ndarray:
     return (0.9 * wave / (np.abs(wave).max() + 1e-9)).astype(np.float32)
 
 
-def build(out: Path, seed: int = 0, limit: int | None = None) -> Path:
-    """Plan and render every row, write vibration/*.npy, sound/*.wav, the table and its metadata."""
+def timed(row: Any, rng: np.random.Generator) -> pd.DataFrame:
+    """machines-rates' vibration file: ``time`` (s), x, y, z at the logger's rate (jittered), and
+    ``temperature`` at ``TEMPERATURE_RATE`` (empty cells between its samples; rows sorted by time)."""
+    times = sample_times(row.vibration_rate, rng)
+    axes = vibration(row, np.random.default_rng(row.row_seed), times)
+    clock = np.arange(0.0, STEPS / VIBRATION_RATE, 1.0 / TEMPERATURE_RATE)
+    heat = row.temperature + 0.5 * np.sin(2 * np.pi * clock / 0.4) + rng.normal(0.0, 0.2, len(clock))
+    stream = pd.DataFrame({"time": clock, "temperature": heat})
+    frame = pd.DataFrame({"time": times, "x": axes[:, 0], "y": axes[:, 1], "z": axes[:, 2]})
+    return pd.concat([frame, stream]).sort_values("time", kind="stable")[
+        ["time", "x", "y", "z", "temperature"]
+    ]
+
+
+def build(out: Path, seed: int = 0, limit: int | None = None, rates: bool = False) -> Path:
+    """Plan and render every row, write vibration/*.npy (``rates``: *.csv), sound/*.wav, the table
+    and its metadata."""
     import soundfile as sf
 
     out = Path(out)
-    meta = plan(seed)
+    meta = plan(seed, rates=rates)
     if limit is not None and limit < len(meta):  # round-robin over the faults, as the full build
         meta = meta.groupby("fault", group_keys=False).head(-(-limit // len(FAULTS))).iloc[:limit]
     (out / "vibration").mkdir(parents=True, exist_ok=True)
@@ -214,8 +254,13 @@ def build(out: Path, seed: int = 0, limit: int | None = None) -> Path:
     records = []
     for k, row in enumerate(meta.itertuples()):
         rng = np.random.default_rng(row.row_seed)
-        vib, wav = f"vibration/{k:05d}.npy", f"sound/{k:05d}.wav"
-        np.save(out / vib, vibration(row, rng))
+        vib, wav = f"vibration/{k:05d}.{'csv' if rates else 'npy'}", f"sound/{k:05d}.wav"
+        if rates:
+            timed(row, np.random.default_rng([row.row_seed, 1])).to_csv(
+                out / vib, index=False, float_format="%.5g"
+            )
+        else:
+            np.save(out / vib, vibration(row, rng))
         sf.write(out / wav, sound(row, rng), SOUND_RATE, subtype="PCM_16")
         records.append(
             {
@@ -236,6 +281,15 @@ def build(out: Path, seed: int = 0, limit: int | None = None) -> Path:
     return out / TABLE
 
 
+MODALITIES = {
+    "vibration": "timeseries",
+    "sound": "audio",
+    "note": "text",
+    "temperature": "tabular",
+    "load": "tabular",
+    "age_years": "tabular",
+    "model": "tabular",
+}
 INFO: Any = DATASETS.register("machines")(
     DatasetInfo(
         name="machines",
@@ -246,16 +300,23 @@ INFO: Any = DATASETS.register("machines")(
         label="fault",
         split="split",
         rows=ROWS,
-        modalities={
-            "vibration": "timeseries",
-            "sound": "audio",
-            "note": "text",
-            "temperature": "tabular",
-            "load": "tabular",
-            "age_years": "tabular",
-            "model": "tabular",
-        },
+        modalities=MODALITIES,
         version=1,
         builder=build,
+    )
+)
+RATES_INFO: Any = DATASETS.register("machines-rates")(
+    DatasetInfo(
+        name="machines-rates",
+        description=(
+            "machines with timestamped vibration CSVs from loggers at 800-1,250 samples/s and a 50/s "
+            "temperature stream in the same file: resampled onto one clock."
+        ),
+        label="fault",
+        split="split",
+        rows=ROWS,
+        modalities=MODALITIES,
+        version=1,
+        builder=lambda out, seed=0, limit=None: build(out, seed, limit, rates=True),
     )
 )

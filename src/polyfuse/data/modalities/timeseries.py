@@ -1,8 +1,16 @@
 """Time series: one column of series -> {"values": float [N, C, L], "valid": bool [N, L]}.
 
 A cell holds a path to a ``.npy`` file (shape [T] or [T, C]), a ``.csv`` or ``.parquet`` file
-(one column per channel; a ``timestamp`` or ``time`` column is dropped), or an inline JSON list
+(one column per channel, optionally a ``timestamp`` or ``time`` column), or an inline JSON list
 (``[1, 2, 3]`` or ``[[x, y], [x, y], ...]``, T x C). Served, it is the file's bytes or a JSON list.
+
+A series with timestamps (seconds, or dates and times) is resampled onto a uniform clock at
+``rate`` steps per second, learnt by ``fit`` as the median sampling rate of the training series
+with timestamps unless given. Each channel is interpolated from its own samples, so streams
+recorded at different rates in one file (a vibration sampled every millisecond, a temperature every
+second, empty cells between) land on one common clock; a grid step farther than ``GAP`` of a
+channel's typical interval from its nearest sample is a gap (NaN, so invalid), not an invention.
+A series without timestamps is taken as already sampled at that rate.
 
 Series may differ in length: ``fit`` learns a length L from the training rows (the 95th percentile
 of their lengths, at most ``max_length``); every series is cut to its first L steps or padded at the
@@ -10,9 +18,9 @@ end, and padded steps are invalid. A NaN step is invalid too and holds 0 (the ch
 per-channel normalisation learnt on training rows). The channel count is learnt on the training rows
 and a series with another count is an error naming its row and column.
 
-Not yet (later slices of issue #17): resampling by timestamps (the samples are taken as equally
-spaced, in file order), augmentations, a figure of its own for attributions (explain draws the
-per-step profile with the audio figure).
+Not yet (later slices of issue #17): one clock across several series columns (each column is
+resampled on its own, from its own first timestamp), augmentations, a figure of its own for
+attributions (explain draws the per-step profile with the audio figure).
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -37,7 +45,8 @@ from polyfuse.registry import MODALITIES, PROCESSORS
 
 MAX_STEPS = 100_000  # longest series read (from a file, a cell or a client)
 MAX_CHANNELS = 256  # most channels of one series
-TIME_COLUMNS = ("timestamp", "time")  # dropped from CSV / Parquet series (no resampling yet)
+TIME_COLUMNS = ("timestamp", "time")  # a CSV / Parquet column holding each step's time
+GAP = 3.0  # a grid step farther than this many typical intervals from a channel's samples is a gap
 _NPY_MAGIC = b"\x93NUMPY"
 
 
@@ -123,10 +132,18 @@ def _is_numeric_json(text: str) -> bool:
     return True
 
 
-# --- reading one series: every reader returns float32 [T, C] or raises ValueError(problem) ---
+# --- reading one series: every reader returns a Raw series or raises ValueError(problem) ---
 
 
-def read_json(text: str) -> np.ndarray:
+class Raw(NamedTuple):
+    """A series as read: values float32 [T, C] (NaN where a channel has no sample) and each step's
+    time in seconds from the first (increasing), or None when the steps are equally spaced."""
+
+    values: np.ndarray
+    times: np.ndarray | None = None
+
+
+def read_json(text: str) -> Raw:
     """An inline JSON list, [T] or [T][C]; ``null`` is a NaN."""
     try:
         data = json.loads(text)
@@ -144,10 +161,12 @@ def read_json(text: str) -> np.ndarray:
         for v in row:
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
                 raise ValueError(f"non-numeric value {v!r} at step {step}")
-    return _checked(np.array([[np.nan if v is None else v for v in row] for row in rows], dtype=np.float64))
+    return Raw(
+        _checked(np.array([[np.nan if v is None else v for v in row] for row in rows], dtype=np.float64))
+    )
 
 
-def read_npy(source: Path | BinaryIO) -> np.ndarray:
+def read_npy(source: Path | BinaryIO) -> Raw:
     try:
         array = np.load(source, allow_pickle=False)
     except (ValueError, OSError, EOFError) as err:
@@ -156,12 +175,15 @@ def read_npy(source: Path | BinaryIO) -> np.ndarray:
         raise ValueError(f"expected an array of shape [T] or [T, C], got {list(array.shape)}")
     if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
         raise ValueError(f"non-numeric array of dtype {array.dtype}")
-    return _checked(array.reshape(len(array), -1))
+    return Raw(_checked(array.reshape(len(array), -1)))
 
 
-def read_frame(frame: pd.DataFrame) -> np.ndarray:
-    """A CSV / Parquet series: one column per channel; a timestamp / time column is dropped."""
-    frame = frame[[c for c in frame.columns if str(c).strip().lower() not in TIME_COLUMNS]]
+def read_frame(frame: pd.DataFrame) -> Raw:
+    """A CSV / Parquet series: one column per channel, and its steps' times from a timestamp / time
+    column if it has one (rows sorted by time; rows at the same time averaged)."""
+    clock = [c for c in frame.columns if str(c).strip().lower() in TIME_COLUMNS]
+    times = _seconds(frame[clock[0]]) if clock else None
+    frame = frame.drop(columns=clock)
     if frame.shape[1] == 0:
         raise ValueError("no channel columns")
     for name in frame.columns:
@@ -172,10 +194,73 @@ def read_frame(frame: pd.DataFrame) -> np.ndarray:
             raise ValueError(
                 f"non-numeric value {frame[name].iloc[step]!r} in channel {name!r} at step {step}"
             )
-    return _checked(frame.apply(pd.to_numeric).to_numpy(dtype=np.float64))
+    values = frame.apply(pd.to_numeric).to_numpy(dtype=np.float64)
+    if times is None:
+        return Raw(_checked(values))
+    if len(times) > 1 and not (np.diff(times) > 0).all():  # sorted by time; rows at one time: their mean
+        merged = pd.DataFrame(values).groupby(times, sort=True).mean()  # NaN cells skipped
+        times, values = merged.index.to_numpy(dtype=np.float64), merged.to_numpy(dtype=np.float64)
+    return Raw(_checked(values), times - times[0])
 
 
-def read_bytes(data: bytes) -> np.ndarray:
+def _seconds(column: pd.Series) -> np.ndarray:
+    """A timestamp column -> seconds (numbers are seconds; else dates and times, parsed)."""
+    numbers = pd.to_numeric(column, errors="coerce")
+    if numbers.notna().all():
+        return numbers.to_numpy(dtype=np.float64)
+    try:
+        stamps = pd.to_datetime(column, errors="raise", utc=True)
+    except (ValueError, TypeError):
+        bad = numbers.isna().to_numpy()
+        raise ValueError(
+            f"timestamp {column.iloc[int(np.argmax(bad))]!r} at step {int(np.argmax(bad))} is neither "
+            "a number of seconds nor a date and time"
+        ) from None
+    if stamps.isna().any():
+        raise ValueError(f"a missing timestamp at step {int(np.argmax(stamps.isna().to_numpy()))}")
+    return (stamps - stamps.iloc[0]).dt.total_seconds().to_numpy(dtype=np.float64)
+
+
+def sampling_rate(times: np.ndarray) -> float | None:
+    """Steps per second of a timed series: 1 / its median interval (None with under two steps)."""
+    steps = np.diff(times)
+    steps = steps[steps > 0]
+    return float(1.0 / np.median(steps)) if len(steps) else None
+
+
+def resample(raw: Raw, rate: float | None) -> np.ndarray:
+    """A read series on the uniform clock ``0, 1/rate, 2/rate, ...`` up to its last time: [T', C].
+
+    Each channel is interpolated linearly from its own samples (its NaN cells are "no sample
+    here"), its first and last value held beyond them; a step farther than ``GAP`` times the
+    channel's median interval from its nearest sample is NaN. Without timestamps or a rate, the
+    values as read.
+    """
+    if raw.times is None or rate is None:
+        return raw.values
+    grid = np.arange(0.0, raw.times[-1] + 0.5 / rate, 1.0 / rate)
+    if len(grid) > MAX_STEPS:
+        raise ValueError(f"{len(grid)} steps at {rate:g} per second; limit {MAX_STEPS}")
+    out = np.full((len(grid), raw.values.shape[1]), np.nan, dtype=np.float32)
+    for c in range(raw.values.shape[1]):
+        has = ~np.isnan(raw.values[:, c])
+        t, v = raw.times[has], raw.values[has, c]
+        if len(t) == 0:
+            continue
+        interval = float(np.median(np.diff(t))) if len(t) > 1 else 1.0 / rate
+        inside = _nearest(grid, t) <= GAP * max(interval, 1.0 / rate)
+        out[inside, c] = np.interp(grid[inside], t, v)  # past its first / last sample: held
+    return out
+
+
+def _nearest(grid: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Distance from each grid time to the nearest of the sorted times ``t``."""
+    right = np.clip(np.searchsorted(t, grid), 0, len(t) - 1)
+    left = np.clip(right - 1, 0, len(t) - 1)
+    return np.minimum(np.abs(grid - t[left]), np.abs(grid - t[right]))
+
+
+def read_bytes(data: bytes) -> Raw:
     """A served series: .npy bytes, CSV text or a JSON list."""
     if data.startswith(_NPY_MAGIC):
         return read_npy(io.BytesIO(data))
@@ -188,8 +273,8 @@ def read_bytes(data: bytes) -> np.ndarray:
     return read_frame(frame)
 
 
-def read_cell(value: Any, base_dir: Path) -> np.ndarray | None:
-    """One table cell -> [T, C]; None when its file does not exist (an absent row)."""
+def read_cell(value: Any, base_dir: Path) -> Raw | None:
+    """One table cell -> its series; None when its file does not exist (an absent row)."""
     if isinstance(value, (list, tuple, np.ndarray)):
         return read_json(json.dumps(np.asarray(value, dtype=object).tolist()))
     if isinstance(value, str) and value.lstrip().startswith("["):
@@ -234,6 +319,9 @@ class TimeseriesProcessor:
         max_length: Longest length ``fit`` may learn.
         percentile: Percentile of the training lengths that becomes the length.
         length: Steps kept per series, learnt by ``fit``.
+        rate: Steps per second that series with timestamps are resampled to; ``None``: ``fit``
+            learns the median rate of the training series with timestamps.
+        resample: ``False`` ignores timestamps: steps are taken as equally spaced, in time order.
         channels: Channels per series, learnt by ``fit``.
         mean: Per-channel mean learnt by ``fit``.
         std: Per-channel standard deviation learnt by ``fit``.
@@ -247,6 +335,8 @@ class TimeseriesProcessor:
         max_length: int = 1024,
         percentile: float = 95.0,
         length: int | None = None,
+        rate: float | None = None,
+        resample: bool = True,
         channels: int | None = None,
         mean: list[float] | None = None,
         std: list[float] | None = None,
@@ -255,12 +345,19 @@ class TimeseriesProcessor:
         self.max_length = int(max_length)
         self.percentile = float(percentile)
         self.length = length
+        self.rate = None if rate is None else float(rate)
+        self.resample = bool(resample)
         self.channels = channels
         self.mean = mean
         self.std = std
 
     def fit(self, frame: pd.DataFrame, base_dir: Path) -> None:
         # Bad cells are left out here: ``transform`` reports them (raised or skipped by ``on_error``).
+        if self.rate is None and self.resample:
+            raw, _ = self._read(frame[self.columns[0]], base_dir, channels=None, resampled=False)
+            rates = [sampling_rate(r.times) for r in raw if r is not None and r.times is not None]
+            known = [r for r in rates if r is not None]
+            self.rate = float(np.median(known)) if known else None
         series, _ = self._read(frame[self.columns[0]], base_dir, channels=None)
         counts = [s.shape[1] for s in series if s is not None]
         if not counts:
@@ -298,17 +395,20 @@ class TimeseriesProcessor:
         return Encoded({"values": torch.from_numpy(values), "valid": torch.from_numpy(valid)}, keep, errors)
 
     def _read(
-        self, column: pd.Series, base_dir: Path, channels: int | None
-    ) -> tuple[list[np.ndarray | None], list[DataError]]:
-        """Each cell's [T, C] series (None: absent or bad) and a DataError per bad cell; a series
-        without ``channels`` channels is bad (None: any count)."""
-        out: list[np.ndarray | None] = [None] * len(column)
+        self, column: pd.Series, base_dir: Path, channels: int | None, resampled: bool = True
+    ) -> tuple[list[Any], list[DataError]]:
+        """Each cell's series (None: absent or bad), [T, C] on the clock of ``rate`` (else as read,
+        a ``Raw``), and a DataError per bad cell; a series without ``channels`` channels is bad
+        (None: any count)."""
+        out: list[Any] = [None] * len(column)
         errors: list[DataError] = []
         jobs = [i for i, v in enumerate(column) if not is_missing(v)]
-        results = map_files(lambda i: _attempt(column.iloc[i], base_dir), jobs)
+        rate = self.rate if resampled and self.resample else None
+        results = map_files(lambda i: _attempt(column.iloc[i], base_dir, rate, resampled), jobs)
         for i, (series, problem) in zip(jobs, results, strict=True):
-            if series is not None and channels is not None and series.shape[1] != channels:
-                problem = f"{series.shape[1]} channels, expected {channels} (as in training)"
+            width = None if series is None else (series.shape[1] if resampled else series.values.shape[1])
+            if width is not None and channels is not None and width != channels:
+                problem = f"{width} channels, expected {channels} (as in training)"
             if problem is not None:
                 cell = describe_cell(column.iloc[i])
                 shown = cell if len(cell) <= 60 else cell[:57] + "..."
@@ -326,14 +426,19 @@ class TimeseriesProcessor:
             "max_length": self.max_length,
             "percentile": self.percentile,
             "length": self.length,
+            "rate": self.rate,
+            "resample": self.resample,
             "channels": self.channels,
             "mean": self.mean,
             "std": self.std,
         }
 
 
-def _attempt(value: Any, base_dir: Path) -> tuple[np.ndarray | None, str | None]:
+def _attempt(value: Any, base_dir: Path, rate: float | None, resampled: bool) -> tuple[Any, str | None]:
+    """(the cell's series, on the clock of ``rate`` when ``resampled`` else as read, or None; the
+    problem or None)."""
     try:
-        return read_cell(value, base_dir), None
+        raw = read_cell(value, base_dir)
+        return (resample(raw, rate) if resampled and raw is not None else raw), None
     except ValueError as err:
         return None, str(err)
