@@ -251,3 +251,19 @@ def test_every_optimizer_takes_a_step(name: str) -> None:
 def test_unknown_optimizer_is_named() -> None:
     with pytest.raises(KeyError, match="rmsprop"):  # the registries' error, one line in the CLI
         make_optimizer("rmsprop", [torch.nn.Parameter(torch.zeros(1))], 0.1, 0.0)
+
+
+def test_best_weights_break_score_ties_by_validation_loss():
+    """A saturated score (all 10 validation rows right for epochs) keeps the epoch with the lowest
+    validation loss among the tied ones, not the first; a better score still wins over any loss."""
+    from types import SimpleNamespace
+
+    from polyfuse.train.loop import BestWeights
+
+    best = BestWeights("val_accuracy", "max")
+    module = torch.nn.Linear(1, 1)
+    for epoch, (score, loss) in enumerate([(0.8, 0.2), (1.0, 0.5), (1.0, 0.3), (1.0, 0.4), (0.9, 0.1)]):
+        metrics = {"val_accuracy": torch.tensor(score), "val_loss": torch.tensor(loss)}
+        trainer = SimpleNamespace(sanity_checking=False, callback_metrics=metrics, current_epoch=epoch)
+        best.on_validation_end(trainer, module)  # type: ignore[arg-type]
+    assert (best.best_epoch, best.best, best.best_loss) == (2, 1.0, pytest.approx(0.3))

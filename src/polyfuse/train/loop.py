@@ -42,11 +42,17 @@ class TrainResult:
 
 
 class BestWeights(Callback):
-    """Keeps the weights of the best validation epoch in memory (no pickle checkpoint on disk)."""
+    """Keeps the weights of the best validation epoch in memory (no pickle checkpoint on disk).
+
+    Epochs that tie on the monitored score (a small validation split saturates: 10 rows all right
+    for many epochs) are told apart by the validation loss, the lower kept: without it the first
+    epoch to reach the score wins, often the least trained one.
+    """
 
     def __init__(self, monitor: str, mode: str):
         self.monitor, self.mode = monitor, mode
         self.best: float | None = None
+        self.best_loss = float("inf")
         self.best_epoch = -1
         self.state: dict[str, torch.Tensor] | None = None
         self.history: list[dict[str, float]] = []
@@ -59,8 +65,10 @@ class BestWeights(Callback):
         score = logged.get(self.monitor)
         if score is None:
             return
-        if self.best is None or (score > self.best if self.mode == "max" else score < self.best):
-            self.best, self.best_epoch = score, trainer.current_epoch
+        loss = logged.get("val_loss", float("inf"))
+        better = self.best is None or (score > self.best if self.mode == "max" else score < self.best)
+        if better or (score == self.best and loss < self.best_loss):
+            self.best, self.best_loss, self.best_epoch = score, loss, trainer.current_epoch
             self.state = {k: v.detach().to("cpu", copy=True) for k, v in pl_module.state_dict().items()}
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -1,0 +1,1 @@
+"""Time-series benchmark: python -m benchmarks.timeseries."""
