@@ -1,6 +1,6 @@
 """Time series: BasicMotions and machines, the fused model against each modality alone.
 
-    python -m benchmarks.timeseries [--runs basicmotions,machines,machines_rates] [--seeds 0-4]
+    python -m benchmarks.timeseries [--runs basicmotions,japanese_vowels,machines,machines_rates] [--seeds 0-4]
         [--encoders ts_cnn,ts_gru,ts_patch] [--append]
 
 Runs (each a ``polyfuse.fit`` as a user calls it, seeded; choices on validation only):
@@ -9,6 +9,8 @@ Runs (each a ``polyfuse.fit`` as a user calls it, seeded; choices on validation 
   two modalities, accelerometer and gyroscope; per time-series encoder (``--encoders``, the first
   is fit's default), the final model, the fused network and each sensor alone. The archive's 40 test
   recordings are all there is: one recording is 2.5 points.
+- ``japanese_vowels``: the UEA JapaneseVowels recordings (12 channels, 7-29 frames, 370 test
+  recordings), one model per time-series encoder.
 - ``machines``: the built-in predictive-maintenance table (6,000 rows, build seed = seed, 900 test
   rows), fit's defaults: the final model, the fused network and each modality alone.
 - ``machines_rates``: the vibration column of ``machines-rates`` alone (timed CSVs from loggers at
@@ -74,6 +76,20 @@ def basicmotions(seed: int, encoders: list[str]) -> list[dict]:
     return out
 
 
+def japanese_vowels(seed: int, encoders: list[str]) -> list[dict]:
+    from polyfuse.data.datasets import build_dataset
+
+    table = build_dataset("japanese-vowels", seed=seed)
+    out = []
+    for encoder in encoders:
+        metrics = _fit(table, "speaker", seed, encoders={"series": encoder}, baselines=False)
+        metrics["fused"] = metrics  # one modality: the model is the series model
+        out += [r for r in _rows("japanese-vowels", seed, metrics, encoder) if r["model"] == "final"]
+    for row in out:
+        row["model"] = "series"
+    return out
+
+
 def machines(seed: int, encoders: list[str]) -> list[dict]:
     from polyfuse.data.datasets import build_dataset
 
@@ -104,6 +120,7 @@ def machines_rates(seed: int, encoders: list[str]) -> list[dict]:
 
 RUNS: dict[str, Callable[[int, list[str]], list[dict]]] = {
     "basicmotions": basicmotions,
+    "japanese_vowels": japanese_vowels,
     "machines": machines,
     "machines_rates": machines_rates,
 }

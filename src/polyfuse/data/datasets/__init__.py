@@ -15,7 +15,8 @@ from polyfuse.data.datasets import (
     avmnist,  # noqa: F401  (registers "avmnist", "avmnist-hard")
     basicmotions,  # noqa: F401  (registers "basicmotions")
     digits_av,  # noqa: F401  (registers "digits-av")
-    machines,  # noqa: F401  (registers "machines")
+    machines,  # noqa: F401  (registers "machines", "machines-rates")
+    uea,  # noqa: F401  (registers "japanese-vowels", "plaid")
 )
 from polyfuse.data.datasets.base import COMPLETE, DatasetInfo, build_dataset, cache_dir
 from polyfuse.registry import DATASETS

@@ -19,11 +19,11 @@ import numpy as np
 import pandas as pd
 
 from polyfuse.data.datasets.base import DatasetInfo
+from polyfuse.data.datasets.uea import assign_splits
 from polyfuse.extras import require
 from polyfuse.registry import DATASETS
 
 TABLE = "basicmotions.csv"
-VAL_SHARE = 0.25  # of the training recordings, per class
 SENSORS = {"accelerometer": slice(0, 3), "gyroscope": slice(3, 6)}  # the archive's six dimensions
 
 
@@ -34,15 +34,6 @@ def load_archive() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     for split in ("train", "test"):
         x, y = datasets.load_basic_motions(split=split, return_type="numpy3D")
         out[split] = (np.asarray(x, dtype=np.float32), np.asarray(y).astype(str))
-    return out
-
-
-def assign_splits(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """ "train" or "val" per training recording: a stratified ``VAL_SHARE`` is validation."""
-    out = np.full(len(labels), "train", dtype=object)
-    for label in np.unique(labels):
-        idx = rng.permutation(np.flatnonzero(labels == label))
-        out[idx[: int(round(len(idx) * VAL_SHARE))]] = "val"
     return out
 
 
