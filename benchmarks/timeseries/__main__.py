@@ -1,6 +1,7 @@
 """Time series: BasicMotions and machines, the fused model against each modality alone.
 
-    python -m benchmarks.timeseries [--runs basicmotions,japanese_vowels,machines,machines_rates] [--seeds 0-4]
+    python -m benchmarks.timeseries [--runs basicmotions,japanese_vowels,machines,machines_rates]
+        [--seeds 0-4]
         [--encoders ts_cnn,ts_gru,ts_patch] [--append]
 
 Runs (each a ``polyfuse.fit`` as a user calls it, seeded; choices on validation only):
