@@ -40,8 +40,8 @@ def dtw(a: np.ndarray, b: np.ndarray, band: int | None = None) -> tuple[float, l
     n, m = len(a), len(b)
     dist = ((a[:, None, :] - b[None, :, :]) ** 2).sum(axis=-1)  # [Ta, Tb]
     if band is not None:
-        i, j = np.meshgrid(np.arange(n), np.arange(m), indexing="ij")
-        dist = np.where(np.abs(i - j * n / m) <= max(band, abs(n - m)), dist, np.inf)
+        rows, cols = np.meshgrid(np.arange(n), np.arange(m), indexing="ij")
+        dist = np.where(np.abs(rows - cols * n / m) <= max(band, abs(n - m)), dist, np.inf)
     total = np.full((n + 1, m + 1), np.inf)
     total[0, 0] = 0.0
     for i in range(1, n + 1):
