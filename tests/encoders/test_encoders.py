@@ -327,3 +327,22 @@ def test_encoder_parameters_may_repeat_the_data_but_not_contradict_it() -> None:
         ValueError, match=r"'image' contradict its inputs: in_channels=3 \(the data gives 1\)"
     ):
         build_model(config(in_channels=3), GreyImages())
+
+
+def test_minirocket_biases_come_from_the_first_training_batch_and_load_with_the_model():
+    from polyfuse.encoders.timeseries import MiniRocketEncoder
+
+    x = make_input("ts_minirocket")
+    enc = MiniRocketEncoder(in_channels=3, num_steps=24).eval()
+    enc(x)  # an evaluation pass (a sanity check) fits nothing
+    assert not enc.fitted and float(enc.get_buffer("biases").abs().sum()) == 0.0
+    enc.train()(x)
+    biases = enc.get_buffer("biases").clone()
+    assert enc.fitted and float(biases.abs().sum()) > 0
+    enc({"values": torch.randn(4, 3, 24) * 5, "valid": torch.ones(4, 24, dtype=torch.bool)})
+    assert torch.equal(enc.get_buffer("biases"), biases)  # later batches leave them
+    loaded = MiniRocketEncoder(in_channels=3, num_steps=24)
+    loaded.load_state_dict(enc.state_dict())
+    assert loaded.fitted
+    with torch.no_grad():
+        assert torch.allclose(loaded.eval()(x), enc.eval()(x))
