@@ -75,3 +75,19 @@ def test_soft_dtw_in_batches_of_unequal_lengths() -> None:
     assert batched.shape == (3,)
     one = torch.stack([soft_dtw(x[k : k + 1], y[k : k + 1])[0] for k in range(3)])
     assert torch.allclose(batched, one)
+
+
+def test_time_warp_keeps_the_ends_and_bounds_the_speed() -> None:
+    from polyfuse.data.alignment import time_warp, warp_positions
+
+    u = np.linspace(0, 1, 1001)
+    for strength, waves in ((0.2, 1), (-0.2, 2), (0.1, 2)):
+        g = warp_positions(u, strength, waves)
+        speed = np.diff(g) / np.diff(u)
+        assert g[0] == 0 and g[-1] == pytest.approx(1) and speed.min() >= 1 - abs(strength) - 1e-3
+        assert speed.max() <= 1 + abs(strength) + 1e-3 and speed.max() - speed.min() > abs(strength)
+    a, _, _ = _warped(n=200, stretch=0.0)
+    b = time_warp(a, 0.2)
+    assert b.shape == a.shape and np.allclose(b[[0, -1]], a[[0, -1]])
+    _, path = dtw(a, b)
+    assert alignment_quality(path, len(a), len(b))["max_lag"] == pytest.approx(0.2 / np.pi * 199, abs=3)

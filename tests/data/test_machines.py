@@ -166,3 +166,15 @@ def test_rates_variant_is_timed_csvs_that_resample_onto_one_clock(tmp_path: Path
     valid = proc.transform(frame, table.parent).values["valid"]  # type: ignore[index]
     ruined = (meta.ruined == "vibration").to_numpy()
     assert valid[~ruined].all() and not valid[ruined].all(dim=1).any()  # only a loose sensor's gap is invalid
+
+
+def test_warped_variant_warps_only_validation_and_test_series(tmp_path: Path) -> None:
+    plain = build_dataset("machines", out=tmp_path / "plain", limit=30)
+    warped = build_dataset("machines-warped", out=tmp_path / "warped", limit=30)
+    frame = pd.read_csv(plain, keep_default_na=False)
+    for path, split in zip(frame.vibration, frame.split, strict=True):
+        a, b = np.load(plain.parent / path), np.load(warped.parent / path)
+        same = np.allclose(a, b, equal_nan=True)
+        assert same == (split == "train"), (path, split)
+        if not same:  # the ends are kept, the middle moves
+            assert np.allclose(a[[0, -1]], b[[0, -1]], equal_nan=True)

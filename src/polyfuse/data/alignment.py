@@ -12,6 +12,8 @@ view of one series on another's clock, and how good an alignment is.
   equal series and usable as an alignment loss between paired sequences.
 - ``alignment_quality(path, Ta, Tb)``: the path's mean and largest distance from the diagonal (in
   steps of ``b``) and the share of steps matched one-to-one, for reporting.
+- ``warp_positions`` / ``time_warp``: a smooth monotone warp of a series' clock that runs up to a
+  given share faster or slower and keeps both ends (for warped test sets and augmentation).
 
 NumPy for the exact DTW (its path is what is reported), torch for soft-DTW (its gradient is what is
 trained); both are quadratic in the lengths, meant for series of up to a few thousand steps.
@@ -87,6 +89,24 @@ def alignment_quality(path: list[tuple[int, int]], n: int, m: int) -> dict[str, 
     lag = np.abs(pairs[:, 0] * (m - 1) / max(n - 1, 1) - pairs[:, 1])
     diagonal = np.all(np.diff(pairs, axis=0) == 1, axis=1) if len(pairs) > 1 else np.ones(1, bool)
     return {"mean_lag": float(lag.mean()), "max_lag": float(lag.max()), "one_to_one": float(diagonal.mean())}
+
+
+def warp_positions(u: np.ndarray, strength: Any, waves: Any) -> np.ndarray:
+    """Where each of the warped series' steps reads the original: ``g(u) = u + strength / (waves pi)
+    sin(waves pi u)`` for ``u`` in [0, 1] (fractions of the series), broadcast over arrays of
+    strengths and waves. ``g`` keeps both ends and its slope, the local speed, stays within
+    ``1 +- strength`` (monotone for ``|strength| < 1``)."""
+    return u + strength / (waves * np.pi) * np.sin(waves * np.pi * u)  # type: ignore[no-any-return]
+
+
+def time_warp(series: np.ndarray, strength: float, waves: int = 1) -> np.ndarray:
+    """``series`` [T(, C)] with its clock warped (``warp_positions``), by linear interpolation;
+    a NaN step spreads to the warped steps that read it."""
+    x = _frames(series)
+    length = len(x)
+    source = warp_positions(np.linspace(0.0, 1.0, length), strength, waves) * (length - 1)
+    out = np.stack([np.interp(source, np.arange(length), x[:, c]) for c in range(x.shape[1])], axis=1)
+    return out[:, 0] if np.asarray(series).ndim == 1 else out
 
 
 def soft_dtw(x: Any, y: Any, gamma: float = 0.1) -> Any:

@@ -29,6 +29,11 @@ little clock jitter, and a bearing-temperature stream logged at 50 per second in
 (empty cells between its samples). Read as equally spaced steps, one fault's signature sits at
 different steps on different loggers; the timeseries processor resamples every file onto one clock.
 
+``machines-warped`` is ``machines`` with every validation and test vibration time-warped: its
+clock runs up to ``WARP`` faster or slower, smoothly, both ends kept (``data.alignment.time_warp``),
+so the fault orders drift by up to that much within a recording; training rows are as in
+``machines``. A model trained on ``machines`` and tested on both shows what warping costs it.
+
 Built offline and deterministically from a seed: same seed, same bytes.
 """
 
@@ -53,6 +58,7 @@ VIBRATION_RATE, STEPS = 1000, 256  # Hz, steps per series
 LOGGER_RATES = (800, 1000, 1250)  # machines-rates: samples per second of the vibration loggers
 TEMPERATURE_RATE = 50  # machines-rates: samples per second of the temperature stream
 JITTER = 0.05  # machines-rates: clock jitter, in sample intervals (standard deviation)
+WARP = 0.2  # machines-warped: the largest change of a warped clock's speed
 SOUND_RATE, SOUND_SECONDS = 8000, 0.5
 BEARING_ORDER = 3.57  # outer-race defect frequency / shaft speed (a typical deep-groove bearing)
 NOTE_SHARES = {"symptom": 0.3, "wrong": 0.03, "routine": 0.42, "empty": 0.25}
@@ -240,9 +246,23 @@ def timed(row: Any, rng: np.random.Generator) -> pd.DataFrame:
     ]
 
 
-def build(out: Path, seed: int = 0, limit: int | None = None, rates: bool = False) -> Path:
-    """Plan and render every row, write vibration/*.npy (``rates``: *.csv), sound/*.wav, the table
-    and its metadata."""
+def warped(row: Any, series: np.ndarray) -> np.ndarray:
+    """machines-warped's vibration: a validation or test row's series with its clock warped by up
+    to ``WARP`` (strength and waves drawn from the row's seed), a training row's as it is."""
+    from polyfuse.data.alignment import time_warp
+
+    if row.split == "train":
+        return series
+    rng = np.random.default_rng([row.row_seed, 2])
+    strength = float(rng.uniform(0.5, 1.0) * rng.choice([-1, 1]) * WARP)
+    return time_warp(series, strength, int(rng.integers(1, 3))).astype(np.float32)
+
+
+def build(
+    out: Path, seed: int = 0, limit: int | None = None, rates: bool = False, warp: bool = False
+) -> Path:
+    """Plan and render every row, write vibration/*.npy (``rates``: *.csv; ``warp``: validation and
+    test series warped), sound/*.wav, the table and its metadata."""
     import soundfile as sf
 
     out = Path(out)
@@ -260,7 +280,8 @@ def build(out: Path, seed: int = 0, limit: int | None = None, rates: bool = Fals
                 out / vib, index=False, float_format="%.5g"
             )
         else:
-            np.save(out / vib, vibration(row, rng))
+            series = vibration(row, rng)
+            np.save(out / vib, warped(row, series) if warp else series)
         sf.write(out / wav, sound(row, rng), SOUND_RATE, subtype="PCM_16")
         records.append(
             {
@@ -318,5 +339,20 @@ RATES_INFO: Any = DATASETS.register("machines-rates")(
         modalities=MODALITIES,
         version=1,
         builder=lambda out, seed=0, limit=None: build(out, seed, limit, rates=True),
+    )
+)
+WARPED_INFO: Any = DATASETS.register("machines-warped")(
+    DatasetInfo(
+        name="machines-warped",
+        description=(
+            "machines with every validation and test vibration time-warped by up to 20% (training "
+            "rows unchanged): what a drifting clock costs a model."
+        ),
+        label="fault",
+        split="split",
+        rows=ROWS,
+        modalities=MODALITIES,
+        version=1,
+        builder=lambda out, seed=0, limit=None: build(out, seed, limit, warp=True),
     )
 )
