@@ -238,11 +238,11 @@ def summarise(frame: pd.DataFrame) -> list[str]:
         "|---|---|---|---|---|---|---|---|",
     ]
     for (name, strategy), g in frame.groupby(["table", "strategy"], sort=False):
-        gap = g["test_score"] - g["best_single_test_score"]
+        gap = _pm(g["test_score"] - g["best_single_test_score"], "+")
         kinds = ", ".join(f"{k} ×{v}" for k, v in g["final_model"].value_counts().items())
         lines.append(
             f"| {name} | {strategy} | {len(g)} | {_pm(g['test_score'])} | {_pm(g['fused_test_score'])} | "
-            f"{_pm(g['best_single_test_score'])} | {gap.mean():+.4f} ± {gap.std():.4f} | {kinds} |"
+            f"{_pm(g['best_single_test_score'])} | {gap} | {kinds} |"
         )
     return lines
 
@@ -268,8 +268,10 @@ def probe_table(frame: pd.DataFrame) -> list[str]:
     return lines
 
 
-def _pm(values: pd.Series) -> str:
-    return f"{values.mean():.4f} ± {values.std():.4f}"
+def _pm(values: pd.Series, sign: str = "") -> str:
+    """Mean ± std over seeds (``sign="+"``: the mean signed); one seed says so instead of a std."""
+    mean = format(values.mean(), f"{sign}.4f")
+    return f"{mean} ± {values.std():.4f}" if len(values) > 1 else f"{mean} (1 seed)"
 
 
 def main() -> None:
