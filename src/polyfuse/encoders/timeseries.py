@@ -313,8 +313,9 @@ class MiniRocketEncoder(nn.Module):
     and ``quantiles`` biases per kernel and dilation taken from quantiles of its output on the first
     training batch (MiniRocket draws them from training examples the same way; they are buffers,
     saved with the model). Each feature is a proportion of positive values (PPV) over the valid
-    steps. Only a batch norm and the projection to ``output_dim`` learn (the paper fits a ridge
-    classifier on standardised features): a frozen, cheap transform, strong on small training sets.
+    steps, standardised with the first batch's mean and deviation. Only the projection to
+    ``output_dim`` learns (the paper fits a ridge classifier on standardised features): a frozen,
+    cheap transform, strong on small training sets.
 
     The paper's 9,996 features come from up to 32 dilations and more biases; 84 x 6 x 2 = 1,008 by
     default here, in one implementation in torch (no numba, no sktime).
@@ -357,7 +358,10 @@ class MiniRocketEncoder(nn.Module):
         self.fitted = False  # True once the biases come from data (the first batch, or a loaded model)
         self.token_dim = output_dim
         features = len(self.dilations) * 84 * quantiles
-        self.norm = nn.BatchNorm1d(features)  # PPVs vary by a few hundredths: standardised, as for ridge
+        # PPVs vary by a few hundredths: standardised with the first batch's statistics, as for ridge
+        # (a batch norm's running statistics lag far behind on a few batches per epoch)
+        self.register_buffer("feature_mean", torch.zeros(features))
+        self.register_buffer("feature_std", torch.ones(features))
         self.proj = nn.Linear(features, output_dim)
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
@@ -378,6 +382,9 @@ class MiniRocketEncoder(nn.Module):
             response = self._responses(values, d).transpose(0, 1)[:, valid]  # [84, valid steps]
             if response.shape[1] > 0:
                 biases[d] = torch.quantile(response, levels, dim=1).T
+        ppv = masked_mean(*self._indicators_with(values, valid))
+        self.get_buffer("feature_mean").copy_(ppv.mean(dim=0))
+        self.get_buffer("feature_std").copy_(ppv.std(dim=0, correction=0).clamp_min(0.01))
         self.fitted = True
 
     def _indicators(self, x: Inputs) -> tuple[Tensor, Tensor]:
@@ -386,6 +393,9 @@ class MiniRocketEncoder(nn.Module):
         if self.training and not self.fitted:  # the first training batch (not a sanity or shape check)
             with torch.no_grad():
                 self._fit_biases(values, valid)
+        return self._indicators_with(values, valid)
+
+    def _indicators_with(self, values: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
         biases = self.get_buffer("biases")
         parts = [
             (self._responses(values, d)[:, :, None, :] > biases[d][None, :, :, None]).flatten(1, 2)
@@ -395,8 +405,10 @@ class MiniRocketEncoder(nn.Module):
 
     def forward_tokens(self, x: Inputs) -> tuple[Tensor, Tensor]:
         tokens, valid = pool_tokens(*self._indicators(x))  # windowed PPV [B, T', F]
-        tokens = self.norm(tokens.transpose(1, 2)).transpose(1, 2)
-        return self.proj(tokens) * valid[..., None], valid
+        return self.proj(self._standard(tokens)) * valid[..., None], valid
 
     def forward(self, x: Inputs) -> Tensor:
-        return self.proj(self.norm(masked_mean(*self._indicators(x))))  # type: ignore[no-any-return]
+        return self.proj(self._standard(masked_mean(*self._indicators(x))))  # type: ignore[no-any-return]
+
+    def _standard(self, ppv: Tensor) -> Tensor:
+        return (ppv - self.get_buffer("feature_mean")) / self.get_buffer("feature_std")
