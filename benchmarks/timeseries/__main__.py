@@ -17,8 +17,9 @@ Runs (each a ``polyfuse.fit`` as a user calls it, seeded; choices on validation 
 - ``machines_rates``: the vibration column of ``machines-rates`` alone (timed CSVs from loggers at
   800-1,250 samples per second), resampled onto the learnt clock (``aligned``) and with its
   timestamps ignored (``timestamps ignored``: steps as read).
-- ``machines_warp``: the vibration column of ``machines`` alone, tested on its test rows and on the
-  same rows time-warped by up to 20% (``machines-warped``).
+- ``machines_warp``: the vibration column of ``machines`` alone, trained as it is and with random
+  time warps (``augment=True``), each tested on the test rows and on the same rows time-warped by up
+  to 20% (``machines-warped``; both validated on the unwarped validation rows).
 
 Writes ``results/timeseries.csv`` (``dataset, model, seed, test_accuracy, val_accuracy, encoder,
 train_seconds, test_rows, commit``) and ``results/timeseries.md`` (mean ± std over seeds).

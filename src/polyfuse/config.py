@@ -142,6 +142,9 @@ class TrainConfig:
     modality_dropout: float = option(
         0.0, "chance of masking each present modality of a training row", search=("float", (0.0, 0.4))
     )
+    augment: bool = option(
+        False, "augment training batches by each modality's own augmentation (time series: random time warps)"
+    )
     modality_dropout_rates: dict[str, float] = option(
         dict, "a modality's own dropout rate, replacing modality_dropout for it, e.g. image=0.5,audio=0.1"
     )

@@ -183,8 +183,26 @@ def test_processor_fits_transforms_and_rebuilds_from_its_json_state(case: Case):
     rebuilt = Preprocessor.from_state(json.loads(json.dumps(pre.state())))
     again, _ = rebuilt.transform(case.frame, case.root)
     assert _equal(table.inputs[name], again.inputs[name])
-    generator = torch.Generator().manual_seed(0)
-    assert _equal(case.modality.augment(table.inputs[name], generator), table.inputs[name])  # none yet
+
+
+def test_augment_keeps_the_inputs_shapes_and_repeats_with_its_generator(case: Case):
+    pre = _fitted_preprocessor(case)
+    name = pre.schema.inputs[0].name
+    table, _ = pre.transform(case.frame, case.root)
+    once = case.modality.augment(table.inputs[name], torch.Generator().manual_seed(0))
+    assert _equal(once, case.modality.augment(table.inputs[name], torch.Generator().manual_seed(0)))
+    assert _shapes(once) == _shapes(table.inputs[name])
+    if case.kind not in AUGMENTED:
+        assert _equal(once, table.inputs[name])  # no augmentation of its own yet
+
+
+AUGMENTED = {"timeseries"}  # kinds whose ``augment`` changes a batch (the others return it as it is)
+
+
+def _shapes(values: Any) -> Any:
+    if isinstance(values, dict):
+        return {k: _shapes(v) for k, v in values.items()}
+    return (tuple(values.shape), values.dtype)
 
 
 def test_default_encoder_takes_the_processed_tensors(case: Case):

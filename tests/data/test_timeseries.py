@@ -236,3 +236,34 @@ def test_served_series_decode_from_npy_csv_and_json():
     with pytest.raises(BadValue) as big:
         modality.decode(field, list(range(timeseries.MAX_STEPS + 1)), Limits(max_upload_bytes=10**8))
     assert big.value.status == 413 and "limit" in big.value.problem
+
+
+def test_augment_warps_each_series_within_its_valid_span():
+    from polyfuse.registry import MODALITIES
+
+    modality = MODALITIES.get("timeseries")
+    steps = torch.arange(60, dtype=torch.float32)
+    values = torch.stack([torch.sin(steps / 3), torch.cos(steps / 5)])[None].repeat(3, 1, 1)  # [3, 2, 60]
+    valid = torch.ones(3, 60, dtype=torch.bool)
+    valid[1, 40:] = False  # a shorter series, padded
+    values[1, :, 40:] = 0
+    valid[2, 10:13] = False  # a gap
+    batch = {"values": values, "valid": valid}
+    out = modality.augment(batch, torch.Generator().manual_seed(0))
+    again = modality.augment(batch, torch.Generator().manual_seed(0))
+    assert torch.equal(out["values"], again["values"]) and out["values"].shape == values.shape
+    assert out["valid"][1, :40].all() and not out["valid"][1, 40:].any()  # the padding stays padding
+    assert 2 <= int((~out["valid"][2]).sum()) <= 5  # the gap moves and may widen by a step
+    for row, last in ((0, 59), (1, 39)):  # the ends of each valid span are kept, the middle moves
+        assert torch.allclose(out["values"][row, :, [0, last]], values[row, :, [0, last]])
+        assert not torch.allclose(out["values"][row, :, 1:last], values[row, :, 1:last], atol=1e-3)
+    assert modality.augment(values, torch.Generator()) is values  # a bare tensor: left alone
+
+
+def test_fit_with_augment_trains_on_warped_batches(tmp_path: Path):
+    frame = _motif_table(tmp_path, 120, seed=1)
+    predictor = polyfuse.fit(
+        (frame, tmp_path), label="label", out=tmp_path / "model", max_epochs=2, batch_size=32,
+        augment=True, baselines=False, verbose=False, progress=False,
+    )  # fmt: skip
+    assert predictor.train_config.augment is True

@@ -26,6 +26,7 @@ from polyfuse.fusions.gates import LR_SCALE as GATE_LR_SCALE
 from polyfuse.fusions.gates import gate_parameters, l0_penalty
 from polyfuse.models.multimodal import MultimodalModel
 from polyfuse.registry import BALANCERS, LOSS_WEIGHTINGS, SCHEDULERS
+from polyfuse.train.augment import augment_batch
 from polyfuse.train.dropout import drop_modalities, epoch_rates, uses_modality_dropout
 from polyfuse.train.optimizers import make_optimizer
 from polyfuse.train.weighting.base import Shared, shared_parameters
@@ -60,6 +61,8 @@ class MultimodalTask(L.LightningModule):
         self.dropout_rates = epoch_rates(self.cfg, self.model.modalities, self.current_epoch)
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        if self.cfg.augment:
+            batch = augment_batch(batch, self.model, self.cfg.seed, self.global_step)
         if any(rate > 0 for rate in self.dropout_rates.values()):
             batch = drop_modalities(batch, self.dropout_rates)
         if self.balancer is None and self.weighting is None:
