@@ -178,3 +178,22 @@ def test_warped_variant_warps_only_validation_and_test_series(tmp_path: Path) ->
         assert same == (split == "train"), (path, split)
         if not same:  # the ends are kept, the middle moves
             assert np.allclose(a[[0, -1]], b[[0, -1]], equal_nan=True)
+
+
+def test_cross_attention_reads_vibration_steps_against_sound_frames(tmp_path: Path) -> None:
+    """Unaligned sequences through the cross_attention fusion: the series' tokens (its steps pooled
+    in windows) and the sound's frames, each with its own length."""
+    import polyfuse
+    from polyfuse.data.batch import Batch
+
+    table = build_dataset("machines", out=tmp_path / "data", limit=60)
+    frame = pd.read_csv(table, keep_default_na=False)[["vibration", "sound", "fault", "split"]]
+    predictor = polyfuse.fit(
+        (frame, table.parent), label="fault", out=tmp_path / "m", fusion="cross_attention", max_epochs=1,
+        baselines=False, verbose=False, progress=False,
+    )  # fmt: skip
+    encoded, _ = predictor.encode((frame.head(8), table.parent))
+    tokens, valid = predictor.model.fusion_inputs(Batch(encoded.inputs, encoded.mask))
+    assert valid is not None and tokens["vibration"].dim() == 3 and tokens["sound"].dim() == 3
+    assert tokens["vibration"].shape[1] == 64 and tokens["sound"].shape[1] != tokens["vibration"].shape[1]
+    assert predictor.predict((frame.head(8), table.parent)).isin(FAULTS).all()
