@@ -311,48 +311,32 @@ MODALITIES = {
     "age_years": "tabular",
     "model": "tabular",
 }
-INFO: Any = DATASETS.register("machines")(
-    DatasetInfo(
-        name="machines",
-        description=(
-            "Predictive maintenance: vibration series, machine sound, a maintenance note and readings "
-            "-> the fault (and remaining useful life); each sensor ruined on its own rows."
-        ),
-        label="fault",
-        split="split",
-        rows=ROWS,
-        modalities=MODALITIES,
-        version=1,
-        builder=build,
-    )
+
+
+def _register(name: str, description: str, **variant: bool) -> Any:
+    """Register ``name``: the machines table built with ``variant`` (``rates=True``, ``warp=True``)."""
+
+    def builder(out: Path, seed: int = 0, limit: int | None = None) -> Path:
+        return build(out, seed, limit, **variant)
+
+    info = DatasetInfo(name, description, "fault", "split", ROWS, MODALITIES, version=1, builder=builder)
+    return DATASETS.register(name)(info)
+
+
+INFO = _register(
+    "machines",
+    "Predictive maintenance: vibration series, machine sound, a maintenance note and readings -> the "
+    "fault (and remaining useful life); each sensor ruined on its own rows.",
 )
-RATES_INFO: Any = DATASETS.register("machines-rates")(
-    DatasetInfo(
-        name="machines-rates",
-        description=(
-            "machines with timestamped vibration CSVs from loggers at 800-1,250 samples/s and a 50/s "
-            "temperature stream in the same file: resampled onto one clock."
-        ),
-        label="fault",
-        split="split",
-        rows=ROWS,
-        modalities=MODALITIES,
-        version=1,
-        builder=lambda out, seed=0, limit=None: build(out, seed, limit, rates=True),
-    )
+RATES_INFO = _register(
+    "machines-rates",
+    "machines with timestamped vibration CSVs from loggers at 800-1,250 samples/s and a 50/s "
+    "temperature stream in the same file: resampled onto one clock.",
+    rates=True,
 )
-WARPED_INFO: Any = DATASETS.register("machines-warped")(
-    DatasetInfo(
-        name="machines-warped",
-        description=(
-            "machines with every validation and test vibration time-warped by up to 20% (training "
-            "rows unchanged): what a drifting clock costs a model."
-        ),
-        label="fault",
-        split="split",
-        rows=ROWS,
-        modalities=MODALITIES,
-        version=1,
-        builder=lambda out, seed=0, limit=None: build(out, seed, limit, warp=True),
-    )
+WARPED_INFO = _register(
+    "machines-warped",
+    "machines with every validation and test vibration time-warped by up to 20% (training rows "
+    "unchanged): what a drifting clock costs a model.",
+    warp=True,
 )
