@@ -18,9 +18,11 @@ end, and padded steps are invalid. A NaN step is invalid too and holds 0 (the ch
 per-channel normalisation learnt on training rows). The channel count is learnt on the training rows
 and a series with another count is an error naming its row and column.
 
+Training with ``augment=True`` warps each series' clock at random (``TimeseriesModality.augment``).
+
 Not yet (later slices of issue #17): one clock across several series columns (each column is
-resampled on its own, from its own first timestamp), augmentations, a figure of its own for
-attributions (explain draws the per-step profile with the audio figure).
+resampled on its own, from its own first timestamp), a figure of its own for attributions (explain
+draws the per-step profile with the audio figure).
 """
 
 from __future__ import annotations
@@ -83,7 +85,7 @@ class TimeseriesModality(FileModality):
         x, valid = values["values"], values["valid"]
         rows, channels, length = x.shape
         steps = np.arange(length)
-        last = length - np.argmax(valid.flip(1).numpy(), axis=1) - 1  # each row's last valid step
+        last = length - np.argmax(valid.flip(1).cpu().numpy(), axis=1) - 1  # each row's last valid step
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
         rng = np.random.default_rng(seed)
         strength = rng.uniform(-self.warp, self.warp, (rows, 1))
@@ -94,8 +96,8 @@ class TimeseriesModality(FileModality):
         )
         low = np.clip(np.floor(pos).astype(np.int64), 0, length - 1)
         high = np.maximum(np.minimum(low + 1, last[:, None]), low)  # never past the row's last valid step
-        frac = torch.from_numpy(pos - low).to(x.dtype)[:, None, :]
-        lo, hi = torch.from_numpy(low), torch.from_numpy(high)
+        frac = torch.from_numpy(pos - low).to(x.device, x.dtype)[:, None, :]
+        lo, hi = torch.from_numpy(low).to(x.device), torch.from_numpy(high).to(x.device)
 
         def read(index: torch.Tensor) -> torch.Tensor:
             return x.gather(2, index[:, None, :].expand(rows, channels, length))
