@@ -20,10 +20,12 @@ OPTIONS = {"encoders": {"text": "text_bag"}, "max_epochs": 8, "verbose": False}
 
 
 def _noisy_notes(n: int = 600) -> pd.DataFrame:
-    """``dominated`` (the note names the class) with 40% of the notes emptied of it: the fused model
-    and the tabular one each get rows right that the other misses."""
+    """``dominated`` (the note names the class) with half of the notes emptied of it: the fused model
+    and the tabular one each get rows right that the other misses. (With 40% emptied, the fused
+    network kept since ties on the validation score go to the lower loss scores 0.878 alone, above
+    any mixture, and the ensemble these tests need is not chosen.)"""
     frame = dominated(n)
-    gone = np.random.default_rng(1).random(n) < 0.4
+    gone = np.random.default_rng(1).random(n) < 0.5
     frame.loc[gone, "text"] = "the parcel arrived somehow"
     return frame
 

@@ -131,8 +131,10 @@ def test_batch_equals_single_calls_row_by_row(small, api):
     assert len(results) == 3
     for row, result in zip(rows, results, strict=True):
         single = api.post("/predict", json=row).json()
-        assert result["probabilities"] == single["probabilities"]
-        assert result["present"] == single["present"]
+        # a batch of 3 and a batch of 1 are not bitwise the same arithmetic (BLAS picks its kernels by
+        # shape), so a probability at a rounding boundary may print one unit of its 6th decimal apart
+        assert_close(result["probabilities"], single["probabilities"], tol=1.01e-6)
+        assert result["prediction"] == single["prediction"] and result["present"] == single["present"]
     bare = api.post("/predict/batch", json=rows).json()["results"]  # a bare list works too
     assert [r["probabilities"] for r in bare] == [r["probabilities"] for r in results]
 
