@@ -30,6 +30,7 @@ CHANGED: dict[str, tuple[str, Any]] = {
     "precision": ("bf16-mixed", "bf16-mixed"),
     "accelerator": ("cpu", "cpu"),
     "modality_dropout": ("0.3", 0.3),
+    "align_sequences": ("0.1", 0.1),
     "augment": ("", True),
     "modality_dropout_rates": ("text=0.4, tabular=0.1", {"text": 0.4, "tabular": 0.1}),
     "modality_dropout_schedule": ("cosine_decay", "cosine_decay"),

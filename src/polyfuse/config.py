@@ -142,6 +142,11 @@ class TrainConfig:
     modality_dropout: float = option(
         0.0, "chance of masking each present modality of a training row", search=("float", (0.0, 0.4))
     )
+    align_sequences: float = option(
+        0.0,
+        "weight of a soft-DTW alignment loss between the token sequences of each pair of time-series or "
+        "audio inputs of a row (0: off)",
+    )
     augment: bool = option(
         False, "augment training batches by each modality's own augmentation (time series: random time warps)"
     )

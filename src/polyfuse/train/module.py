@@ -26,6 +26,7 @@ from polyfuse.fusions.gates import LR_SCALE as GATE_LR_SCALE
 from polyfuse.fusions.gates import gate_parameters, l0_penalty
 from polyfuse.models.multimodal import MultimodalModel
 from polyfuse.registry import BALANCERS, LOSS_WEIGHTINGS, SCHEDULERS
+from polyfuse.train.alignment import SequenceAlignment
 from polyfuse.train.augment import augment_batch
 from polyfuse.train.dropout import drop_modalities, epoch_rates, uses_modality_dropout
 from polyfuse.train.optimizers import make_optimizer
@@ -48,6 +49,7 @@ class MultimodalTask(L.LightningModule):
         self.balancer = BALANCERS.get(cfg.balance)(model, heads, dict(losses))  # None: plain training
         self.weighting = LOSS_WEIGHTINGS.get(cfg.loss_weighting)(model, heads)  # None: the plain sum
         self.dropout_rates = epoch_rates(cfg, model.modalities, 0)  # this epoch's, per modality
+        self.alignment = SequenceAlignment(model) if cfg.align_sequences > 0 else None
         self._val_outputs: list[dict[str, Tensor]] = []
         self._val_targets: list[dict[str, Tensor]] = []
 
@@ -69,6 +71,10 @@ class MultimodalTask(L.LightningModule):
             loss = self._loss(self.model(batch), batch.targets)
         else:
             loss = self._combined(batch)
+        if self.alignment is not None:
+            aligned = self.alignment(batch)
+            self.log("train_align_loss", aligned, on_step=False, on_epoch=True, batch_size=len(batch))
+            loss = loss + self.cfg.align_sequences * aligned
         if self.cfg.feature_gates != "none":  # the gates' expected L0 norm, from this step's pass
             loss = loss + self.cfg.feature_gate_l0 * l0_penalty(self.model).to(loss.device)
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch))
@@ -130,6 +136,7 @@ class MultimodalTask(L.LightningModule):
         extra = [  # after the model's
             *([] if self.balancer is None else self.balancer.parameters()),
             *([] if self.weighting is None else self.weighting.parameters()),
+            *([] if self.alignment is None else self.alignment.parameters()),
         ]
         gated = {id(p) for p in gate_parameters(self.model)}
         params: list[Any] = [
