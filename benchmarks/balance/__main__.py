@@ -50,17 +50,27 @@ class Table:
     train: dict[str, Any] = dataclasses.field(default_factory=dict)  # TrainConfig fields of this table
 
 
-def _avmnist_options() -> dict[str, Any]:
-    """What ``benchmarks.avmnist.compare`` tells ``compare``, as ``FitRequest`` fields: both columns are
-    grey images at their own size, each encoded by its MultiBench LeNet."""
+def _avmnist_hard(rows: int | None, epochs: int, what: str) -> Table:
+    """avmnist-hard as a balance table: ``rows`` of the build (None: all 70,000) in its own split,
+    both columns grey images at their own size encoded by MultiBench's LeNets, ``epochs`` at most
+    (the options ``benchmarks.avmnist.compare`` gives ``compare``)."""
     from benchmarks.avmnist.compare import SIZES
     from benchmarks.avmnist.models import AUDIO_LENET, IMAGE_LENET
 
-    return {
-        "roles": {m: "image" for m in SIZES},
-        "encoder_params": {"image": IMAGE_LENET, "audio": AUDIO_LENET},
-        "processor_options": {m: {"image_size": s, "channels": "L"} for m, s in SIZES.items()},
-    }
+    return Table(
+        lambda d, n, s: tables.avmnist_hard(None if rows is None else n, s),
+        ["digit"],
+        rows or 70000,
+        what + AVMNIST_WHAT.format(epochs=epochs),
+        encoders={m: "lenet" for m in SIZES},
+        split_column="split",
+        options={
+            "roles": {m: "image" for m in SIZES},
+            "encoder_params": {"image": IMAGE_LENET, "audio": AUDIO_LENET},
+            "processor_options": {m: {"image_size": size, "channels": "L"} for m, size in SIZES.items()},
+        },
+        train={"max_epochs": epochs},
+    )
 
 
 AVMNIST_WHAT = (
@@ -96,27 +106,10 @@ TABLES = {
         "test rows, fit's default encoders (MiniLM text)",
         fractions=(0.15, 0.3),
     ),
-    "avmnist_hard_10k": Table(
-        lambda d, n, s: tables.avmnist_hard(n, s),
-        ["digit"],
-        10000,
-        "a 10k-row build of avmnist-hard (7,857 / 714 / 1,429 rows with seed 0): "
-        + AVMNIST_WHAT.format(epochs=10),
-        encoders={"image": "lenet", "audio": "lenet"},
-        split_column="split",
-        options=_avmnist_options(),
-        train={"max_epochs": 10},
+    "avmnist_hard_10k": _avmnist_hard(
+        10000, 10, "a 10k-row build of avmnist-hard (7,857 / 714 / 1,429 rows with seed 0): "
     ),
-    "avmnist_hard": Table(
-        lambda d, n, s: tables.avmnist_hard(None, s),
-        ["digit"],
-        70000,
-        "the full avmnist-hard build: " + AVMNIST_WHAT.format(epochs=4),
-        encoders={"image": "lenet", "audio": "lenet"},
-        split_column="split",
-        options=_avmnist_options(),
-        train={"max_epochs": 4},
-    ),
+    "avmnist_hard": _avmnist_hard(None, 4, "the full avmnist-hard build: "),
     "complementary": Table(
         lambda d, n, s: tables.complementary(n, s),
         ["kind"],

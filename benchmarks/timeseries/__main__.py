@@ -41,23 +41,40 @@ RESULTS = Path(__file__).resolve().parents[1] / "results"
 ENCODERS = ("ts_cnn", "ts_gru", "ts_patch", "ts_minirocket")
 
 
-def _rows(dataset: str, seed: int, metrics: dict[str, Any], encoder: str, suffix: str = "") -> list[dict]:
+def _row(
+    dataset: str,
+    model: str,
+    seed: int,
+    encoder: str,
+    m: dict[str, Any],
+    metrics: dict[str, Any],
+    **fields: Any,
+) -> dict[str, Any]:
+    """A CSV row for one model (``m``: its own metrics, ``metrics``: the fit's); ``fields`` override."""
+    return {
+        "dataset": dataset,
+        "model": model,
+        "seed": seed,
+        "test_accuracy": m["test"]["accuracy"],
+        "val_accuracy": m.get("val", {}).get("accuracy"),
+        "encoder": encoder,
+        "train_seconds": m.get("train_seconds"),
+        "test_rows": metrics["rows"]["test"],
+        "final_model": None,
+        **fields,
+    }
+
+
+def _rows(dataset: str, seed: int, metrics: dict[str, Any], encoder: str) -> list[dict]:
     """One row for the final model, one for the fused network and one per single-modality baseline."""
-    models = {"final": metrics, "fused": metrics["fused"], **metrics.get("baselines", {})}
-    return [
-        {
-            "dataset": dataset,
-            "model": name + suffix,
-            "seed": seed,
-            "test_accuracy": m["test"]["accuracy"],
-            "val_accuracy": m.get("val", {}).get("accuracy"),
-            "encoder": encoder,
-            "train_seconds": m.get("train_seconds"),
-            "test_rows": metrics["rows"]["test"],
-            "final_model": metrics["final_model"] if name == "final" else None,
-        }
-        for name, m in models.items()
-    ]
+    final = _row(dataset, "final", seed, encoder, metrics, metrics, final_model=metrics["final_model"])
+    others = {"fused": metrics["fused"], **metrics.get("baselines", {})}
+    return [final, *[_row(dataset, name, seed, encoder, m, metrics) for name, m in others.items()]]
+
+
+def _one_model(dataset: str, model: str, seed: int, encoder: str, metrics: dict[str, Any]) -> dict[str, Any]:
+    """The row of a fit of one modality without baselines: its model is the final one."""
+    return _row(dataset, model, seed, encoder, metrics, metrics, final_model=metrics["final_model"])
 
 
 def _fit(table: Any, label: str, seed: int, **options: Any) -> dict[str, Any]:
@@ -85,14 +102,11 @@ def japanese_vowels(seed: int, encoders: list[str]) -> list[dict]:
     from polyfuse.data.datasets import build_dataset
 
     table = build_dataset("japanese-vowels", seed=seed)
-    out = []
-    for encoder in encoders:
-        metrics = _fit(table, "speaker", seed, encoders={"series": encoder}, baselines=False)
-        metrics["fused"] = metrics  # one modality: the model is the series model
-        out += [r for r in _rows("japanese-vowels", seed, metrics, encoder) if r["model"] == "final"]
-    for row in out:
-        row["model"] = "series"
-    return out
+    return [
+        _one_model("japanese-vowels", "series", seed, encoder, metrics)
+        for encoder in encoders
+        for metrics in [_fit(table, "speaker", seed, encoders={"series": encoder}, baselines=False)]
+    ]
 
 
 def machines(seed: int, encoders: list[str]) -> list[dict]:
@@ -112,14 +126,7 @@ def machines_rates(seed: int, encoders: list[str]) -> list[dict]:
     for name, resample in (("aligned", True), ("timestamps ignored", False)):
         options = {"processor_options": {"vibration": {"resample": resample}}, "baselines": False}
         metrics = _fit((only, folder), "fault", seed, **options)
-        metrics["fused"] = metrics  # one modality: the model is the vibration model
-        out += [
-            r
-            for r in _rows("machines-rates", seed, metrics, "ts_cnn", f" ({name})")
-            if r["model"].startswith("final")
-        ]
-    for row in out:
-        row["model"] = "vibration" + row["model"].removeprefix("final")
+        out.append(_one_model("machines-rates", f"vibration ({name})", seed, "ts_cnn", metrics))
     return out
 
 
@@ -144,14 +151,8 @@ def machines_warp(seed: int, encoders: list[str]) -> list[dict]:
         for name, (frame, base) in tests.items():
             test = frame[frame["split"] == "test"]
             accuracy = float((predictor.predict((test, base)) == test["fault"]).mean())
-            out.append(
-                {
-                    "dataset": name, "model": model, "seed": seed,
-                    "test_accuracy": accuracy, "val_accuracy": predictor.metrics["val"]["accuracy"],
-                    "encoder": "ts_cnn", "train_seconds": predictor.metrics["train_seconds"],
-                    "test_rows": len(test), "final_model": None,
-                }
-            )  # fmt: skip
+            fields = {"test_accuracy": accuracy, "test_rows": len(test)}
+            out.append(_row(name, model, seed, "ts_cnn", predictor.metrics, predictor.metrics, **fields))
     return out
 
 

@@ -260,10 +260,26 @@ def test_augment_warps_each_series_within_its_valid_span():
     assert modality.augment(values, torch.Generator()) is values  # a bare tensor: left alone
 
 
-def test_fit_with_augment_trains_on_warped_batches(tmp_path: Path):
+def test_fit_with_augment_trains_on_warped_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """``augment=True`` sends every training batch's series through the modality's augment (and only
+    training batches: prediction reads the series as they are); off by default."""
+    from polyfuse.registry import MODALITIES
+
+    modality = MODALITIES.get("timeseries")
+    seen: list[int] = []
+    original = type(modality).augment
+
+    def counting(self: object, values: object, generator: torch.Generator) -> object:
+        seen.append(values["values"].shape[0])  # type: ignore[index]
+        return original(self, values, generator)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(type(modality), "augment", counting)
     frame = _motif_table(tmp_path, 120, seed=1)
-    predictor = polyfuse.fit(
-        (frame, tmp_path), label="label", out=tmp_path / "model", max_epochs=2, batch_size=32,
-        augment=True, baselines=False, verbose=False, progress=False,
-    )  # fmt: skip
-    assert predictor.train_config.augment is True
+    options = {"max_epochs": 2, "patience": 2, "batch_size": 32, "baselines": False, "verbose": False}
+    predictor = polyfuse.fit((frame, tmp_path), label="label", out=tmp_path / "a", augment=True, **options)
+    train_rows = int((frame["split"] == "train").sum())
+    assert sum(seen) == 2 * train_rows  # two epochs of training batches, nothing else
+    seen.clear()
+    predictor.predict((frame, tmp_path))
+    polyfuse.fit((frame, tmp_path), label="label", out=tmp_path / "p", **options)
+    assert seen == []

@@ -389,12 +389,13 @@ class TimeseriesProcessor:
 
     def fit(self, frame: pd.DataFrame, base_dir: Path) -> None:
         # Bad cells are left out here: ``transform`` reports them (raised or skipped by ``on_error``).
+        # Each file is read once: the rate is learnt from the series as read, then they are resampled.
+        raw, _ = self._read(frame[self.columns[0]], base_dir, channels=None, resampled=False)
         if self.rate is None and self.resample:
-            raw, _ = self._read(frame[self.columns[0]], base_dir, channels=None, resampled=False)
             rates = [sampling_rate(r.times) for r in raw if r is not None and r.times is not None]
             known = [r for r in rates if r is not None]
             self.rate = float(np.median(known)) if known else None
-        series, _ = self._read(frame[self.columns[0]], base_dir, channels=None)
+        series = [None if r is None else _resampled(r, self.rate if self.resample else None) for r in raw]
         counts = [s.shape[1] for s in series if s is not None]
         if not counts:
             raise DataError("no training row has a series", column=self.columns[0])
@@ -468,6 +469,14 @@ class TimeseriesProcessor:
             "mean": self.mean,
             "std": self.std,
         }
+
+
+def _resampled(raw: Raw, rate: float | None) -> np.ndarray | None:
+    """``resample``, or None for a series it refuses (too long at ``rate``: ``transform`` reports it)."""
+    try:
+        return resample(raw, rate)
+    except ValueError:
+        return None
 
 
 def _attempt(value: Any, base_dir: Path, rate: float | None, resampled: bool) -> tuple[Any, str | None]:
