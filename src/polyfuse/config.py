@@ -161,6 +161,11 @@ class TrainConfig:
     modality_dropout_epochs: int | None = option(
         None, "epochs a modality dropout schedule takes to reach its end (default: max epochs)"
     )
+    ema: float = option(
+        0.0,
+        "validate, keep and save an exponential moving average of the weights with this decay per step, "
+        "e.g. 0.98 (0: off, the weights as trained)",
+    )
     grad_clip_norm: float | None = option(
         None, "scale gradients to at most this global L2 norm (default: off)"
     )

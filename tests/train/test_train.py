@@ -267,3 +267,59 @@ def test_best_weights_break_score_ties_by_validation_loss():
         trainer = SimpleNamespace(sanity_checking=False, callback_metrics=metrics, current_epoch=epoch)
         best.on_validation_end(trainer, module)  # type: ignore[arg-type]
     assert (best.best_epoch, best.best, best.best_loss) == (2, 1.0, pytest.approx(0.3))
+
+
+def test_ema_validates_and_keeps_the_average_of_the_weights(make_frame):
+    """``ema``: each validation pass (and so the kept epoch) reads the exponential moving average of
+    the weights after every step, and training resumes from the weights as trained."""
+    from lightning.pytorch.callbacks import Callback
+
+    from polyfuse.train.averaging import averaged_tensors
+
+    def weights(pl_module) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in averaged_tensors(pl_module.model).items()}
+
+    class Recorder(Callback):  # runs after the averaging callback at every hook
+        def __init__(self):
+            self.steps, self.validated, self.resumed = [], [], []
+
+        def on_train_batch_end(self, trainer, pl_module, *args):
+            self.steps.append(weights(pl_module))
+
+        def on_validation_epoch_start(self, trainer, pl_module):
+            self.validated.append((len(self.steps), weights(pl_module)))
+
+        def on_train_epoch_start(self, trainer, pl_module):
+            self.resumed.append((len(self.steps), weights(pl_module)))
+
+    decay = 0.9
+    model, heads, losses, tables, _ = prepared(make_frame(200), "kind")
+    recorder = Recorder()
+    cfg = TrainConfig(max_epochs=3, patience=10, ema=decay, progress=False, accelerator="cpu")
+    result = train_model(model, heads, losses, tables["train"], tables["val"], cfg, callbacks=[recorder])
+
+    def expected_average(n_steps: int) -> dict[str, torch.Tensor]:
+        average = {k: v.clone() for k, v in recorder.steps[0].items()}
+        for step in recorder.steps[1:n_steps]:
+            average = {k: decay * average[k] + (1 - decay) * step[k] for k in average}
+        return average
+
+    assert len(recorder.validated) == 3
+    for n_steps, seen in recorder.validated:
+        want = expected_average(n_steps)
+        assert all(torch.allclose(seen[k], want[k], atol=1e-6) for k in want)
+        assert any(not torch.allclose(seen[k], recorder.steps[n_steps - 1][k]) for k in want)
+    for n_steps, seen in recorder.resumed[1:]:  # the trained weights come back before the next epoch
+        last = recorder.steps[n_steps - 1]
+        assert all(torch.equal(seen[k], last[k]) for k in last)
+    kept = recorder.validated[result.best_epoch][1]
+    final = {k: v.detach() for k, v in averaged_tensors(model).items()}
+    assert all(torch.allclose(final[k], kept[k]) for k in kept)
+
+
+@pytest.mark.parametrize("decay", [0.0, 1.0, 1.5])
+def test_ema_decay_outside_the_open_unit_interval_is_refused(decay):
+    from polyfuse.train.averaging import WeightEMA
+
+    with pytest.raises(ValueError, match="ema decay"):
+        WeightEMA(decay)

@@ -22,6 +22,7 @@ from polyfuse.models.multimodal import MultimodalModel, pack_tokens, pad_tokens
 from polyfuse.registry import CALLBACKS
 from polyfuse.train import check_names
 from polyfuse.train.allocator import reuse_freed_memory
+from polyfuse.train.averaging import WeightEMA
 from polyfuse.train.balancers.base import held_out_split
 from polyfuse.train.module import MultimodalTask, monitor_for
 
@@ -104,7 +105,8 @@ def train_model(
     with reuse_freed_memory(), _quiet_lightning():  # glibc keeps freed activations for the next step
         stop = EarlyStopping(monitor, mode=mode, patience=cfg.patience)
         named = [CALLBACKS.get(name)(cfg) for name in cfg.callbacks]
-        trainer = _trainer(cfg, [best, stop, *named, *(callbacks or [])], log_dir)
+        averaging = [WeightEMA(cfg.ema)] if cfg.ema > 0 else []  # before best: it swaps the average in
+        trainer = _trainer(cfg, [*averaging, best, stop, *named, *(callbacks or [])], log_dir)
         gathers = _Gather(train, _training_rows(task, train, cfg.seed)), _Gather(val)
         train_loader = _loader(gathers[0], cfg.batch_size, cfg.seed, shuffle=True)
         trainer.fit(task, train_loader, _loader(gathers[1], eval_batch_size(cfg)))
