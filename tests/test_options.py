@@ -71,6 +71,16 @@ def test_every_field_has_a_changed_value_here():
     assert set(CHANGED) == set(FIELDS)  # a new field needs a line above, and then it is tested
 
 
+def test_the_model_format_page_lists_every_field_in_order():
+    """docs/format.md's ``train`` row names the fields a saved ``config.json`` holds."""
+    import re
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "format.md").read_text()
+    row = re.search(r"every field with its value \((.*?); a key missing", page)
+    assert row is not None and re.findall(r"`(\w+)`", row[1]) == FIELDS
+
+
 @pytest.mark.parametrize("name", FIELDS)
 def test_fit_cli_option_has_the_config_default_and_help(name):
     param = _params("fit")[name]

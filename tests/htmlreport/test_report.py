@@ -478,8 +478,15 @@ def test_every_label_of_an_explain_dir(tmp_path: Path):
         "shapley": {"values": {"text": 0.05, "tabular": 0.25}, "metric_all": 0.9, "metric_none": 0.6},
         "robustness": {m: {"drop": [[0.0, 0.9], [1.0, 0.55]]} for m in MODALITIES},
         "confusion": {"classes": ["no", "yes"], "matrix": [[7, 2], [1, 8]]},
+        "presence": [{"present": ["text", "tabular"], "rows": 18, "metric": 0.8333}],
+        "fix_break": {
+            "text": {"fixed": 3, "broken": 1, "both_right": 12, "both_wrong": 2},
+            "tabular": {"fixed": 0, "broken": 2, "both_right": 13, "both_wrong": 3},
+        },
+        "fix_break_rule": "predicted label correct",
     }
-    first = {k: explain[k] for k in ("task", "metric", "shapley", "robustness", "confusion")}
+    keys = ("task", "metric", "shapley", "robustness", "confusion", "presence", "fix_break", "fix_break_rule")
+    first = {k: explain[k] for k in keys}
     explain["labels"] = {"kind": first, "late": second}
     for name in ("shapley_late", "confusion_late"):  # explain's own PNGs: the report redraws them
         explain["figures"][name] = f"{name}.png"
@@ -496,6 +503,14 @@ def test_every_label_of_an_explain_dir(tmp_path: Path):
     assert table_rows(confusion.split("<h3>late</h3>")[1]) == [
         ["no", "9", "7", "0.7778"],
         ["yes", "9", "8", "0.8889"],
+    ]
+    errors = section_html(page, "errors")  # each label's presence and fix / break tables
+    assert errors.index("<h3>kind</h3>") < errors.index("<h3>late</h3>")
+    late_errors = errors.split("<h3>late</h3>")[1]
+    assert table_rows(late_errors)[0] == ["text+tabular", "18", "0.8333"]
+    assert [r[:6] for r in table_rows(late_errors.split("Fixed and broken")[1])] == [
+        ["text", "3", "1", "12", "2", "2"],
+        ["tabular", "0", "2", "13", "3", "-2"],
     ]
     late = section_html(page, "robustness").split("<h3>late</h3>")[1]
     assert table_rows(late)[0] == ["text", "drop", "0.9000", "0.5500 at 1", "-0.3500"]

@@ -272,9 +272,18 @@ def _class_names(classes: Any, matrix: list[Any]) -> list[str]:
 
 
 def errors(run: RunData) -> Section | None:
+    """Metric by presence pattern and fix / break against each modality alone, for every label
+    (explain.json's ``labels``, one heading each; else its top level: the one label's)."""
     explain = run.explain or {}
-    body = _presence(explain.get("presence"), explain_metric(run))
-    body += _fix_break(explain.get("fix_break"), explain.get("fix_break_rule"))
+    several = explain.get("labels")
+    blocks = several if isinstance(several, dict) and len(several) > 1 else {"": explain}
+    body = ""
+    for label, data in blocks.items():
+        if not isinstance(data, dict):
+            continue
+        part = _presence(data.get("presence"), str(data.get("metric") or explain_metric(run)))
+        part += _fix_break(data.get("fix_break"), data.get("fix_break_rule"))
+        body += (f"<h3>{esc(label)}</h3>" + part) if label and part else part
     return Section("errors", "Error analysis", body) if body else None
 
 
