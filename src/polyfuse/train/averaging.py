@@ -33,6 +33,13 @@ def averaged_tensors(module: torch.nn.Module) -> dict[str, Tensor]:
     return trainable | buffers
 
 
+def _model(pl_module: L.LightningModule) -> torch.nn.Module:
+    """The trained model inside the Lightning task (``MultimodalTask.model``)."""
+    model = pl_module.model
+    assert isinstance(model, torch.nn.Module)
+    return model
+
+
 class WeightEMA(Callback):
     """Keeps an exponential moving average of ``pl_module.model``'s weights and validates with it."""
 
@@ -44,7 +51,7 @@ class WeightEMA(Callback):
         self._training: dict[str, Tensor] | None = None  # the live weights while the average is in
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: object) -> None:
-        live = averaged_tensors(pl_module.model)
+        live = averaged_tensors(_model(pl_module))
         with torch.no_grad():
             if self.average is None:
                 self.average = {name: t.detach().clone() for name, t in live.items()}
@@ -57,7 +64,7 @@ class WeightEMA(Callback):
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.average is None or self._training is not None:
             return
-        live = averaged_tensors(pl_module.model)
+        live = averaged_tensors(_model(pl_module))
         with torch.no_grad():
             self._training = {name: t.detach().clone() for name, t in live.items()}
             for name, t in live.items():
@@ -70,7 +77,7 @@ class WeightEMA(Callback):
         """Put the training weights back (after a validation pass swapped the average in)."""
         if self._training is None:
             return
-        live = averaged_tensors(pl_module.model)
+        live = averaged_tensors(_model(pl_module))
         with torch.no_grad():
             for name, t in live.items():
                 t.copy_(self._training[name])

@@ -16,6 +16,7 @@ from polyfuse.data.datasets import (
     basicmotions,  # noqa: F401  (registers "basicmotions")
     digits_av,  # noqa: F401  (registers "digits-av")
     machines,  # noqa: F401  (registers "machines", "machines-rates")
+    scenes,  # noqa: F401  (registers "scenes")
     uea,  # noqa: F401  (registers "japanese-vowels", "plaid")
 )
 from polyfuse.data.datasets.base import COMPLETE, DatasetInfo, build_dataset, cache_dir
