@@ -114,7 +114,7 @@ def test_table_files_and_metadata(built: Path) -> None:
 
     frame = pd.read_csv(built, keep_default_na=False)
     assert list(frame.columns) == [
-        "image", "audio", "caption", "question", "answer", "question_type",
+        "image", "audio", "caption", "content", "question", "answer", "question_type",
         "shape", "colour", "count", "split",
     ]  # fmt: skip
     assert len(frame) == ROWS and set(frame.split) == {"train", "val", "test"}
@@ -124,6 +124,7 @@ def test_table_files_and_metadata(built: Path) -> None:
         shapes = [Shape(**o) for o in json.loads(objects)]
         assert _answer(shapes, row.question) == row.answer and row.count == len(shapes)
         assert row.shape == scenes.shapes_by_size(shapes)[0].kind
+        assert row.content == "; ".join(f"{s.size} {s.colour} {s.kind}" for s in shapes)
     with Image.open(built.parent / frame.image[0]) as img:
         assert img.mode == "RGB" and img.size == (SIDE, SIDE)
     lengths = []

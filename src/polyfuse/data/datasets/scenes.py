@@ -12,6 +12,8 @@ on a light, slightly noisy background. Each row has
   existence) and relational ones (left of / above, the shape nearest to or farthest from another);
 * ``audio``: the caption spoken by espeak-ng (voices held out as in digits-av: some val / test
   voices are never heard in training), 16 kHz WAV;
+* ``content``: the shapes left to right without the phrasing (two pictures with the same content
+  fit the same captions; retrieval counts either as a match);
 * ``shape`` and ``colour`` of the large shape (the classification labels; ``shape`` is what
   zero-shot classification reads), ``count``, and ``split``.
 
@@ -144,6 +146,13 @@ def caption(shapes: list[Shape], rng: np.random.Generator) -> str:
     return str(templates[int(rng.integers(len(templates)))]())
 
 
+def content(shapes: list[Shape]) -> str:
+    """What every caption of the picture says, whatever its phrasing: the shapes left to right
+    (``"large red circle; small blue square"``). Pictures with the same content match the same
+    captions: retrieval counts them as relevant to each other (``relevant_by="content"``)."""
+    return "; ".join(s.name() for s in shapes)
+
+
 # --- questions ------------------------------------------------------------------------------------
 
 ATTRIBUTE = "attribute"
@@ -217,6 +226,7 @@ def plan(seed: int, rows: int) -> pd.DataFrame:
         records.append(
             {
                 "caption": caption(shapes, row),
+                "content": content(shapes),
                 "question": q,
                 "answer": answer,
                 "question_type": qtype,
@@ -284,6 +294,7 @@ def build(out: Path, seed: int = 0, limit: int | None = None, workers: int = 2) 
                 "image": image,
                 "audio": audio,
                 "caption": r.caption,
+                "content": r.content,
                 "question": r.question,
                 "answer": r.answer,
                 "question_type": r.question_type,
