@@ -18,6 +18,7 @@ _API = {
     "Predictor": "polyfuse.predictor",
     "PolyfuseError": "polyfuse.errors",
     "explain": "polyfuse.api",
+    "pretrain": "polyfuse.api",
     "report": "polyfuse.api",
     "read_table": "polyfuse.data.table",
     "infer_schema": "polyfuse.data.schema",

@@ -163,6 +163,65 @@ def compare(
     return run_compare(frame, base_dir, request, Path(out), Reporter(verbose), data=source)
 
 
+def pretrain(
+    data: Any,
+    *,
+    pairs: list[tuple[str, str]] | None = None,
+    anchor: str | None = None,
+    dim: int = 128,
+    masked_weight: float = 0.0,
+    relevant_by: str | None = None,
+    roles: dict[str, str] | None = None,
+    split_column: str | None = None,
+    encoders: dict[str, str] | None = None,
+    encoder_params: dict[str, dict[str, Any]] | None = None,
+    freeze: dict[str, bool] | None = None,
+    processor_options: dict[str, dict[str, Any]] | None = None,
+    on_error: str = "raise",
+    **train_options: Any,
+) -> Any:
+    """Align a table's modalities in one embedding space without labels, and score retrieval on its
+    test split.
+
+    Args:
+        data: CSV / Parquet / JSONL path or DataFrame. Every column is an input unless ``roles`` says
+            ``"ignore"`` (or ``"split"``); a label column would be read as an input.
+        pairs: Pairs of modalities to align, e.g. ``[("image", "caption")]``; default: every pair.
+        anchor: Instead of pairs, bind every other modality to this one (ImageBind).
+        dim: Width of the shared space.
+        masked_weight: Weight of masked-modality reconstruction (each modality's embedding predicted
+            from the row's others) beside the contrastive loss; 0: contrastive only.
+        relevant_by: A column whose equal values make rows count as matches in retrieval scores
+            (default: only a row's own partner).
+        roles, split_column, encoders, encoder_params, freeze, processor_options, on_error: As in ``fit``.
+        **train_options: Fields of ``TrainConfig`` (``max_epochs``, ``batch_size``, ``lr``, ``seed`` ...).
+
+    Returns:
+        A ``Pretrained``: ``model`` (an ``AlignedModel``), ``pairs``, ``summary`` (epochs, the kept
+        epoch's validation Recall@1) and ``test`` (``"<query>-><gallery>"`` -> Recall@1/5/10, MRR, mAP).
+    """
+    from polyfuse.errors import PolyfuseError
+    from polyfuse.fitting import fit_inputs
+    from polyfuse.pretraining import PretrainRequest, run_pretrain
+
+    if data is None:
+        raise PolyfuseError("pretrain needs a table (data=...)")
+    frame, base_dir, request, _ = fit_inputs(
+        data,
+        [],
+        roles=roles,
+        split_column=split_column,
+        encoders=encoders,
+        encoder_params=encoder_params,
+        freeze=freeze,
+        processor_options=processor_options,
+        on_error=on_error,
+        train_options={"progress": False, **train_options},
+    )
+    ask = PretrainRequest(request, list(pairs) if pairs else None, anchor, dim, masked_weight, relevant_by)
+    return run_pretrain(frame, base_dir, ask)
+
+
 def explain(
     model: Predictor | str | Path,
     data: Any = None,

@@ -101,21 +101,10 @@ def train_model(
     cache_frozen_outputs(model, [train, val])
     task = MultimodalTask(model, heads, losses, cfg)
     monitor, mode = monitor_for(heads)
-    best = BestWeights(monitor, mode)
-    with reuse_freed_memory(), _quiet_lightning():  # glibc keeps freed activations for the next step
-        stop = EarlyStopping(monitor, mode=mode, patience=cfg.patience)
-        named = [CALLBACKS.get(name)(cfg) for name in cfg.callbacks]
-        averaging = [WeightEMA(cfg.ema)] if cfg.ema > 0 else []  # before best: it swaps the average in
-        trainer = _trainer(cfg, [*averaging, best, stop, *named, *(callbacks or [])], log_dir)
-        gathers = _Gather(train, _training_rows(task, train, cfg.seed)), _Gather(val)
-        train_loader = _loader(gathers[0], cfg.batch_size, cfg.seed, shuffle=True)
-        trainer.fit(task, train_loader, _loader(gathers[1], eval_batch_size(cfg)))
-    for gather_rows in gathers:  # Lightning objects outlive the fit (callbacks keep the task's bound
-        gather_rows.release()  # methods): the tables must not, so that callers can free them
+    rows = _training_rows(task, train, cfg.seed)
+    best, trainer = run_task(task, train, val, cfg, (monitor, mode), log_dir, callbacks, rows)
     if task.balancer is not None:
         task.balancer.release()
-    if best.state is not None:
-        task.load_state_dict(best.state)
     model.cpu().eval()
     weights = _fit_weights(model, losses, val, cfg)
     return TrainResult(
@@ -127,6 +116,36 @@ def train_model(
         history=best.history,
         modality_weights=weights,
     )
+
+
+def run_task(
+    task: L.LightningModule,
+    train: EncodedTable,
+    val: EncodedTable,
+    cfg: TrainConfig,
+    monitored: tuple[str, str],
+    log_dir: Path | None = None,
+    callbacks: list[Callback] | None = None,
+    training_rows: list[int] | None = None,
+) -> tuple[BestWeights, L.Trainer]:
+    """Fit ``task`` on batches of ``train`` (its ``training_rows``, default all), validating on ``val``
+    each epoch: early stopping and the kept weights follow the logged ``monitored`` (name, mode), with
+    ``cfg``'s callbacks and weight averaging; the best epoch's weights are loaded into ``task``."""
+    monitor, mode = monitored
+    best = BestWeights(monitor, mode)
+    with reuse_freed_memory(), _quiet_lightning():  # glibc keeps freed activations for the next step
+        stop = EarlyStopping(monitor, mode=mode, patience=cfg.patience)
+        named = [CALLBACKS.get(name)(cfg) for name in cfg.callbacks]
+        averaging = [WeightEMA(cfg.ema)] if cfg.ema > 0 else []  # before best: it swaps the average in
+        trainer = _trainer(cfg, [*averaging, best, stop, *named, *(callbacks or [])], log_dir)
+        gathers = _Gather(train, training_rows), _Gather(val)
+        train_loader = _loader(gathers[0], cfg.batch_size, cfg.seed, shuffle=True)
+        trainer.fit(task, train_loader, _loader(gathers[1], eval_batch_size(cfg)))
+    for gather_rows in gathers:  # Lightning objects outlive the fit (callbacks keep the task's bound
+        gather_rows.release()  # methods): the tables must not, so that callers can free them
+    if best.state is not None:
+        task.load_state_dict(best.state)
+    return best, trainer
 
 
 def _fit_weights(

@@ -1,0 +1,119 @@
+"""Pre-training without labels: a table in, an aligned model and its retrieval scores out.
+
+The table goes through ``fit``'s own steps (roles, split, processors fit on the training rows,
+encoders) with no label; the modalities are then aligned pairwise in one space
+(``train.pretrain``), and the test split measures how well each modality finds its row's partner
+in the other (``eval.retrieval``).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from polyfuse.config import FusionConfig, ModelConfig
+from polyfuse.data.errors import SchemaError
+from polyfuse.fitting import FitRequest, Prepared, prepare
+from polyfuse.losses.contrastive import Pair
+from polyfuse.models.aligned import AlignedModel
+from polyfuse.models.build import build_model
+
+
+@dataclass
+class PretrainRequest:
+    """What ``pretrain`` was asked for: how to read the table (``table``, a ``FitRequest`` with no
+    label, whose ``train`` sets epochs, batch size and learning rate) and what to align."""
+
+    table: FitRequest
+    pairs: list[Pair] | None = None  # None: every pair of modalities (or every one with the anchor)
+    anchor: str | None = None  # bind every other modality to this one (ImageBind)
+    dim: int = 128  # width of the shared space
+    masked_weight: float = 0.0  # weight of masked-modality reconstruction (0: contrastive only)
+    relevant_by: str | None = None  # a column: test rows sharing its value count as matches
+
+
+@dataclass
+class Pretrained:
+    model: AlignedModel
+    prep: Prepared
+    pairs: list[Pair]
+    summary: dict[str, Any]  # epochs, best epoch, seconds, validation Recall@1
+    test: dict[str, dict[str, float]] = field(default_factory=dict)  # "query->gallery" -> scores
+
+
+def resolve_pairs(modalities: list[str], pairs: list[Pair] | None, anchor: str | None) -> list[Pair]:
+    """The pairs to align: as given, every other modality with ``anchor``, or every pair."""
+    known = set(modalities)
+    if anchor is not None:
+        if anchor not in known:
+            raise SchemaError(f"anchor {anchor!r} is not a modality of the table (known: {modalities})")
+        return [(anchor, m) for m in modalities if m != anchor]
+    chosen = list(pairs) if pairs else list(itertools.combinations(modalities, 2))
+    for a, b in chosen:
+        if a not in known or b not in known or a == b:
+            raise SchemaError(f"cannot align {a!r} with {b!r}: pairs name two modalities of {modalities}")
+    if not chosen:
+        raise SchemaError(f"pre-training aligns pairs of modalities; the table has only {modalities}")
+    return chosen
+
+
+def run_pretrain(frame: pd.DataFrame, base_dir: Path, req: PretrainRequest) -> Pretrained:
+    """Prepare the table without labels, align its modalities, score retrieval on the test split."""
+    from polyfuse.train.pretrain import pretrain_model
+
+    if req.table.label:
+        raise SchemaError("pre-training reads no label: leave label empty")
+    prep = prepare(frame, base_dir, req.table)
+    pairs = resolve_pairs(list(prep.encoders), req.pairs, req.anchor)
+    used = sorted({m for pair in pairs for m in pair})
+    torch.manual_seed(req.table.train.seed)  # initial weights follow the seed, as in fit
+    encoders = build_model(
+        ModelConfig({m: prep.encoders[m] for m in used}, FusionConfig(), []), prep.pre
+    ).encoders
+    model = AlignedModel(dict(encoders), dim=req.dim, predictors=req.masked_weight > 0)
+    tables = {k: t.select(used) for k, t in prep.tables.items()}
+    groups = {split: _groups(frame, tables[split], req.relevant_by) for split in ("val", "test")}
+    train, val = tables["train"], tables["val"]
+    result = pretrain_model(model, pairs, train, val, req.table.train, req.masked_weight, groups["val"])
+    summary = {
+        "epochs": result.epochs,
+        "best_epoch": result.best_epoch,
+        "seconds": round(result.seconds, 2),
+        "val_recall_at_1": result.best_recall_at_1,
+    }
+    return Pretrained(
+        model, prep, pairs, summary, test_retrieval(model, tables["test"], pairs, groups["test"])
+    )
+
+
+def _groups(frame: pd.DataFrame, table: Any, column: str | None) -> list[Any] | None:
+    """The ``column`` value of each row of ``table`` (None without a column)."""
+    if column is None:
+        return None
+    if column not in frame.columns:
+        raise SchemaError(f"relevant_by: no column {column!r} in the table")
+    return frame.loc[table.row_ids, column].tolist()
+
+
+def test_retrieval(
+    model: AlignedModel, table: Any, pairs: list[Pair], groups: list[Any] | None = None
+) -> dict[str, dict[str, float]]:
+    """``"<query>-><gallery>"`` -> retrieval scores, both ways for each pair, over the rows of ``table``
+    holding both modalities (matches: the same row, or a row of the same group)."""
+    from polyfuse.eval.retrieval import relevance, retrieval_scores
+    from polyfuse.models.inference import aligned_table
+
+    z, present = aligned_table(model, table)
+    out = {}
+    for a, b in pairs:
+        rows = (present[a] & present[b]).nonzero().flatten()
+        kept = None if groups is None else [groups[i] for i in rows.tolist()]
+        relevant = relevance(kept, kept, len(rows))
+        for query, gallery in ((a, b), (b, a)):
+            out[f"{query}->{gallery}"] = retrieval_scores(z[query][rows], z[gallery][rows], relevant)
+    return out
