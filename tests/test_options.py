@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 import polyfuse
 from polyfuse.cli import app
-from polyfuse.config import COMPARE_DEFAULTS, CompareOptions, TrainConfig, field_help
+from polyfuse.config import COMPARE_DEFAULTS, CompareOptions, PretrainOptions, TrainConfig, field_help
 
 FIELDS = [f.name for f in dataclasses.fields(TrainConfig)]
 COMPARE_SKIPS = {"baselines", "ensemble", "progress"}  # compare's runs: single models, without a bar
@@ -99,6 +99,8 @@ def _recorded(monkeypatch: pytest.MonkeyPatch, verb: str, args: list[str]) -> di
 
     class Done:
         finished, best_dir = True, "best"
+        pairs, test = [("a", "b")], {"a->b": {"recall_at_1": 1.0}}  # what pretrain prints
+        summary = {"epochs": 1, "best_epoch": 0, "val_recall_at_1": 1.0}
 
     monkeypatch.setattr(polyfuse, verb, lambda *a, **kw: calls.append(kw) or Done(), raising=False)
     result = CliRunner().invoke(app, [verb, *args])
@@ -196,3 +198,36 @@ def test_a_cli_compare_option_reaches_the_api(name, monkeypatch):
 
 def test_budget_s_is_also_spelled_budget_s(monkeypatch):
     assert _recorded(monkeypatch, "compare", ["--budget-s", "60"])["budget_s"] == 60.0
+
+
+# --- pretrain's options (PretrainOptions) ----------------------------------------------------------
+
+PRETRAIN_FIELDS = [f.name for f in dataclasses.fields(PretrainOptions)]
+PRETRAIN_CHANGED: dict[str, tuple[list[str], Any]] = {
+    "pairs": (["--pairs", "image:caption,audio:caption"], "image:caption,audio:caption"),
+    "anchor": (["--anchor", "caption"], "caption"),
+    "dim": (["--dim", "64"], 64),
+    "masked_weight": (["--masked-weight", "0.5"], 0.5),
+    "relevant_by": (["--relevant-by", "content"], "content"),
+}
+
+
+def test_every_pretrain_option_has_a_changed_value_here():
+    assert set(PRETRAIN_CHANGED) == set(PRETRAIN_FIELDS)
+
+
+@pytest.mark.parametrize("name", PRETRAIN_FIELDS)
+def test_pretrain_options_are_cli_options_with_the_config_default_and_help(name):
+    assert _params("pretrain")[name].default == getattr(PretrainOptions(), name)
+    assert _params("pretrain")[name].help == field_help(PretrainOptions, name)
+
+
+@pytest.mark.parametrize("name", PRETRAIN_FIELDS)
+def test_a_cli_pretrain_option_reaches_the_api(name, monkeypatch, tmp_path):
+    args, value = PRETRAIN_CHANGED[name]
+    assert _recorded(monkeypatch, "pretrain", [str(tmp_path / "t.csv"), *args])[name] == value
+
+
+def test_cli_pretrain_passes_training_options(monkeypatch, tmp_path):
+    got = _recorded(monkeypatch, "pretrain", [str(tmp_path / "t.csv"), "--max-epochs", "7", "--ema", "0.9"])
+    assert got["max_epochs"] == 7 and got["ema"] == 0.9 and "baselines" not in got

@@ -12,10 +12,11 @@ import torch
 import torch.nn.functional as F
 
 import polyfuse
+from polyfuse.config import parse_pairs
 from polyfuse.data.errors import SchemaError
 from polyfuse.eval.retrieval import relevance, retrieval_scores
 from polyfuse.losses.contrastive import info_nce, masked_reconstruction, pair_losses
-from polyfuse.pretraining import resolve_pairs
+from polyfuse.pretraining import load_pretrained, resolve_pairs
 
 
 def _unit(rows: int, dim: int = 4, seed: int = 0) -> torch.Tensor:
@@ -137,7 +138,7 @@ def test_masked_reconstruction_trains_beside_the_contrastive_loss():
     done = polyfuse.pretrain(_planted(), masked_weight=1.0, **{**OPTIONS, "max_epochs": 30})
     assert set(done.model.predictors) == {"note", "tabular"}
     assert done.test["note->tabular"]["recall_at_1"] == 1.0
-    z, present = aligned_table(done.model, done.prep.tables["test"])
+    z, present = aligned_table(done.model, done.tables["test"])
     guess = F.normalize(done.model.predictors["tabular"](z["note"]), dim=-1)
     fit = (guess * z["tabular"]).sum(-1).mean().item()  # the predictor learnt the other modality
     assert fit > 0.8 and present["note"].all()
@@ -148,3 +149,50 @@ def test_pretrain_refuses_a_table_of_one_modality():
     frame = _planted()[["x1", "x2"]]
     with pytest.raises(SchemaError, match="only"):
         polyfuse.pretrain(frame, max_epochs=1)
+
+
+def test_parse_pairs():
+    assert parse_pairs("image:caption, audio:caption") == [("image", "caption"), ("audio", "caption")]
+    assert parse_pairs([("a", "b")]) == [("a", "b")] and parse_pairs(None) is None
+    with pytest.raises(ValueError, match="MODALITY:MODALITY"):
+        parse_pairs("image-caption")
+
+
+def test_a_saved_pretrained_model_embeds_as_before(tmp_path):
+    from polyfuse.models.inference import aligned_table
+
+    done = polyfuse.pretrain(_planted(), out=tmp_path / "pre", **{**OPTIONS, "max_epochs": 3})
+    back = load_pretrained(tmp_path / "pre")
+    assert back.pairs == done.pairs and back.options == done.options and back.test == done.test
+    assert back.encoders == done.encoders and back.summary["epochs"] == done.summary["epochs"]
+    table = done.tables["test"]
+    before, _ = aligned_table(done.model, table)
+    after, _ = aligned_table(back.model, table)
+    assert all(torch.allclose(before[m], after[m], atol=1e-6) for m in before)
+    with pytest.raises(polyfuse.PolyfuseError, match="pre-trained"):
+        polyfuse.load(tmp_path / "pre")
+
+
+def test_cli_pretrain_prints_retrieval_and_saves(tmp_path):
+    from typer.testing import CliRunner
+
+    from polyfuse.cli import app
+
+    _planted().to_csv(tmp_path / "t.csv", index=False)
+    args = ["pretrain", str(tmp_path / "t.csv"), "--out", str(tmp_path / "pre"), "--text", "note"]
+    args += [
+        "--ignore",
+        "thing",
+        "--encoder",
+        "note=text_bag",
+        "--relevant-by",
+        "thing",
+        "--max-epochs",
+        "30",
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert (
+        "aligned note:tabular" in result.output and "test note->tabular: recall_at_1 1.0000" in result.output
+    )
+    assert load_pretrained(tmp_path / "pre").test["tabular->note"]["recall_at_1"] == 1.0

@@ -166,11 +166,8 @@ def compare(
 def pretrain(
     data: Any,
     *,
-    pairs: list[tuple[str, str]] | None = None,
-    anchor: str | None = None,
-    dim: int = 128,
-    masked_weight: float = 0.0,
-    relevant_by: str | None = None,
+    out: str | Path | None = None,
+    pairs: str | list[tuple[str, str]] | None = None,
     roles: dict[str, str] | None = None,
     split_column: str | None = None,
     encoders: dict[str, str] | None = None,
@@ -178,7 +175,7 @@ def pretrain(
     freeze: dict[str, bool] | None = None,
     processor_options: dict[str, dict[str, Any]] | None = None,
     on_error: str = "raise",
-    **train_options: Any,
+    **options: Any,
 ) -> Any:
     """Align a table's modalities in one embedding space without labels, and score retrieval on its
     test split.
@@ -186,26 +183,32 @@ def pretrain(
     Args:
         data: CSV / Parquet / JSONL path or DataFrame. Every column is an input unless ``roles`` says
             ``"ignore"`` (or ``"split"``); a label column would be read as an input.
-        pairs: Pairs of modalities to align, e.g. ``[("image", "caption")]``; default: every pair.
-        anchor: Instead of pairs, bind every other modality to this one (ImageBind).
-        dim: Width of the shared space.
-        masked_weight: Weight of masked-modality reconstruction (each modality's embedding predicted
-            from the row's others) beside the contrastive loss; 0: contrastive only.
-        relevant_by: A column whose equal values make rows count as matches in retrieval scores
-            (default: only a row's own partner).
+        out: Save the pre-trained model directory here (``polyfuse.load_pretrained`` reads it).
+        pairs: Pairs of modalities to align, ``[("image", "caption")]`` or ``"image:caption,..."``;
+            default: every pair.
         roles, split_column, encoders, encoder_params, freeze, processor_options, on_error: As in ``fit``.
-        **train_options: Fields of ``TrainConfig`` (``max_epochs``, ``batch_size``, ``lr``, ``seed`` ...).
+        **options: Fields of ``PretrainOptions`` (``anchor``: bind every modality to this one;
+            ``dim``; ``masked_weight``: masked-modality reconstruction; ``relevant_by``: a column whose
+            equal values count as matches in the retrieval scores) and of ``TrainConfig``
+            (``max_epochs``, ``batch_size``, ``lr``, ``seed`` ...).
 
     Returns:
         A ``Pretrained``: ``model`` (an ``AlignedModel``), ``pairs``, ``summary`` (epochs, the kept
         epoch's validation Recall@1) and ``test`` (``"<query>-><gallery>"`` -> Recall@1/5/10, MRR, mAP).
     """
+    import dataclasses
+
+    from polyfuse.config import PretrainOptions
     from polyfuse.errors import PolyfuseError
     from polyfuse.fitting import fit_inputs
     from polyfuse.pretraining import PretrainRequest, run_pretrain
 
     if data is None:
         raise PolyfuseError("pretrain needs a table (data=...)")
+    own = {f.name for f in dataclasses.fields(PretrainOptions)}
+    chosen = {k: options.pop(k) for k in list(options) if k in own}
+    if pairs is not None:
+        chosen["pairs"] = pairs if isinstance(pairs, str) else ",".join(f"{a}:{b}" for a, b in pairs)
     frame, base_dir, request, _ = fit_inputs(
         data,
         [],
@@ -216,10 +219,12 @@ def pretrain(
         freeze=freeze,
         processor_options=processor_options,
         on_error=on_error,
-        train_options={"progress": False, **train_options},
+        train_options={"progress": False, **options},
     )
-    ask = PretrainRequest(request, list(pairs) if pairs else None, anchor, dim, masked_weight, relevant_by)
-    return run_pretrain(frame, base_dir, ask)
+    done = run_pretrain(frame, base_dir, PretrainRequest(request, PretrainOptions(**chosen)))
+    if out is not None:
+        done.save(out)
+    return done
 
 
 def explain(

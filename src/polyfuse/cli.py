@@ -10,7 +10,7 @@ from typing import Any, Optional
 import typer
 
 from polyfuse.cli_options import with_config_options
-from polyfuse.config import COMPARE_DEFAULTS, CompareOptions, TrainConfig
+from polyfuse.config import COMPARE_DEFAULTS, CompareOptions, PretrainOptions, TrainConfig
 from polyfuse.sweep.grid import DEFAULT_FUSIONS
 
 app = typer.Typer(
@@ -154,6 +154,52 @@ def _hf_encoder_for(modality: str) -> str:
 
     known = MODALITIES.get(modality).pretrained_encoder if modality in MODALITIES else None
     return known or "hf_text"
+
+
+@app.command()
+@with_config_options(TrainConfig, into="train", skip=("baselines", "ensemble", "progress"))
+@with_config_options(PretrainOptions, into="options")
+def pretrain(
+    table: Path = typer.Argument(..., help="CSV / Parquet / JSONL table (no label needed)"),
+    out: Path = typer.Option(Path("runs/pretrained"), help="where to save the pre-trained model directory"),
+    text: list[str] = typer.Option([], help="declare a text column"),
+    image: list[str] = typer.Option([], help="declare an image-path column"),
+    audio: list[str] = typer.Option([], help="declare an audio-path column"),
+    numeric: list[str] = typer.Option([], help="declare a numeric column"),
+    categorical: list[str] = typer.Option([], help="declare a categorical column"),
+    ignore: list[str] = typer.Option([], help="ignore a column (e.g. a label)"),
+    split_column: Optional[str] = typer.Option(None, help="column with train / val / test values"),
+    encoder: list[str] = typer.Option([], help="MODALITY=ENCODER, e.g. text=text_bag (polyfuse encoders)"),
+    freeze: list[str] = typer.Option([], help="modality whose pretrained encoder stays frozen (LiT)"),
+    on_error: str = typer.Option("raise", help=ON_ERROR_HELP),
+    train: Optional[dict[str, Any]] = None,  # every TrainConfig field, from with_config_options
+    options: Optional[dict[str, Any]] = None,  # every PretrainOptions field
+) -> None:
+    """Align TABLE's modalities in one embedding space without labels; print retrieval scores on its
+    test split; save the encoders and projections to OUT."""
+    import polyfuse
+
+    done = polyfuse.pretrain(
+        str(table),
+        out=out,
+        roles=_roles(
+            text=text, image=image, audio=audio, numeric=numeric, categorical=categorical, ignore=ignore
+        ),
+        split_column=split_column,
+        encoders=_pairs(encoder, "--encoder"),
+        freeze={m: True for m in freeze},
+        on_error=on_error,
+        **(options or {}),
+        **(train or {}),
+    )
+    summary = done.summary
+    typer.echo(
+        f"aligned {', '.join(f'{a}:{b}' for a, b in done.pairs)} in {summary['epochs']} epochs "
+        f"(kept epoch {summary['best_epoch']}, validation Recall@1 {summary['val_recall_at_1']:.4f})"
+    )
+    for direction, scores in done.test.items():
+        typer.echo(f"test {direction}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+    typer.echo(f"saved to {out}")
 
 
 @app.command()

@@ -239,6 +239,37 @@ class CompareOptions:
     )
 
 
+@dataclass
+class PretrainOptions:
+    """What ``pretrain`` aligns, besides how it trains. Each field is a ``polyfuse pretrain`` option
+    and a ``polyfuse.pretrain`` keyword."""
+
+    pairs: str | None = option(
+        None, "pairs of modalities to align, e.g. image:caption,audio:caption (default: every pair)"
+    )
+    anchor: str | None = option(None, "bind every other modality to this one instead (ImageBind)")
+    dim: int = option(128, "width of the shared embedding space")
+    masked_weight: float = option(
+        0.0, "weight of masked-modality reconstruction beside the contrastive loss (0: contrastive only)"
+    )
+    relevant_by: str | None = option(
+        None, "a column: test rows sharing its value count as matches in the retrieval scores"
+    )
+
+
+def parse_pairs(pairs: str | list[tuple[str, str]] | None) -> list[tuple[str, str]] | None:
+    """``"a:b,c:d"`` (or a list of pairs) -> ``[("a", "b"), ("c", "d")]``; None stays None."""
+    if pairs is None or isinstance(pairs, list):
+        return None if pairs is None else [(str(a), str(b)) for a, b in pairs]
+    out = []
+    for item in filter(None, (p.strip() for p in pairs.split(","))):
+        a, colon, b = item.partition(":")
+        if not colon or not a or not b:
+            raise ValueError(f"a pair is MODALITY:MODALITY, got {item!r}")
+        out.append((a, b))
+    return out
+
+
 def without_modality_dropout(cfg: TrainConfig) -> TrainConfig:
     """``cfg`` for a single-modality model: no modality dropout (there is nothing to drop it for)."""
     return dataclasses.replace(cfg, modality_dropout=0.0, modality_dropout_rates={})

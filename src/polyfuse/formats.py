@@ -17,6 +17,7 @@ from polyfuse.errors import FormatError, PolyfuseError
 MODEL_FORMAT = 1  # config.json
 COMPARE_FORMAT = 1  # compare.json
 EXPLAIN_FORMAT = 1  # explain.json
+ALIGNED_FORMAT = 1  # config.json of a pre-trained (aligned) model directory
 
 
 def check_format(data: dict[str, Any], supported: int, path: str | Path) -> int:

@@ -196,6 +196,10 @@ def load(path: str | Path) -> Predictor:
     if not (folder / "config.json").is_file():
         raise PolyfuseError(f"{folder} is not a polyfuse model directory (no config.json)")
     config = read_versioned(folder / "config.json", MODEL_FORMAT)
+    if config.get("kind") == "aligned":
+        raise PolyfuseError(
+            f"{folder} is a pre-trained model directory: read it with polyfuse.load_pretrained"
+        )
     preprocessor = Preprocessor.from_state(load_json(folder / "preprocessor.json"))
     model_config = from_dict(ModelConfig, config["model"])
     model = build_model(model_config, preprocessor)

@@ -16,9 +16,24 @@ from typing import Any
 import pandas as pd
 import torch
 
-from polyfuse.config import FusionConfig, ModelConfig
+from polyfuse import __version__
+from polyfuse.config import (
+    EncoderConfig,
+    FusionConfig,
+    ModelConfig,
+    PretrainOptions,
+    TrainConfig,
+    from_dict,
+    load_json,
+    parse_pairs,
+    save_json,
+    to_dict,
+)
 from polyfuse.data.errors import SchemaError
-from polyfuse.fitting import FitRequest, Prepared, prepare
+from polyfuse.data.preprocess import Preprocessor
+from polyfuse.errors import PolyfuseError
+from polyfuse.fitting import FitRequest, prepare
+from polyfuse.formats import ALIGNED_FORMAT, read_versioned
 from polyfuse.losses.contrastive import Pair
 from polyfuse.models.aligned import AlignedModel
 from polyfuse.models.build import build_model
@@ -30,20 +45,74 @@ class PretrainRequest:
     label, whose ``train`` sets epochs, batch size and learning rate) and what to align."""
 
     table: FitRequest
-    pairs: list[Pair] | None = None  # None: every pair of modalities (or every one with the anchor)
-    anchor: str | None = None  # bind every other modality to this one (ImageBind)
-    dim: int = 128  # width of the shared space
-    masked_weight: float = 0.0  # weight of masked-modality reconstruction (0: contrastive only)
-    relevant_by: str | None = None  # a column: test rows sharing its value count as matches
+    options: PretrainOptions = field(default_factory=PretrainOptions)
 
 
 @dataclass
 class Pretrained:
+    """An aligned model with what it needs to read new rows and what it measured."""
+
     model: AlignedModel
-    prep: Prepared
+    pre: Preprocessor
+    encoders: dict[str, EncoderConfig]  # modality -> encoder of ``model``
     pairs: list[Pair]
+    options: PretrainOptions
+    train: TrainConfig
     summary: dict[str, Any]  # epochs, best epoch, seconds, validation Recall@1
     test: dict[str, dict[str, float]] = field(default_factory=dict)  # "query->gallery" -> scores
+    tables: dict[str, Any] = field(default_factory=dict)  # the encoded splits (not saved)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the directory: config.json, model.safetensors, preprocessor.json, metrics.json."""
+        from safetensors.torch import save_model
+
+        out = Path(path)
+        out.mkdir(parents=True, exist_ok=True)
+        config = {
+            "format": ALIGNED_FORMAT,
+            "kind": "aligned",
+            "polyfuse_version": __version__,
+            "encoders": {m: to_dict(e) for m, e in self.encoders.items()},
+            "dim": self.model.dim,
+            "predictors": bool(len(self.model.predictors)),
+            "pairs": [list(p) for p in self.pairs],
+            "options": to_dict(self.options),
+            "train": to_dict(self.train),
+        }
+        save_json(config, out / "config.json")
+        save_json(self.pre.state(), out / "preprocessor.json")
+        save_model(self.model, str(out / "model.safetensors"))
+        save_json({"pretrain": self.summary, "test": self.test}, out / "metrics.json")
+        return out
+
+
+def load_pretrained(path: str | Path) -> Pretrained:
+    """Read a directory written by ``Pretrained.save`` (JSON + safetensors, no pickle)."""
+    from safetensors.torch import load_model
+
+    folder = Path(path)
+    if not (folder / "config.json").is_file():
+        raise PolyfuseError(f"{folder} is not a pre-trained model directory (no config.json)")
+    config = read_versioned(folder / "config.json", ALIGNED_FORMAT)
+    if config.get("kind") != "aligned":
+        raise PolyfuseError(f"{folder} holds a fitted model, not a pre-trained one (polyfuse pretrain)")
+    pre = Preprocessor.from_state(load_json(folder / "preprocessor.json"))
+    encoders = {m: from_dict(EncoderConfig, e) for m, e in config["encoders"].items()}
+    built = build_model(ModelConfig(encoders, FusionConfig(), []), pre).encoders
+    model = AlignedModel(dict(built), dim=int(config["dim"]), predictors=bool(config["predictors"]))
+    load_model(model, str(folder / "model.safetensors"))
+    model.eval()
+    metrics = load_json(folder / "metrics.json") if (folder / "metrics.json").is_file() else {}
+    return Pretrained(
+        model,
+        pre,
+        encoders,
+        [(a, b) for a, b in config["pairs"]],
+        from_dict(PretrainOptions, config["options"]),
+        from_dict(TrainConfig, config["train"]),
+        metrics.get("pretrain", {}),
+        metrics.get("test", {}),
+    )
 
 
 def resolve_pairs(modalities: list[str], pairs: list[Pair] | None, anchor: str | None) -> list[Pair]:
@@ -68,27 +137,29 @@ def run_pretrain(frame: pd.DataFrame, base_dir: Path, req: PretrainRequest) -> P
 
     if req.table.label:
         raise SchemaError("pre-training reads no label: leave label empty")
+    opts = req.options
     prep = prepare(frame, base_dir, req.table)
-    pairs = resolve_pairs(list(prep.encoders), req.pairs, req.anchor)
+    pairs = resolve_pairs(list(prep.encoders), parse_pairs(opts.pairs), opts.anchor)
     used = sorted({m for pair in pairs for m in pair})
+    encoders = {m: prep.encoders[m] for m in used}
     torch.manual_seed(req.table.train.seed)  # initial weights follow the seed, as in fit
-    encoders = build_model(
-        ModelConfig({m: prep.encoders[m] for m in used}, FusionConfig(), []), prep.pre
-    ).encoders
-    model = AlignedModel(dict(encoders), dim=req.dim, predictors=req.masked_weight > 0)
+    built = build_model(ModelConfig(encoders, FusionConfig(), []), prep.pre).encoders
+    model = AlignedModel(dict(built), dim=opts.dim, predictors=opts.masked_weight > 0)
     tables = {k: t.select(used) for k, t in prep.tables.items()}
-    groups = {split: _groups(frame, tables[split], req.relevant_by) for split in ("val", "test")}
-    train, val = tables["train"], tables["val"]
-    result = pretrain_model(model, pairs, train, val, req.table.train, req.masked_weight, groups["val"])
+    groups = {split: _groups(frame, tables[split], opts.relevant_by) for split in ("val", "test")}
+    cfg = req.table.train
+    result = pretrain_model(
+        model, pairs, tables["train"], tables["val"], cfg, opts.masked_weight, groups["val"]
+    )
     summary = {
         "epochs": result.epochs,
         "best_epoch": result.best_epoch,
         "seconds": round(result.seconds, 2),
         "val_recall_at_1": result.best_recall_at_1,
+        "rows": {k: len(t) for k, t in tables.items()},
     }
-    return Pretrained(
-        model, prep, pairs, summary, test_retrieval(model, tables["test"], pairs, groups["test"])
-    )
+    test = test_retrieval(model, tables["test"], pairs, groups["test"])
+    return Pretrained(model, prep.pre, encoders, pairs, opts, cfg, summary, test, tables)
 
 
 def _groups(frame: pd.DataFrame, table: Any, column: str | None) -> list[Any] | None:
