@@ -186,7 +186,13 @@ def pretrain(
         out: Save the pre-trained model directory here (``polyfuse.load_pretrained`` reads it).
         pairs: Pairs of modalities to align, ``[("image", "caption")]`` or ``"image:caption,..."``;
             default: every pair.
-        roles, split_column, encoders, encoder_params, freeze, processor_options, on_error: As in ``fit``.
+        roles: Column -> role, as in ``fit``.
+        split_column: Column with train / val / test values, as in ``fit``.
+        encoders: Modality -> registered encoder name, as in ``fit``.
+        encoder_params: Modality -> encoder keyword options, as in ``fit``.
+        freeze: Modality -> keep its pretrained encoder fixed (LiT: only its projection head trains).
+        processor_options: Modality -> processor options, as in ``fit``.
+        on_error: "raise" or "skip", as in ``fit``.
         **options: Fields of ``PretrainOptions`` (``anchor``: bind every modality to this one;
             ``dim``; ``masked_weight``: masked-modality reconstruction; ``relevant_by``: a column whose
             equal values count as matches in the retrieval scores) and of ``TrainConfig``
