@@ -196,3 +196,9 @@ def test_cli_pretrain_prints_retrieval_and_saves(tmp_path):
         "aligned note:tabular" in result.output and "test note->tabular: recall_at_1 1.0000" in result.output
     )
     assert load_pretrained(tmp_path / "pre").test["tabular->note"]["recall_at_1"] == 1.0
+
+
+def test_pretrain_names_a_pair_no_training_row_holds():
+    frame = _planted().assign(note="")  # every note empty: the text modality is absent everywhere
+    with pytest.raises(SchemaError, match="0 training rows hold both 'note' and 'tabular'"):
+        polyfuse.pretrain(frame, **{**OPTIONS, "max_epochs": 1})

@@ -146,6 +146,10 @@ def run_pretrain(frame: pd.DataFrame, base_dir: Path, req: PretrainRequest) -> P
     built = build_model(ModelConfig(encoders, FusionConfig(), []), prep.pre).encoders
     model = AlignedModel(dict(built), dim=opts.dim, predictors=opts.masked_weight > 0)
     tables = {k: t.select(used) for k, t in prep.tables.items()}
+    for a, b in pairs:
+        together = int((tables["train"].mask[a] & tables["train"].mask[b]).sum())
+        if together < 2:
+            raise SchemaError(f"{together} training rows hold both {a!r} and {b!r}: nothing to align them on")
     groups = {split: _groups(frame, tables[split], opts.relevant_by) for split in ("val", "test")}
     cfg = req.table.train
     result = pretrain_model(

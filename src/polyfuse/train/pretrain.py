@@ -65,7 +65,7 @@ class PretrainTask(L.LightningModule):
         present = {m: batch.mask[m].bool() for m in z}
         per_pair = pair_losses(z, present, self.pairs, self.model.scale())
         parts = {f"nce_{a}_{b}": loss for (a, b), loss in per_pair.items()}
-        zero = next(iter(z.values())).new_zeros(())
+        zero = sum((v.sum() * 0 for v in z.values()), torch.zeros((), device=self.device))  # in the graph
         loss = torch.stack(list(per_pair.values())).mean() if per_pair else zero
         if self.masked_weight > 0:
             parts["masked"] = masked_reconstruction(z, present, self.model.predictors)
