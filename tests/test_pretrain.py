@@ -16,7 +16,8 @@ from polyfuse.config import parse_pairs
 from polyfuse.data.errors import SchemaError
 from polyfuse.eval.retrieval import relevance, retrieval_scores
 from polyfuse.losses.contrastive import info_nce, masked_reconstruction, pair_losses
-from polyfuse.pretraining import load_pretrained, resolve_pairs
+from polyfuse.pretrained import load_pretrained
+from polyfuse.pretraining import resolve_pairs
 
 
 def _unit(rows: int, dim: int = 4, seed: int = 0) -> torch.Tensor:
@@ -202,3 +203,59 @@ def test_pretrain_names_a_pair_no_training_row_holds():
     frame = _planted().assign(note="")  # every note empty: the text modality is absent everywhere
     with pytest.raises(SchemaError, match="0 training rows hold both 'note' and 'tabular'"):
         polyfuse.pretrain(frame, **{**OPTIONS, "max_epochs": 1})
+
+
+@pytest.fixture(scope="module")
+def pretrained_dir(tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("pretrained") / "pre"
+    polyfuse.pretrain(_planted(), out=out, **{**OPTIONS, "max_epochs": 5})
+    return out
+
+
+def test_fit_starts_from_the_pretrained_encoders_and_processors(pretrained_dir):
+    source = load_pretrained(pretrained_dir)
+    # lr 0: nothing moves, so the fitted model's encoders are exactly the ones it started from
+    fitted = polyfuse.fit(
+        _planted(seed=1),
+        "thing",
+        roles={"note": "text"},
+        init_from=pretrained_dir,
+        lr=0.0,
+        max_epochs=1,
+        baselines=False,
+        verbose=False,
+    )
+    assert fitted.metrics["init_from"]["modalities"] == ["note", "tabular"]
+    for m in ("note", "tabular"):
+        mine, theirs = fitted.model.encoders[m].state_dict(), source.model.encoders[m].state_dict()
+        assert all(torch.equal(mine[k], theirs[k]) for k in theirs), m
+        assert fitted.preprocessor.processors[m].state() == source.pre.processors[m].state()
+    assert fitted.model_config.encoders["note"].name == "text_bag"  # the pre-trained encoder, not the default
+
+
+def test_init_from_refuses_another_encoder_for_a_pretrained_modality(pretrained_dir):
+    with pytest.raises(SchemaError, match="pre-trained with encoder 'text_bag', not 'text_transformer'"):
+        polyfuse.fit(
+            _planted(), "thing", roles={"note": "text"}, encoders={"note": "text_transformer"},
+            init_from=pretrained_dir, max_epochs=1, verbose=False,
+        )  # fmt: skip
+
+
+def test_init_from_needs_a_shared_modality(pretrained_dir):
+    frame = _planted().assign(words=lambda f: f["note"]).drop(columns=["note", "x1", "x2"])
+    with pytest.raises(SchemaError, match="none of this table's"):
+        polyfuse.fit(frame, "thing", roles={"words": "text"}, init_from=pretrained_dir, verbose=False)
+
+
+def test_cli_fit_passes_init_from(monkeypatch, tmp_path):
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from polyfuse.cli import app
+
+    calls = []
+    monkeypatch.setattr(polyfuse, "fit", lambda *a, **kw: calls.append(kw))
+    result = CliRunner().invoke(app, ["fit", str(tmp_path / "t.csv"), "-l", "y", "--init-from", "runs/pre"])
+    assert result.exit_code == 0, result.output
+    assert calls[0]["init_from"] == Path("runs/pre")

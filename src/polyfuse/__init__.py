@@ -19,7 +19,7 @@ _API = {
     "PolyfuseError": "polyfuse.errors",
     "explain": "polyfuse.api",
     "pretrain": "polyfuse.api",
-    "load_pretrained": "polyfuse.pretraining",
+    "load_pretrained": "polyfuse.pretrained",
     "report": "polyfuse.api",
     "read_table": "polyfuse.data.table",
     "infer_schema": "polyfuse.data.schema",

@@ -29,6 +29,7 @@ def fit(
     processor_options: dict[str, dict[str, Any]] | None = None,
     on_error: str = "raise",
     verbose: bool = True,
+    init_from: str | Path | None = None,
     **train_options: Any,
 ) -> Predictor:
     """Train a multimodal model on a table and evaluate it on its test split.
@@ -48,6 +49,9 @@ def fit(
         processor_options: Modality -> processor options (``image_size``, ``duration``, ...).
         on_error: "raise" stops at the first bad cell; "skip" drops bad rows and reports them.
         verbose: Print the schema, progress and results.
+        init_from: A pre-trained model directory (``polyfuse.pretrain(out=...)``): the modalities it
+            shares with the table start from its encoders' weights and keep its processors (their
+            encoders are its encoders); the others train from scratch.
         **train_options: Fields of ``TrainConfig`` (``max_epochs``, ``batch_size``, ``lr``, ``seed``,
             ``precision``, ``modality_dropout``, ``baselines``, ...); ``optimizer``, ``scheduler`` and
             ``callbacks`` name entries of the ``OPTIMIZERS``, ``SCHEDULERS`` and ``CALLBACKS`` registries.
@@ -66,6 +70,7 @@ def fit(
         processor_options=processor_options,
         on_error=on_error,
         train_options=train_options,
+        init_from=init_from,
     )
     log_dir = Path(out) / "logs" if out is not None else None  # per-epoch CSV only beside a saved model
     predictor = run_fit(frame, base_dir, request, Reporter(verbose), log_dir=log_dir)

@@ -64,6 +64,9 @@ def fit(
     finetune: list[str] = typer.Option([], help="modality whose pretrained encoder is fine-tuned"),
     on_error: str = typer.Option("raise", help=ON_ERROR_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="print only errors"),
+    init_from: Optional[Path] = typer.Option(
+        None, help="pre-trained model directory (polyfuse pretrain) whose encoders to start from"
+    ),
     train: Optional[dict[str, Any]] = None,  # every TrainConfig field, from with_config_options
 ) -> None:
     """Train a multimodal model on TABLE; print schema, progress and test metrics; save it to OUT."""
@@ -87,6 +90,7 @@ def fit(
         freeze={**{m: True for m in freeze}, **{m: False for m in finetune}},
         on_error=on_error,
         verbose=not quiet,
+        init_from=init_from,
         **(train or {}),
     )
 

@@ -58,6 +58,7 @@ class FitRequest:
     processor_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     on_error: str = "raise"
     train: TrainConfig = field(default_factory=TrainConfig)
+    init_from: str | None = None  # a pre-trained model directory (polyfuse pretrain) to start from
 
 
 @dataclass
@@ -79,6 +80,7 @@ class Prepared:
     heads: list[HeadConfig]  # one per label
     skipped: list[DataError] = field(default_factory=list)  # bad rows dropped under on_error="skip"
     selection: dict[str, Any] = field(default_factory=dict)  # tabular columns kept (select_features)
+    init: dict[str, dict[str, Any]] = field(default_factory=dict)  # modality -> pre-trained encoder weights
 
 
 def prepare(
@@ -104,10 +106,50 @@ def prepare(
 
         schema, selection = select_columns(frame, schema, splits["train"], keep, t.seed, t.select_features_by)
     encoders, options = choose_encoders(schema, req)
-    pre = Preprocessor(schema, options).fit(frame.iloc[splits["train"]], base_dir)
+    fitted: dict[str, Any] = {}
+    init: dict[str, dict[str, Any]] = {}
+    if req.init_from is not None:
+        encoders, fitted, init = pretrained_parts(schema, req, encoders)
+    pre = Preprocessor(schema, options).fit(frame.iloc[splits["train"]], base_dir, fitted)
     tables, skipped = encode_splits(pre, frame, base_dir, splits, req.on_error)
     heads = [HeadConfig(s.column, s.task, pre.num_outputs(s.column)) for s in schema.labels]
-    return Prepared(schema, pre, encoders, tables, heads, skipped, selection)
+    return Prepared(schema, pre, encoders, tables, heads, skipped, selection, init)
+
+
+def pretrained_parts(
+    schema: Schema, req: FitRequest, encoders: dict[str, EncoderConfig]
+) -> tuple[dict[str, EncoderConfig], dict[str, Any], dict[str, dict[str, Any]]]:
+    """``req.init_from``'s parts for the modalities it shares with ``schema``: the encoders (its own
+    configs, so that its weights fit), its fitted processors (the same vocabulary, sizes and
+    statistics) and its encoders' weights. A modality of the table that it lacks keeps ``encoders``'."""
+    from polyfuse.pretrained import load_pretrained
+
+    source = load_pretrained(str(req.init_from))
+    shared = [spec for spec in schema.inputs if spec.name in source.encoders]
+    if not shared:
+        raise SchemaError(
+            f"init_from: the pre-trained model has modalities {sorted(source.encoders)}, none of this "
+            f"table's {schema.modalities}"
+        )
+    theirs = {spec.name: spec for spec in source.pre.schema.inputs}
+    chosen, fitted, init = dict(encoders), {}, {}
+    for spec in shared:
+        named = req.encoders.get(spec.name)
+        if named is not None and named != source.encoders[spec.name].name:
+            raise SchemaError(
+                f"init_from: {spec.name!r} was pre-trained with encoder "
+                f"{source.encoders[spec.name].name!r}, not {named!r}"
+            )
+        if (theirs[spec.name].kind, theirs[spec.name].columns) != (spec.kind, spec.columns):
+            raise SchemaError(
+                f"init_from: {spec.name!r} was pre-trained on {theirs[spec.name].kind} columns "
+                f"{theirs[spec.name].columns}, here it is {spec.kind} {spec.columns}"
+            )
+        freeze = req.freeze.get(spec.name, source.encoders[spec.name].freeze)
+        chosen[spec.name] = dataclasses.replace(source.encoders[spec.name], freeze=freeze)
+        fitted[spec.name] = source.pre.processors[spec.name]
+        init[spec.name] = source.model.encoders[spec.name].state_dict()
+    return chosen, fitted, init
 
 
 def run_fit(
@@ -126,14 +168,16 @@ def run_fit(
     rep.skipped(prep.skipped)
     rep.feature_selection(prep.selection)
     config = ModelConfig(prep.encoders, req.fusion, prep.heads)
-    fused = train_and_test(config, prep.pre, prep.tables, _watched(req.train, prep), log_dir, rep, "fused")
+    watched = _watched(req.train, prep)
+    fused = train_and_test(config, prep.pre, prep.tables, watched, log_dir, rep, "fused", init=prep.init)
     baselines: dict[str, Candidate] = {}
     if req.train.baselines and len(prep.encoders) > 1:
         solo = without_modality_dropout(req.train)
         for name, encoder in prep.encoders.items():
             one = ModelConfig({name: encoder}, req.fusion, prep.heads)
             only = {k: t.select([name]) for k, t in prep.tables.items()}
-            baselines[name] = Candidate(name, one, train_and_test(one, prep.pre, only, solo, None, rep, name))
+            trained = train_and_test(one, prep.pre, only, solo, None, rep, name, init=prep.init)
+            baselines[name] = Candidate(name, one, trained)
     final, chosen = choose_final(
         schema, [Candidate("fused", config, fused), *baselines.values()], prep.tables, req.train.ensemble
     )
@@ -154,6 +198,7 @@ def run_fit(
         **({"cascade": cascade} if cascade else {}),
         **({"feature_selection": prep.selection} if prep.selection else {}),
         **({"feature_gates": gates} if gates else {}),
+        **({"init_from": {"path": str(req.init_from), "modalities": sorted(prep.init)}} if prep.init else {}),
         "baselines": {name: {"test": c.trained.test, **c.trained.summary} for name, c in baselines.items()},
         "skipped_rows": skipped_rows(prep.skipped),
     }
@@ -398,6 +443,7 @@ def train_and_test(
     rep: Reporter,
     title: str,
     callbacks: list[Any] | None = None,
+    init: dict[str, dict[str, Any]] | None = None,
 ) -> Trained:
     from polyfuse.losses import default_loss
     from polyfuse.registry import LOSSES
@@ -405,6 +451,9 @@ def train_and_test(
 
     torch.manual_seed(cfg.seed)  # initial weights follow the seed too
     model = build_model(config, pre)
+    for name, weights in (init or {}).items():  # pre-trained encoders (fit(init_from=...))
+        if name in model.encoders:
+            model.encoders[name].load_state_dict(weights)
     losses = {h.label: LOSSES.build(default_loss(h.task)) for h in config.heads}
     rep.start(title, model)
     result = train_model(model, config.heads, losses, tables["train"], tables["val"], cfg, log_dir, callbacks)
@@ -459,6 +508,7 @@ def fit_inputs(
     processor_options: dict[str, dict[str, Any]] | None = None,
     on_error: str = "raise",
     train_options: dict[str, Any] | None = None,
+    init_from: str | Path | None = None,
 ) -> tuple[pd.DataFrame, Path, Any, dict[str, str] | None]:
     """The table, its folder, a ``FitRequest`` and the table's source, from ``fit``'s arguments.
 
@@ -493,6 +543,7 @@ def fit_inputs(
         processor_options={k: dict(v) for k, v in (processor_options or {}).items()},
         on_error=on_error,
         train=train,
+        init_from=None if init_from is None else str(init_from),
     )
     frame, base_dir = read_rows(data)
     return frame, base_dir, request, source

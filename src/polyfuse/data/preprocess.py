@@ -49,10 +49,18 @@ class Preprocessor:
         params = dict(self.options.get(spec.name, {}))
         return MODALITIES.get(spec.kind).processor(spec, self.schema, params)
 
-    def fit(self, df: pd.DataFrame, base_dir: str | Path) -> Preprocessor:
-        """Fit every processor and label encoder on the given (training) rows."""
+    def fit(
+        self, df: pd.DataFrame, base_dir: str | Path, fitted: dict[str, Any] | None = None
+    ) -> Preprocessor:
+        """Fit every processor and label encoder on the given (training) rows; the processors in
+        ``fitted`` (modality -> an already fitted processor, e.g. a pre-trained model's) are kept as
+        they are."""
         self._check_columns(df, targets=True)
+        fitted = fitted or {}
         for spec in self.schema.inputs:
+            if spec.name in fitted:
+                self.processors[spec.name] = fitted[spec.name]
+                continue
             self.processors[spec.name].fit(df[spec.columns], Path(base_dir))
         for label in self.schema.labels:
             encoder = self.labels[label.column].fit(df[label.column])

@@ -1,0 +1,95 @@
+"""A pre-trained (aligned) model and its directory: ``Pretrained.save`` writes it, ``load_pretrained``
+reads it back, ``fit(init_from=...)`` starts from its encoders and processors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from polyfuse import __version__
+from polyfuse.config import (
+    EncoderConfig,
+    FusionConfig,
+    ModelConfig,
+    PretrainOptions,
+    TrainConfig,
+    from_dict,
+    load_json,
+    save_json,
+    to_dict,
+)
+from polyfuse.data.preprocess import Preprocessor
+from polyfuse.errors import PolyfuseError
+from polyfuse.formats import ALIGNED_FORMAT, read_versioned
+from polyfuse.models.aligned import AlignedModel
+from polyfuse.models.build import build_model
+
+Pair = tuple[str, str]
+
+
+@dataclass
+class Pretrained:
+    """An aligned model with what it needs to read new rows and what it measured."""
+
+    model: AlignedModel
+    pre: Preprocessor
+    encoders: dict[str, EncoderConfig]  # modality -> encoder of ``model``
+    pairs: list[Pair]
+    options: PretrainOptions
+    train: TrainConfig
+    summary: dict[str, Any]  # epochs, best epoch, seconds, validation Recall@1
+    test: dict[str, dict[str, float]] = field(default_factory=dict)  # "query->gallery" -> scores
+    tables: dict[str, Any] = field(default_factory=dict)  # the encoded splits (not saved)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the directory: config.json, model.safetensors, preprocessor.json, metrics.json."""
+        from safetensors.torch import save_model
+
+        out = Path(path)
+        out.mkdir(parents=True, exist_ok=True)
+        config = {
+            "format": ALIGNED_FORMAT,
+            "kind": "aligned",
+            "polyfuse_version": __version__,
+            "encoders": {m: to_dict(e) for m, e in self.encoders.items()},
+            "dim": self.model.dim,
+            "predictors": bool(len(self.model.predictors)),
+            "pairs": [list(p) for p in self.pairs],
+            "options": to_dict(self.options),
+            "train": to_dict(self.train),
+        }
+        save_json(config, out / "config.json")
+        save_json(self.pre.state(), out / "preprocessor.json")
+        save_model(self.model, str(out / "model.safetensors"))
+        save_json({"pretrain": self.summary, "test": self.test}, out / "metrics.json")
+        return out
+
+
+def load_pretrained(path: str | Path) -> Pretrained:
+    """Read a directory written by ``Pretrained.save`` (JSON + safetensors, no pickle)."""
+    from safetensors.torch import load_model
+
+    folder = Path(path)
+    if not (folder / "config.json").is_file():
+        raise PolyfuseError(f"{folder} is not a pre-trained model directory (no config.json)")
+    config = read_versioned(folder / "config.json", ALIGNED_FORMAT)
+    if config.get("kind") != "aligned":
+        raise PolyfuseError(f"{folder} holds a fitted model, not a pre-trained one (polyfuse pretrain)")
+    pre = Preprocessor.from_state(load_json(folder / "preprocessor.json"))
+    encoders = {m: from_dict(EncoderConfig, e) for m, e in config["encoders"].items()}
+    built = build_model(ModelConfig(encoders, FusionConfig(), []), pre).encoders
+    model = AlignedModel(dict(built), dim=int(config["dim"]), predictors=bool(config["predictors"]))
+    load_model(model, str(folder / "model.safetensors"))
+    model.eval()
+    metrics = load_json(folder / "metrics.json") if (folder / "metrics.json").is_file() else {}
+    return Pretrained(
+        model,
+        pre,
+        encoders,
+        [(a, b) for a, b in config["pairs"]],
+        from_dict(PretrainOptions, config["options"]),
+        from_dict(TrainConfig, config["train"]),
+        metrics.get("pretrain", {}),
+        metrics.get("test", {}),
+    )
