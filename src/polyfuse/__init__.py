@@ -20,6 +20,8 @@ _API = {
     "explain": "polyfuse.api",
     "pretrain": "polyfuse.api",
     "load_pretrained": "polyfuse.pretrained",
+    "index": "polyfuse.api",
+    "search": "polyfuse.api",
     "report": "polyfuse.api",
     "read_table": "polyfuse.data.table",
     "infer_schema": "polyfuse.data.schema",

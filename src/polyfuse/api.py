@@ -238,6 +238,106 @@ def pretrain(
     return done
 
 
+def index(
+    model: str | Path,
+    data: Any,
+    modality: str,
+    *,
+    out: str | Path | None = None,
+    kind: str = "flat",
+    id_column: str | None = None,
+    on_error: str = "raise",
+    **params: int,
+) -> Any:
+    """A search index of one modality's embeddings of a table's rows, from a pre-trained model.
+
+    Args:
+        model: A pre-trained model directory (``polyfuse.pretrain(out=...)``).
+        data: The table (path or DataFrame); only ``modality``'s columns are read, rows without it
+            are left out.
+        modality: The modality to index (one the model aligns, e.g. ``"image"``).
+        out: Save the index to this folder (``index.faiss`` + ``index.json``).
+        kind: ``"flat"`` (exact), ``"hnsw"`` or ``"ivf"`` (approximate, for large tables).
+        id_column: A column naming the rows in results; default: the table's index.
+        on_error: "raise" or "skip" bad rows, as in ``fit``.
+        **params: The kind's options: hnsw ``m``, ``ef_search``; ivf ``nlist``, ``nprobe``.
+
+    Returns:
+        A ``SearchIndex`` (``search``, ``add``, ``remove``, ``save``).
+    """
+    from polyfuse.data.table import read_table
+    from polyfuse.pretrained import load_pretrained
+    from polyfuse.retrieval import SearchIndex, row_ids
+
+    source = load_pretrained(model)
+    frame, base_dir = read_table(data)
+    embeddings, rows = source.embed((frame, base_dir), modality, on_error=on_error)
+    made = SearchIndex.build(embeddings, row_ids(rows, id_column), modality, kind, **params)
+    made.model = str(Path(model).resolve())
+    if out is not None:
+        made.save(out)
+    return made
+
+
+QUERY_KINDS = ("text", "image", "audio")
+
+
+def search(
+    index: Any,
+    *,
+    text: str | None = None,
+    image: str | Path | None = None,
+    audio: str | Path | None = None,
+    modality: str | None = None,
+    k: int = 10,
+) -> list[tuple[str, float]]:
+    """The ``k`` indexed rows nearest to one query: a text, or a picture or recording file.
+
+    Args:
+        index: A ``SearchIndex`` or its folder.
+        text: A text query (read by the model's text modality).
+        image: An image file to query with.
+        audio: An audio file to query with.
+        modality: The model's modality that reads the query, when it has several of that kind.
+        k: How many rows.
+
+    Returns:
+        ``(row id, cosine similarity)`` pairs, most similar first.
+    """
+    import pandas as pd
+
+    from polyfuse.errors import PolyfuseError
+    from polyfuse.pretrained import load_pretrained
+    from polyfuse.retrieval import SearchIndex
+
+    found = index if isinstance(index, SearchIndex) else SearchIndex.load(index)
+    given = {
+        kind: value
+        for kind, value in zip(QUERY_KINDS, (text, image, audio), strict=True)
+        if value is not None
+    }
+    if len(given) != 1:
+        raise PolyfuseError("give one query: text=..., image=... or audio=...")
+    ((kind, value),) = given.items()
+    if found.model is None:
+        raise PolyfuseError("the index does not name the pre-trained model that made it")
+    source = load_pretrained(found.model)
+    readers = [s for s in source.pre.schema.inputs if s.kind == kind and s.name in source.encoders]
+    if modality is not None:
+        readers = [s for s in readers if s.name == modality]
+    if len(readers) != 1:
+        names = [s.name for s in readers]
+        raise PolyfuseError(
+            f"{len(names)} of the model's modalities read {kind} queries {names}: name one (modality=...)"
+        )
+    spec = readers[0]
+    query = str(Path(value).resolve()) if kind != "text" else str(value)
+    embeddings, _ = source.embed((pd.DataFrame({spec.columns[0]: [query]}), Path.cwd()), spec.name)
+    if not len(embeddings):
+        raise PolyfuseError(f"the query could not be read as {kind}")
+    return found.search(embeddings, k)[0]
+
+
 def explain(
     model: Predictor | str | Path,
     data: Any = None,

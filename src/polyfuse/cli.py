@@ -206,6 +206,49 @@ def pretrain(
     typer.echo(f"saved to {out}")
 
 
+@app.command("index")
+def index_command(
+    model: Path = typer.Argument(..., help="pre-trained model directory (polyfuse pretrain)"),
+    table: Path = typer.Argument(..., help="table whose rows to index"),
+    modality: str = typer.Option(..., help="the modality to index, e.g. image"),
+    out: Path = typer.Option(Path("runs/index"), help="folder to save the index to"),
+    kind: str = typer.Option("flat", help="flat (exact), hnsw or ivf (approximate, for large tables)"),
+    id_column: Optional[str] = typer.Option(
+        None, help="column naming the rows in results (default: row number)"
+    ),
+    param: list[str] = typer.Option(
+        [], help="KEY=VALUE option of the kind: hnsw m, ef_search; ivf nlist, nprobe"
+    ),
+    on_error: str = typer.Option("raise", help=ON_ERROR_HELP),
+) -> None:
+    """Index one modality of TABLE's rows in MODEL's shared space, for polyfuse search."""
+    import polyfuse
+
+    params = {k: int(v) for k, v in _pairs(param, "--param").items()}
+    made = polyfuse.index(
+        model, str(table), modality, out=out, kind=kind, id_column=id_column, on_error=on_error, **params
+    )
+    typer.echo(f"indexed {len(made)} rows of {modality!r} ({kind}) to {out}")
+
+
+@app.command("search")
+def search_command(
+    index: Path = typer.Argument(..., help="index folder (polyfuse index)"),
+    text: Optional[str] = typer.Option(None, help="a text query"),
+    image: Optional[Path] = typer.Option(None, help="an image file to query with"),
+    audio: Optional[Path] = typer.Option(None, help="an audio file to query with"),
+    modality: Optional[str] = typer.Option(
+        None, help="the model's modality that reads the query, if several"
+    ),
+    k: int = typer.Option(10, "-k", "--k", help="how many rows"),
+) -> None:
+    """Print the K indexed rows nearest to a text, picture or recording: row id and cosine similarity."""
+    import polyfuse
+
+    for row, score in polyfuse.search(index, text=text, image=image, audio=audio, modality=modality, k=k):
+        typer.echo(f"{row}\t{score:.4f}")
+
+
 @app.command()
 def evaluate(
     model: Path = typer.Argument(..., help="saved model directory"),

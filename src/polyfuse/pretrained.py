@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 from polyfuse import __version__
 from polyfuse.config import (
     EncoderConfig,
@@ -41,6 +44,21 @@ class Pretrained:
     summary: dict[str, Any]  # epochs, best epoch, seconds, validation Recall@1
     test: dict[str, dict[str, float]] = field(default_factory=dict)  # "query->gallery" -> scores
     tables: dict[str, Any] = field(default_factory=dict)  # the encoded splits (not saved)
+
+    def embed(self, data: Any, modality: str, on_error: str = "raise") -> tuple[np.ndarray, pd.DataFrame]:
+        """Unit embeddings [N, dim] in the shared space of ``modality`` for the rows of ``data`` (a path
+        or DataFrame; only that modality's columns are read) that hold it, and those rows."""
+        from polyfuse.data.table import read_table
+        from polyfuse.models.inference import aligned_table
+
+        if modality not in self.encoders:
+            raise PolyfuseError(f"the model aligns {sorted(self.encoders)}, not {modality!r}")
+        frame, base_dir = data if isinstance(data, tuple) else read_table(data)
+        table, _ = self.pre.transform(only_columns(frame, self.pre, modality), base_dir, on_error=on_error)
+        z, present = aligned_table(self.model, table.select([modality]))
+        kept = present[modality].numpy()
+        rows = frame.loc[[r for r, p in zip(table.row_ids, kept, strict=True) if p]]
+        return z[modality][present[modality]].numpy(), rows
 
     def save(self, path: str | Path) -> Path:
         """Write the directory: config.json, model.safetensors, preprocessor.json, metrics.json."""
@@ -93,3 +111,14 @@ def load_pretrained(path: str | Path) -> Pretrained:
         metrics.get("pretrain", {}),
         metrics.get("test", {}),
     )
+
+
+def only_columns(frame: pd.DataFrame, pre: Preprocessor, modality: str) -> pd.DataFrame:
+    """``frame`` with every input column the preprocessor reads, all empty but ``modality``'s: the
+    other modalities are absent (masked) rather than required."""
+    spec = next(s for s in pre.schema.inputs if s.name == modality)
+    missing = {c: None for s in pre.schema.inputs if s.name != modality for c in s.columns}
+    absent = [c for c in spec.columns if c not in frame.columns]
+    if absent:
+        raise PolyfuseError(f"{modality!r} reads column(s) {absent}, not in the table")
+    return frame[spec.columns].assign(**missing)

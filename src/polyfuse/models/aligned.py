@@ -57,9 +57,10 @@ class AlignedModel(MultimodalModel):
         return self.logit_scale.exp().clamp(max=MAX_LOGIT_SCALE)
 
     def aligned(self, batch: Batch) -> dict[str, Tensor]:
-        """Modality -> unit-length embeddings [B, dim] in the shared space (absent rows included: read
-        ``batch.mask``)."""
-        return {m: self.project(m, e) for m, e in self.embed(batch).items()}
+        """Modality -> unit-length embeddings [B, dim] in the shared space, for the modalities the batch
+        carries (absent rows included: read ``batch.mask``)."""
+        names = [m for m in self.encoders if m in batch.inputs or m in batch.cached]
+        return {m: self.project(m, e) for m, e in self.embed(batch, names).items()}
 
     def project(self, modality: str, embedding: Tensor) -> Tensor:
         return F.normalize(self.projections[modality](embedding), dim=-1)

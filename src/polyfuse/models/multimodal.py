@@ -55,11 +55,14 @@ class MultimodalModel(nn.Module):
         """Whether the fusion takes token sequences (``forward_tokens``) rather than embeddings."""
         return bool(getattr(self.fusion, "wants_tokens", False))
 
-    def embed(self, batch: Batch) -> dict[str, Tensor]:
-        """One embedding [B, D_m] per modality; frozen encoders' outputs may come precomputed."""
+    def embed(self, batch: Batch, names: list[str] | None = None) -> dict[str, Tensor]:
+        """One embedding [B, D_m] per modality (of ``names``, default all); frozen encoders' outputs may
+        come precomputed."""
         out = {}
         usable = self._usable_caches(batch)
         for name, enc in self.encoders.items():
+            if names is not None and name not in names:
+                continue
             cached = self._cached(batch, name, 2, usable)
             out[name] = enc(batch.inputs[name]) if cached is None else cached
         return out

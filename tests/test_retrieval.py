@@ -1,0 +1,98 @@
+"""Search indexes: exact neighbours, approximate ones that agree on clear cases, removal, saving;
+and searching a pre-trained model's index with a text query."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import polyfuse
+from polyfuse.errors import PolyfuseError
+
+faiss = pytest.importorskip("faiss")
+
+from polyfuse.retrieval import KINDS, SearchIndex  # noqa: E402
+
+
+def _unit(rows: int, dim: int = 16, seed: int = 0) -> np.ndarray:
+    x = np.random.default_rng(seed).normal(size=(rows, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _clusters(rows: int = 400, dim: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Rows near 20 well-separated centres, and each centre (the queries)."""
+    rng = np.random.default_rng(seed)
+    centres = _unit(20, dim, seed + 1)
+    x = centres[np.arange(rows) % 20] + rng.normal(0, 0.02, (rows, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True), centres
+
+
+def test_flat_index_returns_the_exact_neighbours():
+    x, queries = _unit(300), _unit(5, seed=9)
+    made = SearchIndex.build(x, [f"r{i}" for i in range(300)], "image")
+    found = made.search(queries, k=10)
+    exact = np.argsort(-(queries @ x.T), axis=1)[:, :10]
+    assert [[row for row, _ in hits] for hits in found] == [[f"r{i}" for i in e] for e in exact]
+    assert found[0][0][1] == pytest.approx(float(queries[0] @ x[exact[0, 0]]), rel=1e-5)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_kind_finds_a_clusters_rows_and_never_a_removed_one(kind, tmp_path):
+    x, centres = _clusters()
+    ids = [f"r{i}" for i in range(len(x))]
+    made = SearchIndex.build(x, ids, "image", kind)
+    hits = made.search(centres[:3], k=20)
+    assert all(int(row[1:]) % 20 == c for c, found in enumerate(hits) for row, _ in found)  # its own cluster
+    gone = [f"r{i}" for i in range(0, 400, 20)[:10]]  # half of cluster 0's rows
+    assert made.remove(gone) == 10 and made.remove(gone) == 0 and len(made) == 390
+    again = [row for row, _ in made.search(centres[:1], k=20)[0]]
+    rest = {f"r{i}" for i in range(200, 400, 20)}  # cluster 0's other ten rows
+    assert len(again) == 20 and set(again[:10]) == rest and not set(again) & set(gone)
+    made.add(x[:1], ["r0"])  # a removed id can come back
+    assert "r0" in {row for row, _ in made.search(centres[:1], k=20)[0]}
+    back = SearchIndex.load(made.save(tmp_path / kind))
+    assert back.search(centres[:2], k=15) == made.search(centres[:2], k=15) and len(back) == len(made)
+
+
+def test_ids_must_be_new_and_match_the_rows():
+    made = SearchIndex.build(_unit(4), ["a", "b", "c", "d"], "image")
+    with pytest.raises(PolyfuseError, match="already in the index"):
+        made.add(_unit(1), ["b"])
+    with pytest.raises(PolyfuseError, match="2 embeddings but 1 ids"):
+        made.add(_unit(2), ["e"])
+    with pytest.raises(PolyfuseError, match="index kind"):
+        SearchIndex.build(_unit(4), list("abcd"), "image", "annoy")
+
+
+def test_search_a_pretrained_models_index_with_text(tmp_path):
+    from test_pretrain import OPTIONS, _planted
+
+    frame = _planted()
+    polyfuse.pretrain(frame, out=tmp_path / "pre", **OPTIONS)
+    made = polyfuse.index(tmp_path / "pre", frame, "tabular", out=tmp_path / "idx")
+    assert len(made) == len(frame)
+    hits = polyfuse.search(tmp_path / "idx", text="item w3 here", k=10)
+    assert len(hits) == 10 and all(frame.loc[int(row), "thing"] == 3 for row, _ in hits)
+    assert [s for _, s in hits] == sorted((s for _, s in hits), reverse=True)
+    with pytest.raises(PolyfuseError, match="give one query"):
+        polyfuse.search(tmp_path / "idx", text="a", image="b.png")
+
+
+def test_cli_index_and_search(tmp_path):
+    from typer.testing import CliRunner
+
+    from polyfuse.cli import app
+    from test_pretrain import OPTIONS, _planted
+
+    frame = _planted()
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    polyfuse.pretrain(frame, out=tmp_path / "pre", **OPTIONS)
+    runner = CliRunner()
+    args = ["index", str(tmp_path / "pre"), str(tmp_path / "t.csv"), "--modality", "tabular"]
+    made = runner.invoke(app, [*args, "--out", str(tmp_path / "idx"), "--kind", "hnsw", "--param", "m=16"])
+    assert made.exit_code == 0, made.output
+    assert f"indexed 300 rows of 'tabular' (hnsw) to {tmp_path / 'idx'}" in made.output
+    found = runner.invoke(app, ["search", str(tmp_path / "idx"), "--text", "item w5 here", "-k", "5"])
+    assert found.exit_code == 0, found.output
+    rows = [line.split("\t") for line in found.output.strip().splitlines()]
+    assert len(rows) == 5 and all(frame.loc[int(r), "thing"] == 5 for r, _ in rows)
