@@ -4,6 +4,7 @@ and searching a pre-trained model's index with a text query."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import polyfuse
@@ -96,3 +97,43 @@ def test_cli_index_and_search(tmp_path):
     assert found.exit_code == 0, found.output
     rows = [line.split("\t") for line in found.output.strip().splitlines()]
     assert len(rows) == 5 and all(frame.loc[int(r), "thing"] == 5 for r, _ in rows)
+
+
+@pytest.fixture(scope="module")
+def planted_model(tmp_path_factory: pytest.TempPathFactory):
+    from test_pretrain import OPTIONS, _planted
+
+    out = tmp_path_factory.mktemp("zero") / "pre"
+    polyfuse.pretrain(_planted(), out=out, **OPTIONS)
+    return out
+
+
+def test_zero_shot_classifies_by_class_names_alone(planted_model):
+    from test_pretrain import _planted
+
+    frame = _planted(seed=3).assign(name=lambda f: "w" + f["thing"].astype(str))
+    done = polyfuse.zero_shot(planted_model, frame, "tabular", template="item {} here", label="name")
+    assert done.accuracy == 1.0  # the numbers alone, named through the notes the model aligned them with
+    assert list(done.predictions.columns) == ["prediction", *sorted(frame["name"].unique())]
+    assert np.allclose(done.predictions.iloc[:, 1:].sum(axis=1), 1.0)
+    wrong = polyfuse.zero_shot(planted_model, frame, "tabular", template="item {} here", label="name",
+                               classes=[f"w{i}" for i in (11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0)])  # fmt: skip
+    assert wrong.accuracy == 1.0  # the order of the names does not matter
+    with pytest.raises(PolyfuseError, match="needs a"):
+        polyfuse.zero_shot(planted_model, frame, "tabular", classes=["w1"], template="item here")
+
+
+def test_cli_zero_shot_prints_accuracy(planted_model, tmp_path):
+    from typer.testing import CliRunner
+
+    from polyfuse.cli import app
+    from test_pretrain import _planted
+
+    frame = _planted(seed=4).assign(name=lambda f: "w" + f["thing"].astype(str))
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    args = ["zero-shot", str(planted_model), str(tmp_path / "t.csv"), "--modality", "tabular"]
+    args += ["--zero-shot", "item {} here", "--label", "name", "--out", str(tmp_path / "p.csv")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "accuracy against 'name': 1.0000" in result.output
+    assert len(pd.read_csv(tmp_path / "p.csv")) == 300

@@ -22,6 +22,7 @@ _API = {
     "load_pretrained": "polyfuse.pretrained",
     "index": "polyfuse.api",
     "search": "polyfuse.api",
+    "zero_shot": "polyfuse.api",
     "report": "polyfuse.api",
     "read_table": "polyfuse.data.table",
     "infer_schema": "polyfuse.data.schema",

@@ -338,6 +338,55 @@ def search(
     return found.search(embeddings, k)[0]
 
 
+def zero_shot(
+    model: str | Path,
+    data: Any,
+    modality: str,
+    classes: list[Any] | None = None,
+    *,
+    template: str = "{}",
+    label: str | None = None,
+    text_modality: str | None = None,
+    on_error: str = "raise",
+) -> Any:
+    """Classify one modality of a table's rows by the names of the classes, with a pre-trained model
+    and no labelled rows: each class becomes the text ``template.format(name)`` and each row takes the
+    class whose text is nearest to it in the shared space.
+
+    Args:
+        model: A pre-trained model directory that aligns ``modality`` with a text modality.
+        data: The table (path or DataFrame).
+        modality: The modality to classify (e.g. ``"image"``).
+        classes: The class names; default: the distinct values of ``label``.
+        template: The text each class becomes, with ``{}`` for its name, e.g. ``"a picture of a {}"``.
+        label: A column holding the true class: ``accuracy`` is then measured on it.
+        text_modality: The model's text modality that reads the class texts, when it has several.
+        on_error: "raise" or "skip" bad rows.
+
+    Returns:
+        A ``ZeroShot``: ``predictions`` (a frame: ``prediction`` and each class's probability, indexed
+        like the table) and ``accuracy`` (None without ``label``).
+    """
+    from polyfuse.data.table import read_table
+    from polyfuse.errors import PolyfuseError
+    from polyfuse.pretrained import ZeroShot, load_pretrained
+
+    frame, base_dir = read_table(data)
+    if classes is None:
+        if label is None:
+            raise PolyfuseError("name the classes (classes=...) or a label column to take them from")
+        classes = sorted(frame[label].dropna().unique().tolist())
+    source = load_pretrained(model)
+    predictions = source.zero_shot(
+        (frame, base_dir), modality, list(classes), template, text_modality, on_error
+    )
+    accuracy = None
+    if label is not None:
+        truth = frame.loc[predictions.index, label].astype(str)
+        accuracy = float((predictions["prediction"].astype(str) == truth).mean())
+    return ZeroShot(predictions, accuracy)
+
+
 def explain(
     model: Predictor | str | Path,
     data: Any = None,

@@ -249,6 +249,36 @@ def search_command(
         typer.echo(f"{row}\t{score:.4f}")
 
 
+@app.command("zero-shot")
+def zero_shot_command(
+    model: Path = typer.Argument(..., help="pre-trained model directory (polyfuse pretrain)"),
+    table: Path = typer.Argument(..., help="table whose rows to classify"),
+    modality: str = typer.Option(..., help="the modality to classify, e.g. image"),
+    template: str = typer.Option(
+        "{}", "--template", "--zero-shot", help='the text each class becomes, e.g. "a picture of a {}"'
+    ),
+    classes: Optional[str] = typer.Option(
+        None, help="comma-separated class names (default: the label's values)"
+    ),
+    label: Optional[str] = typer.Option(None, help="column with the true class: accuracy is printed"),
+    out: Optional[Path] = typer.Option(None, help="CSV to write the predictions to"),
+    on_error: str = typer.Option("raise", help=ON_ERROR_HELP),
+) -> None:
+    """Classify MODALITY of TABLE's rows by the class names alone, through MODEL's shared space."""
+    import polyfuse
+
+    names = [c.strip() for c in classes.split(",")] if classes else None
+    done = polyfuse.zero_shot(
+        model, str(table), modality, names, template=template, label=label, on_error=on_error
+    )
+    if out is not None:
+        done.predictions.to_csv(out)
+    counts = done.predictions["prediction"].value_counts().to_dict()
+    typer.echo(f"classified {len(done.predictions)} rows: {counts}")
+    if done.accuracy is not None:
+        typer.echo(f"accuracy against {label!r}: {done.accuracy:.4f}")
+
+
 @app.command()
 def evaluate(
     model: Path = typer.Argument(..., help="saved model directory"),

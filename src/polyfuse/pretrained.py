@@ -60,6 +60,53 @@ class Pretrained:
         rows = frame.loc[[r for r, p in zip(table.row_ids, kept, strict=True) if p]]
         return z[modality][present[modality]].numpy(), rows
 
+    def text_modality(self, name: str | None = None) -> str:
+        """The aligned modality that reads text (``name`` when given); one must be unambiguous."""
+        texts = [s.name for s in self.pre.schema.inputs if s.kind == "text" and s.name in self.encoders]
+        if name is not None:
+            texts = [t for t in texts if t == name]
+        if len(texts) != 1:
+            raise PolyfuseError(f"the model aligns {len(texts)} text modalities {texts}: name the one to use")
+        return texts[0]
+
+    def embed_texts(self, texts: list[str], modality: str | None = None) -> np.ndarray:
+        """Unit embeddings [len(texts), dim] of ``texts`` read by the model's text modality."""
+        name = self.text_modality(modality)
+        column = next(s for s in self.pre.schema.inputs if s.name == name).columns[0]
+        z, _ = self.embed((pd.DataFrame({column: texts}), Path.cwd()), name)
+        if len(z) != len(texts):
+            raise PolyfuseError("an empty text cannot be embedded")
+        return z
+
+    def zero_shot(
+        self,
+        data: Any,
+        modality: str,
+        classes: list[Any],
+        template: str = "{}",
+        text_modality: str | None = None,
+        on_error: str = "raise",
+    ) -> pd.DataFrame:
+        """Classify ``modality`` of each row of ``data`` among ``classes`` with no label to learn from: each
+        class becomes the text ``template.format(class)`` ("a picture of a {}"), and a row takes the
+        class whose text is nearest in the shared space (CLIP's zero-shot classifier).
+
+        Returns:
+            One row per row of ``data`` that holds the modality: ``prediction`` and the probability of
+            each class (softmax of the scaled cosine similarities), indexed like ``data``.
+        """
+        if "{}" not in template:
+            raise PolyfuseError(f"the template needs a {{}} for the class name, got {template!r}")
+        prompts = self.embed_texts([template.format(c) for c in classes], text_modality)
+        z, rows = self.embed(data, modality, on_error=on_error)
+        scale = float(self.model.scale())
+        logits = scale * z @ prompts.T
+        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probs /= probs.sum(axis=1, keepdims=True)
+        out = pd.DataFrame(probs, index=rows.index, columns=[str(c) for c in classes])
+        out.insert(0, "prediction", [classes[i] for i in probs.argmax(axis=1)])
+        return out
+
     def save(self, path: str | Path) -> Path:
         """Write the directory: config.json, model.safetensors, preprocessor.json, metrics.json."""
         from safetensors.torch import save_model
@@ -82,6 +129,15 @@ class Pretrained:
         save_model(self.model, str(out / "model.safetensors"))
         save_json({"pretrain": self.summary, "test": self.test}, out / "metrics.json")
         return out
+
+
+@dataclass
+class ZeroShot:
+    """Zero-shot classification's result: per row the predicted class and each class's probability,
+    and the accuracy against a label column when one was given."""
+
+    predictions: pd.DataFrame
+    accuracy: float | None = None
 
 
 def load_pretrained(path: str | Path) -> Pretrained:
