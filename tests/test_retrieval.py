@@ -137,3 +137,30 @@ def test_cli_zero_shot_prints_accuracy(planted_model, tmp_path):
     assert result.exit_code == 0, result.output
     assert "accuracy against 'name': 1.0000" in result.output
     assert len(pd.read_csv(tmp_path / "p.csv")) == 300
+
+
+def test_serve_answers_search_from_an_index(planted_model, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from polyfuse.serve import ServeConfig, create_app
+    from test_pretrain import _planted
+
+    frame = _planted()
+    polyfuse.index(planted_model, frame, "tabular", out=tmp_path / "idx")
+    fitted = polyfuse.fit(
+        frame, "thing", roles={"note": "text"}, max_epochs=1, baselines=False, verbose=False
+    )
+    fitted.save(tmp_path / "model")
+    with TestClient(create_app(str(tmp_path / "model"), ServeConfig(index=str(tmp_path / "idx")))) as client:
+        got = client.post("/search", json={"text": "item w7 here", "k": 5})
+        assert got.status_code == 200, got.text
+        body = got.json()
+        assert body["modality"] == "tabular" and len(body["results"]) == 5
+        assert all(frame.loc[int(r["id"]), "thing"] == 7 for r in body["results"])
+        form = client.post("/search", data={"text": "item w2 here"})  # a form works too; k defaults to 10
+        assert form.status_code == 200 and len(form.json()["results"]) == 10
+        for bad, field in (({"k": 3}, None), ({"text": "a", "k": 0}, "k"), ({"text": " "}, "text")):
+            answer = client.post("/search", json=bad)
+            assert answer.status_code == 422 and answer.json()["error"]["field"] == field
+    with TestClient(create_app(str(tmp_path / "model"), ServeConfig())) as client:
+        assert client.post("/search", json={"text": "item w7 here"}).status_code == 404

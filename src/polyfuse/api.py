@@ -304,8 +304,6 @@ def search(
     Returns:
         ``(row id, cosine similarity)`` pairs, most similar first.
     """
-    import pandas as pd
-
     from polyfuse.errors import PolyfuseError
     from polyfuse.pretrained import load_pretrained
     from polyfuse.retrieval import SearchIndex
@@ -321,20 +319,7 @@ def search(
     ((kind, value),) = given.items()
     if found.model is None:
         raise PolyfuseError("the index does not name the pre-trained model that made it")
-    source = load_pretrained(found.model)
-    readers = [s for s in source.pre.schema.inputs if s.kind == kind and s.name in source.encoders]
-    if modality is not None:
-        readers = [s for s in readers if s.name == modality]
-    if len(readers) != 1:
-        names = [s.name for s in readers]
-        raise PolyfuseError(
-            f"{len(names)} of the model's modalities read {kind} queries {names}: name one (modality=...)"
-        )
-    spec = readers[0]
-    query = str(Path(value).resolve()) if kind != "text" else str(value)
-    embeddings, _ = source.embed((pd.DataFrame({spec.columns[0]: [query]}), Path.cwd()), spec.name)
-    if not len(embeddings):
-        raise PolyfuseError(f"the query could not be read as {kind}")
+    embeddings = load_pretrained(found.model).embed_query(kind, value, modality)
     return found.search(embeddings, k)[0]
 
 

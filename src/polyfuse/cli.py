@@ -455,8 +455,12 @@ def serve(
     max_text_chars: int = typer.Option(10_000, help="longest text field"),
     timeout_s: float = typer.Option(30.0, help="longest wait for the model before a 503"),
     budget_ms: Optional[float] = typer.Option(None, help=BUDGET_HELP + " (torch backend)"),
+    index: Optional[Path] = typer.Option(
+        None, help="search index (polyfuse index) that POST /search answers from"
+    ),
 ) -> None:
-    """Serve a saved model over HTTP: /predict, /predict/batch, /explain, /model, /metrics, a page at /."""
+    """Serve a saved model over HTTP: /predict, /predict/batch, /explain, /model, /metrics, a page at /;
+    /search with --index."""
     import os
 
     from polyfuse.errors import PolyfuseError
@@ -475,7 +479,15 @@ def serve(
         request_timeout_s=timeout_s,
     )
     config = ServeConfig(
-        max_batch, max_wait_ms, backend, str(onnx) if onnx else None, key, threads, limits, budget_ms
+        max_batch,
+        max_wait_ms,
+        backend,
+        str(onnx) if onnx else None,
+        key,
+        threads,
+        limits,
+        budget_ms,
+        str(index) if index else None,
     )
     typer.echo(f"serving {model} on http://{host}:{port} (page at /, API docs at /docs)")
     run(model, host, port, workers, config)

@@ -78,6 +78,24 @@ class Pretrained:
             raise PolyfuseError("an empty text cannot be embedded")
         return z
 
+    def embed_query(self, kind: str, value: Any, modality: str | None = None) -> np.ndarray:
+        """One query's unit embedding [1, dim]: a text, or an image / audio file path, read by the
+        model's modality of that kind (``modality`` when it has several)."""
+        readers = [s for s in self.pre.schema.inputs if s.kind == kind and s.name in self.encoders]
+        if modality is not None:
+            readers = [s for s in readers if s.name == modality]
+        if len(readers) != 1:
+            names = [s.name for s in readers]
+            raise PolyfuseError(
+                f"{len(names)} of the model's modalities read {kind} queries {names}: name one"
+            )
+        spec = readers[0]
+        cell = str(value) if kind == "text" else str(Path(value).resolve())
+        z, _ = self.embed((pd.DataFrame({spec.columns[0]: [cell]}), Path.cwd()), spec.name)
+        if not len(z):
+            raise PolyfuseError(f"the query could not be read as {kind}")
+        return z
+
     def zero_shot(
         self,
         data: Any,

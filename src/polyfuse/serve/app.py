@@ -36,6 +36,72 @@ log = logging.getLogger("polyfuse.serve")
 OPEN_PATHS = {"/", "/health", "/docs", "/openapi.json", "/docs/oauth2-redirect"}  # no API key needed
 
 
+MAX_K = 100  # most rows one /search answers
+
+
+class Searcher:
+    """``POST /search``: a search index and the pre-trained model that embeds its queries."""
+
+    def __init__(self, index_dir: str | Path):
+        from polyfuse.pretrained import load_pretrained
+        from polyfuse.retrieval import SearchIndex
+
+        self.index = SearchIndex.load(index_dir)
+        if self.index.model is None:
+            raise ValueError(f"the index at {index_dir} does not name the pre-trained model that made it")
+        self.source = load_pretrained(self.index.model)
+
+    def search(self, fields: dict[str, Any], limits: Any) -> dict[str, Any]:
+        """One query field (``text``, or an ``image`` / ``audio`` upload), ``k``, optional ``modality``."""
+        import tempfile
+
+        queries = [kind for kind in ("text", "image", "audio") if kind in fields]
+        if len(queries) != 1:
+            raise InputError(None, "send one query field: text, image or audio")
+        kind = queries[0]
+        k = _k(fields.get("k", 10))
+        value = fields[kind]
+        if kind == "text":
+            if not isinstance(value, str) or not value.strip():
+                raise InputError("text", "expected a non-empty string")
+            if len(value) > limits.max_text_chars:
+                raise InputError("text", f"{len(value)} characters; limit {limits.max_text_chars}", 413)
+            embedding = self._embed(kind, value, fields.get("modality"))
+        else:
+            if not isinstance(value, Upload):
+                raise InputError(kind, "send the file as a multipart upload")
+            if len(value.data) > limits.max_upload_bytes:
+                raise InputError(kind, f"{len(value.data)} bytes; limit {limits.max_upload_bytes}", 413)
+            suffix = Path(value.filename).suffix or (".png" if kind == "image" else ".wav")
+            with tempfile.NamedTemporaryFile(suffix=suffix) as handle:
+                handle.write(value.data)
+                handle.flush()
+                embedding = self._embed(kind, handle.name, fields.get("modality"))
+        hits = self.index.search(embedding, k)[0]
+        return {
+            "modality": self.index.modality,
+            "results": [{"id": row, "score": score} for row, score in hits],
+        }
+
+    def _embed(self, kind: str, value: str, modality: Any) -> Any:
+        from polyfuse.errors import PolyfuseError
+
+        try:
+            return self.source.embed_query(kind, value, None if modality is None else str(modality))
+        except PolyfuseError as err:
+            raise InputError(kind, str(err)) from None
+
+
+def _k(value: Any) -> int:
+    try:
+        k = int(value)
+    except (TypeError, ValueError):
+        raise InputError("k", "expected an integer") from None
+    if not 1 <= k <= MAX_K:
+        raise InputError("k", f"must be between 1 and {MAX_K}")
+    return k
+
+
 class Server:
     """Everything one app holds: the model service, the request decoder, the batcher, the metrics."""
 
@@ -50,6 +116,7 @@ class Server:
         self.batcher: MicroBatcher[dict[str, Any], Any] = MicroBatcher(
             self.service.predict, config.max_batch, config.max_wait_ms, self.metrics.batch_size.observe
         )
+        self.searcher = Searcher(config.index) if config.index else None
 
     async def predict(self, rows: list[dict[str, Any]]) -> list[Any]:
         return await self._in_time(self.batcher.submit(rows))
@@ -219,6 +286,20 @@ def _add_routes(app: FastAPI, server: Server) -> None:
         start = time.perf_counter()
         row = server.decoder.row(await read_fields(request, server))
         return _answer(await server.explain(row), start)
+
+    @app.post("/search")
+    async def search(request: Request) -> dict[str, Any]:
+        """The indexed rows nearest to a text (JSON or form field ``text``) or an uploaded ``image`` /
+        ``audio`` file; ``k`` rows (default 10). Served when ``polyfuse serve --index`` names an index."""
+        start = time.perf_counter()
+        searcher = server.searcher
+        if searcher is None:
+            raise InputError(None, "this server has no search index (polyfuse serve --index IDX)", 404)
+        fields = await read_fields(request, server)
+        found = await server._in_time(
+            server.batcher.exclusive(lambda: searcher.search(fields, server.limits))
+        )
+        return {**found, "latency_ms": _ms(start)}
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -30,3 +30,4 @@ class ServeConfig:
     threads: int | None = None  # torch / onnxruntime intra-op threads; None: the library default
     limits: Limits = field(default_factory=Limits)
     budget_ms: float | None = None  # encoder ms per row for the modality cascade (torch); None: all
+    index: str | None = None  # a search index folder (polyfuse index): POST /search answers from it
