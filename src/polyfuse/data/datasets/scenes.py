@@ -49,6 +49,8 @@ SIDE = 64  # pixels
 DRAW_SCALE = 4  # draw at 4x and downsample: smooth edges
 SPLITS = {"train": 0.70, "val": 0.15, "test": 0.15}
 ROWS = 10_000
+# The table's columns after the image and audio paths (the rest of the plan is metadata).
+COLUMNS = ("caption", "content", "question", "answer", "question_type", "shape", "colour", "count", "split")
 TABLE = "scenes.csv"
 META = "scenes.meta.csv"  # per-row objects and voice, not model inputs
 # Spoken captions: espeak-ng voices split as in digits-av (some val / test voices never trained on).
@@ -289,21 +291,7 @@ def build(out: Path, seed: int = 0, limit: int | None = None, workers: int = 2) 
         image, audio = f"images/{k:05d}.png", f"audio/{k:05d}.wav"
         Image.fromarray(render(shapes, rng), mode="RGB").save(out / image)
         sf.write(out / audio, spoken(clips[utt], source_rate, rng), SAMPLE_RATE, subtype="PCM_16")
-        records.append(
-            {
-                "image": image,
-                "audio": audio,
-                "caption": r.caption,
-                "content": r.content,
-                "question": r.question,
-                "answer": r.answer,
-                "question_type": r.question_type,
-                "shape": r.shape,
-                "colour": r.colour,
-                "count": r.count,
-                "split": r.split,
-            }
-        )
+        records.append({"image": image, "audio": audio, **{c: getattr(r, c) for c in COLUMNS}})
     pd.DataFrame(records).to_csv(out / TABLE, index=False)
     meta.drop(columns=["row_seed"]).to_csv(out / META, index_label="row")
     return out / TABLE
