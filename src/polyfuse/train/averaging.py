@@ -9,8 +9,9 @@ EMA and AutoGluon-Multimodal's checkpoint averaging use it: after every optimise
 over the trainable parameters and the floating-point buffers (batch-norm statistics), starting from
 the weights after the first step. Small validation splits make the epoch-to-epoch scores of plain
 weights noisy (a learning rate that still moves the weights a lot at the chosen epoch); the average
-moves smoothly, so the kept epoch is less a matter of luck. With several labels whose best epochs
-differ, this is what keeps each near its single-label model (``benchmarks/weighting``).
+moves smoothly, so the kept epoch is less a matter of luck. Measured (``benchmarks/weighting``, 10
+seeds): with two labels, it narrowed the regression label's seed-to-seed spread threefold and kept it
+within 1 point of its single-label model; it did not close the class label's gap.
 
 The average lives beside the model: before each validation pass it is swapped in (so the logged
 scores and ``BestWeights``' copy are the average's), and the training weights come back before the

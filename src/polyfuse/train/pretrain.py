@@ -59,30 +59,31 @@ class PretrainTask(L.LightningModule):
         self.masked_weight = masked_weight
         self._val: list[tuple[dict[str, Tensor], dict[str, Tensor]]] = []
 
-    def objective(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
-        """The step's loss and its parts (``nce_<a>_<b>``, ``masked``)."""
+    def objective(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
+        """The step's loss, its parts (``nce_<a>_<b>``, ``masked``) and the batch's embeddings."""
         z = self.model.aligned(batch)
         present = {m: batch.mask[m].bool() for m in z}
         per_pair = pair_losses(z, present, self.pairs, self.model.scale())
         parts = {f"nce_{a}_{b}": loss for (a, b), loss in per_pair.items()}
-        zero = sum((v.sum() * 0 for v in z.values()), torch.zeros((), device=self.device))  # in the graph
-        loss = torch.stack(list(per_pair.values())).mean() if per_pair else zero
+        if per_pair:
+            loss = torch.stack(list(per_pair.values())).mean()
+        else:  # no row holds a pair: a zero that is still in the graph, so the step runs
+            loss = sum((v.sum() * 0 for v in z.values()), torch.zeros((), device=self.device))
         if self.masked_weight > 0:
             parts["masked"] = masked_reconstruction(z, present, self.model.predictors)
             loss = loss + self.masked_weight * parts["masked"]
-        return loss, parts
+        return loss, parts, z
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        loss, parts = self.objective(batch)
+        loss, parts, _ = self.objective(batch)
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch))
         for name, value in parts.items():
             self.log(f"train_{name}", value, on_step=False, on_epoch=True, batch_size=len(batch))
         return loss
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        loss, _ = self.objective(batch)
+        loss, _, z = self.objective(batch)
         self.log("val_loss", loss, on_epoch=True, prog_bar=True, batch_size=len(batch))
-        z = self.model.aligned(batch)
         self._val.append(({m: v.float().cpu() for m, v in z.items()}, {m: batch.mask[m].cpu() for m in z}))
 
     def on_validation_epoch_end(self) -> None:
