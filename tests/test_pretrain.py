@@ -59,12 +59,10 @@ def test_masked_reconstruction_trains_the_prediction_not_its_target():
     assert 0 < loss.item() <= 2
     assert z["x"].grad is None  # the target is held fixed (stop-gradient)
     assert z["y"].grad is not None and z["y"].grad.abs().sum() > 0
-    with torch.no_grad():  # a perfect predictor: zero loss
-        predictors["x"].weight.zero_()
-        predictors["x"].bias.zero_()
     same = {"x": z["x"].detach(), "y": z["x"].detach()}
-    with torch.no_grad():
+    with torch.no_grad():  # a perfect predictor (identity): zero loss
         predictors["x"].weight.copy_(torch.eye(4))
+        predictors["x"].bias.zero_()
     assert masked_reconstruction(same, present, predictors).item() == pytest.approx(0.0, abs=1e-6)
 
 

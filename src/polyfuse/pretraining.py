@@ -104,15 +104,8 @@ def test_retrieval(
 ) -> dict[str, dict[str, float]]:
     """``"<query>-><gallery>"`` -> retrieval scores, both ways for each pair, over the rows of ``table``
     holding both modalities (matches: the same row, or a row of the same group)."""
-    from polyfuse.eval.retrieval import relevance, retrieval_scores
+    from polyfuse.eval.retrieval import pair_scores
     from polyfuse.models.inference import aligned_table
 
     z, present = aligned_table(model, table)
-    out = {}
-    for a, b in pairs:
-        rows = (present[a] & present[b]).nonzero().flatten()
-        kept = None if groups is None else [groups[i] for i in rows.tolist()]
-        relevant = relevance(kept, kept, len(rows))
-        for query, gallery in ((a, b), (b, a)):
-            out[f"{query}->{gallery}"] = retrieval_scores(z[query][rows], z[gallery][rows], relevant)
-    return out
+    return pair_scores(z, present, pairs, groups)

@@ -55,3 +55,26 @@ def retrieval_scores(
         for metric in metrics.values():
             metric.update(scores.flatten(), target.flatten(), indexes=index.flatten())
     return {name: round(float(metric.compute()), 6) for name, metric in metrics.items()}
+
+
+def pair_scores(
+    z: dict[str, Tensor],
+    present: dict[str, Tensor],
+    pairs: Sequence[tuple[str, str]],
+    groups: Sequence[object] | None = None,
+    ks: Sequence[int] = KS,
+) -> dict[str, dict[str, float]]:
+    """``"<query>-><gallery>"`` -> ``retrieval_scores``, both ways for each pair of modalities, over the
+    rows holding both (``z``: unit embeddings [N, D] per modality, ``present``: bool [N]; a match is
+    the same row, or with ``groups``, one value per row, a row of the same group). Pairs that fewer
+    than 2 rows hold are left out."""
+    out = {}
+    for a, b in pairs:
+        rows = (present[a] & present[b]).nonzero().flatten()
+        if len(rows) < 2:
+            continue
+        kept = None if groups is None else [groups[i] for i in rows.tolist()]
+        relevant = relevance(kept, kept, len(rows))
+        for query, gallery in ((a, b), (b, a)):
+            out[f"{query}->{gallery}"] = retrieval_scores(z[query][rows], z[gallery][rows], relevant, ks)
+    return out

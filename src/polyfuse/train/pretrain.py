@@ -20,7 +20,7 @@ from torch import Tensor
 
 from polyfuse.config import TrainConfig
 from polyfuse.data.batch import Batch, EncodedTable
-from polyfuse.eval.retrieval import relevance, retrieval_scores
+from polyfuse.eval.retrieval import pair_scores
 from polyfuse.losses.contrastive import Pair, masked_reconstruction, pair_losses
 from polyfuse.models.aligned import AlignedModel
 from polyfuse.registry import SCHEDULERS
@@ -109,17 +109,8 @@ def pair_recalls(
 ) -> dict[str, float]:
     """``recall_at_1_<query>_to_<gallery>`` for both directions of each pair, over the rows holding both
     (a match: the same row, or with ``groups`` one row per row, a row of the same group)."""
-    out = {}
-    for a, b in pairs:
-        rows = (present[a] & present[b]).nonzero().flatten()
-        if len(rows) < 2:
-            continue
-        kept = None if groups is None else [groups[i] for i in rows.tolist()]
-        relevant = relevance(kept, kept, len(rows))
-        for query, gallery in ((a, b), (b, a)):
-            scores = retrieval_scores(z[query][rows], z[gallery][rows], relevant, ks=(1,))
-            out[f"recall_at_1_{query}_to_{gallery}"] = scores["recall_at_1"]
-    return out
+    scores = pair_scores(z, present, pairs, groups, ks=(1,))
+    return {f"recall_at_1_{d.replace('->', '_to_')}": v["recall_at_1"] for d, v in scores.items()}
 
 
 def pretrain_model(
