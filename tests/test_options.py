@@ -12,7 +12,14 @@ from typer.testing import CliRunner
 
 import polyfuse
 from polyfuse.cli import app
-from polyfuse.config import COMPARE_DEFAULTS, CompareOptions, PretrainOptions, TrainConfig, field_help
+from polyfuse.config import (
+    COMPARE_DEFAULTS,
+    CompareOptions,
+    GenerateOptions,
+    PretrainOptions,
+    TrainConfig,
+    field_help,
+)
 
 FIELDS = [f.name for f in dataclasses.fields(TrainConfig)]
 COMPARE_SKIPS = {"baselines", "ensemble", "progress"}  # compare's runs: single models, without a bar
@@ -94,15 +101,22 @@ def test_compare_cli_option_has_compares_default(name):
     assert param.default == COMPARE_DEFAULTS.get(name, getattr(TrainConfig(), name))
 
 
-def _recorded(monkeypatch: pytest.MonkeyPatch, verb: str, args: list[str]) -> dict[str, Any]:
+def _recorded(
+    monkeypatch: pytest.MonkeyPatch, verb: str, args: list[str], function: str | None = None
+) -> dict[str, Any]:
     calls: list[dict[str, Any]] = []
 
     class Done:
         finished, best_dir = True, "best"
         pairs, test = [("a", "b")], {"a->b": {"recall_at_1": 1.0}}  # what pretrain prints
-        summary = {"epochs": 1, "best_epoch": 0, "val_recall_at_1": 1.0}
+        summary = {"epochs": 1, "best_epoch": 0, "val_recall_at_1": 1.0, "val_loss": 0.1, "vocabulary": 9}
+        examples = [{"written": "a red circle", "reference": "a red circle"}]  # what fit-text prints
 
-    monkeypatch.setattr(polyfuse, verb, lambda *a, **kw: calls.append(kw) or Done(), raising=False)
+    if function == "fit_text":
+        Done.test = {"bleu_4": 1.0}  # type: ignore[assignment]  # what fit-text prints
+    monkeypatch.setattr(
+        polyfuse, function or verb, lambda *a, **kw: calls.append(kw) or Done(), raising=False
+    )
     result = CliRunner().invoke(app, [verb, *args])
     assert result.exit_code == 0, result.output
     return calls[0]
@@ -231,3 +245,42 @@ def test_a_cli_pretrain_option_reaches_the_api(name, monkeypatch, tmp_path):
 def test_cli_pretrain_passes_training_options(monkeypatch, tmp_path):
     got = _recorded(monkeypatch, "pretrain", [str(tmp_path / "t.csv"), "--max-epochs", "7", "--ema", "0.9"])
     assert got["max_epochs"] == 7 and got["ema"] == 0.9 and "baselines" not in got
+
+
+# --- fit-text's options (GenerateOptions) ----------------------------------------------------------
+
+GENERATE_FIELDS = [f.name for f in dataclasses.fields(GenerateOptions)]
+GENERATE_CHANGED: dict[str, tuple[list[str], Any]] = {
+    "target": (["--target", "caption"], "caption"),
+    "inputs": (["--inputs", "image,question"], "image,question"),
+    "max_words": (["--max-words", "12"], 12),
+    "min_word_count": (["--min-word-count", "2"], 2),
+    "d_model": (["--d-model", "64"], 64),
+    "layers": (["--layers", "1"], 1),
+    "heads": (["--heads", "2"], 2),
+    "prefix_length": (["--prefix-length", "2"], 2),
+    "memory": (["--memory", "prefix"], "prefix"),
+    "beam": (["--beam", "1"], 1),
+    "references_by": (["--references-by", "content"], "content"),
+}
+
+
+def test_every_fit_text_option_has_a_changed_value_here():
+    assert set(GENERATE_CHANGED) == set(GENERATE_FIELDS)
+
+
+@pytest.mark.parametrize("name", GENERATE_FIELDS)
+def test_fit_text_options_are_cli_options_with_the_config_default_and_help(name):
+    assert _params("fit-text")[name].default == getattr(GenerateOptions(), name)
+    assert _params("fit-text")[name].help == field_help(GenerateOptions, name)
+
+
+@pytest.mark.parametrize("name", GENERATE_FIELDS)
+def test_a_cli_fit_text_option_reaches_the_api(name, monkeypatch, tmp_path):
+    args, value = GENERATE_CHANGED[name]
+    assert _recorded(monkeypatch, "fit-text", [str(tmp_path / "t.csv"), *args], "fit_text")[name] == value
+
+
+def test_cli_fit_text_passes_training_options(monkeypatch, tmp_path):
+    got = _recorded(monkeypatch, "fit-text", [str(tmp_path / "t.csv"), "--max-epochs", "7"], "fit_text")
+    assert got["max_epochs"] == 7 and "baselines" not in got

@@ -257,3 +257,25 @@ def test_cli_fit_passes_init_from(monkeypatch, tmp_path):
     result = CliRunner().invoke(app, ["fit", str(tmp_path / "t.csv"), "-l", "y", "--init-from", "runs/pre"])
     assert result.exit_code == 0, result.output
     assert calls[0]["init_from"] == Path("runs/pre")
+
+
+def test_test_queries_and_their_nearest_rows_are_kept_and_reported(pretrained_dir, tmp_path):
+    frame = _planted()
+    examples = load_pretrained(pretrained_dir).examples
+    assert set(examples) == {"note->tabular", "tabular->note"}
+    for direction, queries in examples.items():
+        assert len(queries) == 4
+        for q in queries:
+            scores = [h["score"] for h in q["hits"]]
+            assert len(scores) == 3 and scores == sorted(scores, reverse=True)
+            for hit in q["hits"]:  # a match is a row of the same thing
+                assert hit["match"] == (
+                    frame.at[int(hit["row"]), "thing"] == frame.at[int(q["row"]), "thing"]
+                )
+            note = q["query"] if direction == "note->tabular" else q["hits"][0]["value"]
+            assert note.startswith("item w") and "x1=" in (
+                q["hits"][0]["value"] if direction == "note->tabular" else q["query"]
+            )
+    page = polyfuse.report(pretrained_dir, tmp_path / "report.html").read_text()
+    assert "pre-trained model" in page and "Recall@10" in page and "Nearest rows" in page
+    assert examples["note->tabular"][0]["query"] in page

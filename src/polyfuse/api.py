@@ -372,6 +372,95 @@ def zero_shot(
     return ZeroShot(predictions, accuracy)
 
 
+def fit_text(
+    data: Any,
+    target: str,
+    *,
+    inputs: str | list[str] | None = None,
+    out: str | Path | None = None,
+    roles: dict[str, str] | None = None,
+    split_column: str | None = None,
+    encoders: dict[str, str] | None = None,
+    encoder_params: dict[str, dict[str, Any]] | None = None,
+    freeze: dict[str, bool] | None = None,
+    processor_options: dict[str, dict[str, Any]] | None = None,
+    on_error: str = "raise",
+    init_from: str | Path | None = None,
+    **options: Any,
+) -> Any:
+    """Train a model that writes a text column from other columns: captions from images or audio,
+    answers from an image and a question; then write and score the test split.
+
+    Args:
+        data: CSV / Parquet / JSONL path or DataFrame.
+        target: The text column to write.
+        inputs: Columns to condition on (a list or ``"image,question"``); default every column but
+            the target and the split column.
+        out: Save the model directory here (``polyfuse.caption`` / ``polyfuse.ask`` read it).
+        roles, split_column, encoders, encoder_params, freeze, processor_options, on_error,
+            init_from: As in ``fit`` (``init_from``: start the inputs' encoders from ``pretrain``).
+        **options: Fields of ``GenerateOptions`` (``max_words``, ``d_model``, ``layers``, ``memory``,
+            ``beam``, ``references_by`` ...) and of ``TrainConfig`` (``max_epochs``, ``lr`` ...).
+
+    Returns:
+        A ``Generator``: ``summary`` (epochs, rows, vocabulary), ``test`` (BLEU-1..4, CIDEr, ROUGE-L,
+        exact match on the test split), ``examples`` (test rows: written next to the truth), and
+        ``write(data)`` / ``caption(file)`` / ``ask(image, question)`` for new rows.
+    """
+    import dataclasses
+
+    from polyfuse.config import GenerateOptions
+    from polyfuse.fitting import fit_inputs
+    from polyfuse.generation import GenerateRequest, run_generator
+
+    own = {f.name for f in dataclasses.fields(GenerateOptions)}
+    chosen = {k: options.pop(k) for k in list(options) if k in own}
+    if isinstance(inputs, list):
+        inputs = ",".join(inputs)
+    frame, base_dir, request, _ = fit_inputs(
+        data,
+        [],
+        roles=roles,
+        split_column=split_column,
+        encoders=encoders,
+        encoder_params=encoder_params,
+        freeze=freeze,
+        processor_options=processor_options,
+        on_error=on_error,
+        train_options={"progress": False, **options},
+        init_from=init_from,
+    )
+    done = run_generator(
+        frame, base_dir, GenerateRequest(request, GenerateOptions(target=target, inputs=inputs, **chosen))
+    )
+    if out is not None:
+        done.save(out)
+    return done
+
+
+def caption(model: str | Path, value: Any, *, column: str | None = None, beam: int | None = None) -> str:
+    """The text a generator (``fit_text``) writes for one input: an image or audio file, or a value of
+    ``column`` (the generator's one input column unless named); ``beam`` overrides its beam width."""
+    from polyfuse.generator import load_generator
+
+    return str(load_generator(model).caption(value, column, beam))
+
+
+def ask(model: Predictor | str | Path, image: Any, question: str, *, beam: int | None = None) -> str:
+    """The answer to ``question`` about ``image`` (a file), from a model of one question column and one
+    other input: a generator (``fit_text(target="answer")``: the answer is written word by word) or a
+    classifier (``fit(label="answer")``: the answer is the most probable class)."""
+    import pandas as pd
+
+    from polyfuse.generator import is_generator, load_generator, question_row
+
+    if not isinstance(model, Predictor) and is_generator(model):
+        return str(load_generator(model).ask(image, question, beam))
+    predictor = model if isinstance(model, Predictor) else load(model)
+    answer = predictor.predict(question_row(predictor.preprocessor, image, question))
+    return str(answer.iloc[0] if isinstance(answer, pd.Series) else answer.iloc[0, 0])
+
+
 def explain(
     model: Predictor | str | Path,
     data: Any = None,

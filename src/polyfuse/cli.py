@@ -10,7 +10,7 @@ from typing import Any, Optional
 import typer
 
 from polyfuse.cli_options import with_config_options
-from polyfuse.config import COMPARE_DEFAULTS, CompareOptions, PretrainOptions, TrainConfig
+from polyfuse.config import COMPARE_DEFAULTS, CompareOptions, GenerateOptions, PretrainOptions, TrainConfig
 from polyfuse.sweep.grid import DEFAULT_FUSIONS
 
 app = typer.Typer(
@@ -277,6 +277,85 @@ def zero_shot_command(
     typer.echo(f"classified {len(done.predictions)} rows: {counts}")
     if done.accuracy is not None:
         typer.echo(f"accuracy against {label!r}: {done.accuracy:.4f}")
+
+
+@app.command("fit-text")
+@with_config_options(TrainConfig, into="train", skip=("baselines", "ensemble", "progress"))
+@with_config_options(GenerateOptions, into="options")
+def fit_text_command(
+    table: Path = typer.Argument(..., help="CSV / Parquet / JSONL table"),
+    out: Path = typer.Option(Path("runs/generator"), help="where to save the model directory"),
+    text: list[str] = typer.Option([], help="declare a text column"),
+    image: list[str] = typer.Option([], help="declare an image-path column"),
+    audio: list[str] = typer.Option([], help="declare an audio-path column"),
+    numeric: list[str] = typer.Option([], help="declare a numeric column"),
+    categorical: list[str] = typer.Option([], help="declare a categorical column"),
+    ignore: list[str] = typer.Option([], help="ignore a column"),
+    split_column: Optional[str] = typer.Option(None, help="column with train / val / test values"),
+    encoder: list[str] = typer.Option([], help="MODALITY=ENCODER, e.g. image=image_cnn (polyfuse encoders)"),
+    freeze: list[str] = typer.Option([], help="modality whose pretrained encoder stays frozen"),
+    init_from: Optional[Path] = typer.Option(
+        None, help="start the encoders from a pre-trained model (polyfuse pretrain)"
+    ),
+    on_error: str = typer.Option("raise", help=ON_ERROR_HELP),
+    train: Optional[dict[str, Any]] = None,  # every TrainConfig field, from with_config_options
+    options: Optional[dict[str, Any]] = None,  # every GenerateOptions field
+) -> None:
+    """Train a model that writes TABLE's --target text column (captions, answers) from its other
+    columns (--inputs); print its scores on the test split; save it to OUT."""
+    import polyfuse
+
+    done = polyfuse.fit_text(
+        str(table),
+        out=out,
+        roles=_roles(
+            text=text, image=image, audio=audio, numeric=numeric, categorical=categorical, ignore=ignore
+        ),
+        split_column=split_column,
+        encoders=_pairs(encoder, "--encoder"),
+        freeze={m: True for m in freeze},
+        init_from=init_from,
+        on_error=on_error,
+        **(options or {}),
+        **(train or {}),
+    )
+    summary = done.summary
+    typer.echo(
+        f"trained in {summary['epochs']} epochs (kept epoch {summary['best_epoch']}, validation loss "
+        f"{summary['val_loss']:.4f}); vocabulary {summary['vocabulary']} words"
+    )
+    if done.test:
+        typer.echo("test: " + ", ".join(f"{k} {v:.4f}" for k, v in done.test.items()))
+    for example in done.examples[:3]:
+        typer.echo(f"  wrote {example['written']!r} for {example['reference']!r}")
+    typer.echo(f"saved to {out}")
+
+
+@app.command("caption")
+def caption_command(
+    model: Path = typer.Argument(..., help="text generator directory (polyfuse fit-text)"),
+    file: str = typer.Argument(..., help="the input: an image or audio file (or a value of --column)"),
+    column: Optional[str] = typer.Option(None, help="the input column, when the model reads several"),
+    beam: Optional[int] = typer.Option(None, help="beam width (1: greedy; default: the model's)"),
+) -> None:
+    """Write the text MODEL gives one input: a caption for an image or a recording."""
+    import polyfuse
+
+    typer.echo(polyfuse.caption(model, file, column=column, beam=beam))
+
+
+@app.command("ask")
+def ask_command(
+    model: Path = typer.Argument(..., help="a question-answering model: polyfuse fit-text or fit"),
+    image: Path = typer.Argument(..., help="the image (or other file) asked about"),
+    question: str = typer.Argument(..., help='the question, e.g. "what colour is the circle?"'),
+    beam: Optional[int] = typer.Option(None, help="beam width of a generator (1: greedy)"),
+) -> None:
+    """Answer QUESTION about IMAGE with MODEL: written word by word by a generator (fit-text
+    --target answer), or the most probable answer of a classifier (fit --label answer)."""
+    import polyfuse
+
+    typer.echo(polyfuse.ask(model, image, question, beam=beam))
 
 
 @app.command()

@@ -257,6 +257,35 @@ class PretrainOptions:
     )
 
 
+@dataclass
+class GenerateOptions:
+    """What ``fit-text`` writes and from what, besides how it trains. Each field is a ``polyfuse
+    fit-text`` option and a ``polyfuse.fit_text`` keyword."""
+
+    target: str = option("", "the text column to write (a caption, an answer)")
+    inputs: str | None = option(
+        None, "columns to condition on, comma-separated (default: every column but the target and split)"
+    )
+    max_words: int = option(32, "longest text written, in words")
+    min_word_count: int = option(1, "training occurrences a word needs to be written (else unknown)")
+    d_model: int = option(128, "width of the decoder")
+    layers: int = option(2, "decoder layers")
+    heads: int = option(4, "attention heads")
+    prefix_length: int = option(4, "memory tokens made from each input's pooled embedding (ClipCap's prefix)")
+    memory: str = option("tokens", "tokens (encoder tokens + prefix: attend to image parts) or prefix")
+    beam: int = option(3, "beam width when writing (1: greedy)")
+    references_by: str | None = option(
+        None, "a column: test rows sharing its value lend each other their texts as extra references"
+    )
+
+
+def parse_columns(columns: str | list[str] | None) -> list[str] | None:
+    """``"a,b"`` (or a list) -> ``["a", "b"]``; None stays None."""
+    if columns is None or isinstance(columns, list):
+        return columns
+    return [c for c in (part.strip() for part in columns.split(",")) if c]
+
+
 def parse_pairs(pairs: str | list[tuple[str, str]] | None) -> list[tuple[str, str]] | None:
     """``"a:b,c:d"`` (or a list of pairs) -> ``[("a", "b"), ("c", "d")]``; None stays None."""
     if pairs is None or isinstance(pairs, list):

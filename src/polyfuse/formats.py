@@ -18,6 +18,7 @@ MODEL_FORMAT = 1  # config.json
 COMPARE_FORMAT = 1  # compare.json
 EXPLAIN_FORMAT = 1  # explain.json
 ALIGNED_FORMAT = 1  # config.json of a pre-trained (aligned) model directory
+GENERATOR_FORMAT = 1  # config.json of a text generator directory (polyfuse fit-text)
 
 
 def check_format(data: dict[str, Any], supported: int, path: str | Path) -> int:

@@ -44,6 +44,7 @@ class Pretrained:
     summary: dict[str, Any]  # epochs, best epoch, seconds, validation Recall@1
     test: dict[str, dict[str, float]] = field(default_factory=dict)  # "query->gallery" -> scores
     tables: dict[str, Any] = field(default_factory=dict)  # the encoded splits (not saved)
+    examples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # test queries and their hits
 
     def embed(self, data: Any, modality: str, on_error: str = "raise") -> tuple[np.ndarray, pd.DataFrame]:
         """Unit embeddings [N, dim] in the shared space of ``modality`` for the rows of ``data`` (a path
@@ -145,7 +146,9 @@ class Pretrained:
         save_json(config, out / "config.json")
         save_json(self.pre.state(), out / "preprocessor.json")
         save_model(self.model, str(out / "model.safetensors"))
-        save_json({"pretrain": self.summary, "test": self.test}, out / "metrics.json")
+        save_json(
+            {"pretrain": self.summary, "test": self.test, "examples": self.examples}, out / "metrics.json"
+        )
         return out
 
 
@@ -184,6 +187,7 @@ def load_pretrained(path: str | Path) -> Pretrained:
         from_dict(TrainConfig, config["train"]),
         metrics.get("pretrain", {}),
         metrics.get("test", {}),
+        examples=metrics.get("examples", {}),
     )
 
 

@@ -23,6 +23,7 @@ from polyfuse.config import (
     parse_pairs,
 )
 from polyfuse.data.errors import SchemaError
+from polyfuse.data.table import shown_value
 from polyfuse.fitting import FitRequest, prepare
 from polyfuse.losses.contrastive import Pair
 from polyfuse.models.aligned import AlignedModel
@@ -87,7 +88,9 @@ def run_pretrain(frame: pd.DataFrame, base_dir: Path, req: PretrainRequest) -> P
         "rows": {k: len(t) for k, t in tables.items()},
     }
     test = test_retrieval(model, tables["test"], pairs, groups["test"])
-    return Pretrained(model, prep.pre, encoders, pairs, opts, cfg, summary, test, tables)
+    done = Pretrained(model, prep.pre, encoders, pairs, opts, cfg, summary, test, tables)
+    done.examples = retrieval_examples(done, frame, base_dir, groups["test"])
+    return done
 
 
 def _groups(frame: pd.DataFrame, table: Any, column: str | None) -> list[Any] | None:
@@ -97,6 +100,46 @@ def _groups(frame: pd.DataFrame, table: Any, column: str | None) -> list[Any] | 
     if column not in frame.columns:
         raise SchemaError(f"relevant_by: no column {column!r} in the table")
     return frame.loc[table.row_ids, column].tolist()
+
+
+def retrieval_examples(
+    done: Pretrained, frame: pd.DataFrame, base_dir: Path, groups: list[Any] | None
+) -> dict[str, list[dict[str, Any]]]:
+    """A few test queries per direction with their nearest gallery rows, as the report shows them:
+    each row's cells (files as absolute paths), similarity and whether it matches."""
+    from polyfuse.eval.retrieval import pair_examples
+    from polyfuse.models.inference import aligned_table
+
+    table = done.tables["test"]
+    if not len(table):
+        return {}
+    z, present = aligned_table(done.model, table)
+    specs = {s.name: s for s in done.pre.schema.inputs}
+
+    def cell(modality: str, i: int) -> str:
+        spec, row = specs[modality], table.row_ids[i]
+        shown = [shown_value(frame.at[row, c], spec.kind, base_dir) for c in spec.columns]
+        return (
+            shown[0]
+            if len(shown) == 1
+            else ", ".join(f"{c}={v}" for c, v in zip(spec.columns, shown, strict=True))
+        )
+
+    out = {}
+    for direction, queries in pair_examples(z, present, done.pairs, groups).items():
+        query, gallery = direction.split("->")
+        out[direction] = [
+            {
+                "row": str(table.row_ids[q["query"]]),
+                "query": cell(query, q["query"]),
+                "hits": [
+                    {**h, "row": str(table.row_ids[h["row"]]), "value": cell(gallery, h["row"])}
+                    for h in q["hits"]
+                ],
+            }
+            for q in queries
+        ]
+    return out
 
 
 def test_retrieval(

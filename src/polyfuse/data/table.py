@@ -105,6 +105,16 @@ def describe_cell(value: Any) -> str:
     return str(value)
 
 
+def shown_value(value: Any, kind: str, base_dir: Path) -> str:
+    """A cell as a report shows it: a media file's absolute path (so that it is found from anywhere),
+    else the value as text; "" when missing."""
+    if is_missing(value):
+        return ""
+    if kind in ("image", "audio") and not isinstance(value, (bytes, bytearray, memoryview)):
+        return str(resolve_path(value, base_dir).resolve())
+    return describe_cell(value)
+
+
 def resolve_path(value: Any, base_dir: Path) -> Path:
     """A cell's file path, relative paths taken from the table's folder."""
     path = Path(str(value).strip()).expanduser()

@@ -78,3 +78,37 @@ def pair_scores(
         for query, gallery in ((a, b), (b, a)):
             out[f"{query}->{gallery}"] = retrieval_scores(z[query][rows], z[gallery][rows], relevant, ks)
     return out
+
+
+def pair_examples(
+    z: dict[str, Tensor],
+    present: dict[str, Tensor],
+    pairs: Sequence[tuple[str, str]],
+    groups: Sequence[object] | None = None,
+    queries: int = 4,
+    k: int = 3,
+) -> dict[str, list[dict[str, object]]]:
+    """``"<query>-><gallery>"`` -> the first ``queries`` rows holding both modalities, each with its
+    ``k`` nearest gallery rows among those rows: ``{"query": i, "hits": [{"row": j, "score": s,
+    "match": bool}, ...]}`` (row numbers of ``z``; a match as in ``pair_scores``)."""
+    out: dict[str, list[dict[str, object]]] = {}
+    for a, b in pairs:
+        rows = (present[a] & present[b]).nonzero().flatten()
+        if len(rows) < 2:
+            continue
+        kept = None if groups is None else [groups[i] for i in rows.tolist()]
+        relevant = relevance(kept, kept, len(rows))
+        for query, gallery in ((a, b), (b, a)):
+            scores = z[query][rows[:queries]] @ z[gallery][rows].T  # [q, n]
+            top = scores.topk(min(k, len(rows)), dim=1)
+            out[f"{query}->{gallery}"] = [
+                {
+                    "query": int(rows[i]),
+                    "hits": [
+                        {"row": int(rows[j]), "score": round(float(s), 4), "match": bool(relevant[i, j])}
+                        for s, j in zip(top.values[i].tolist(), top.indices[i].tolist(), strict=True)
+                    ],
+                }
+                for i in range(len(top.values))
+            ]
+    return out

@@ -47,6 +47,7 @@ dl.facts dt { color: var(--muted); }
 dl.facts dd { margin: 0; }
 figure { margin: 10px 0; }
 figure img { max-width: 100%; height: auto; border: 1px solid var(--line); border-radius: 4px; }
+img.thumb { width: 64px; height: auto; image-rendering: pixelated; border: 1px solid var(--line); }
 figcaption { color: var(--muted); font-size: 12px; margin-top: 2px; }
 .row { display: flex; flex-wrap: wrap; gap: 18px; align-items: flex-start; }
 footer { color: var(--muted); font-size: 12px; text-align: center; padding: 10px 0 30px; }

@@ -1,0 +1,152 @@
+"""Captioning and visual question answering on scenes.
+
+    python -m benchmarks.generation [--tasks caption,vqa_generate,vqa_classify] [--seeds 0-2]
+                                    [--max-epochs 30] [--append]
+
+Per task and seed, on scenes' own split (7,000 / 1,500 / 1,500 rows; every choice on validation):
+
+* ``caption``: ``polyfuse.fit_text`` writes the caption from the image (``image_cnn`` from scratch;
+  the decoder attends to its 4x4 feature map); the test split is written with beam search and
+  scored with BLEU-1..4, CIDEr and ROUGE-L against the captions of every test picture of the same
+  content (``references_by="content"``: the templates and paraphrases of one picture).
+* ``vqa_generate``: ``polyfuse.fit_text`` writes the answer from the image and the question;
+  accuracy (exact match) per question type.
+* ``vqa_classify``: ``polyfuse.fit`` with the answer as a label (image and question in, fusion
+  ``cross_attention`` over the image's feature map and the question's words); accuracy per
+  question type.
+
+Writes ``results/generation.csv`` (one row per task and seed) and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from benchmarks.common import code_version, machine_line, seeds
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+STEM = RESULTS / "generation"
+ENCODERS = {"image": "image_cnn", "question": "text_bag"}
+TASKS = ("caption", "vqa_generate", "vqa_classify")
+
+
+def run(task: str, seed: int, max_epochs: int) -> dict[str, Any]:
+    import polyfuse
+    from polyfuse.data.datasets import build_dataset
+
+    table = build_dataset("scenes")
+    frame = pd.read_csv(table, keep_default_na=False)
+    test = frame[frame["split"] == "test"]
+    common = {"split_column": "split", "seed": seed, "max_epochs": max_epochs, "batch_size": 64}
+    start = time.perf_counter()
+    row: dict[str, Any] = {"task": task, "seed": seed, "test_rows": len(test)}
+    if task == "caption":
+        done = polyfuse.fit_text(
+            str(table),
+            "caption",
+            inputs="image",
+            encoders={"image": "image_cnn"},
+            references_by="content",
+            **common,
+        )
+        row.update(done.test)
+        row["example"] = done.examples[0]["written"]
+    else:
+        if task == "vqa_generate":
+            done = polyfuse.fit_text(
+                str(table), "answer", inputs="image,question", encoders=ENCODERS, max_words=4, **common
+            )
+            answers = done.write((test, table.parent))
+        else:
+            ignored = [c for c in frame.columns if c not in ("image", "question", "answer", "split")]
+            predictor = polyfuse.fit(
+                str(table),
+                "answer",
+                roles={**{c: "ignore" for c in ignored}, "question": "text"},
+                encoders=ENCODERS,
+                fusion="cross_attention",
+                baselines=False,
+                **common,
+            )
+            answers = predictor.predict((test, table.parent))
+            fused = predictor.metrics["fused"]
+            epochs, train_seconds = fused["epochs"], fused["train_seconds"]
+        right = answers.astype(str).reindex(test.index) == test["answer"].astype(str)
+        row["accuracy"] = float(right.mean())
+        for kind, rows in test.groupby("question_type"):
+            row[f"accuracy_{kind}"] = float(right[rows.index].mean())
+    if task == "vqa_classify":
+        row["epochs"], row["train_seconds"] = epochs, train_seconds
+    else:
+        row["epochs"], row["train_seconds"] = done.summary["epochs"], done.summary["seconds"]
+    row["seconds"] = round(time.perf_counter() - start, 1)
+    print(row, flush=True)
+    return row
+
+
+def write(frame: pd.DataFrame, args: argparse.Namespace) -> None:
+    frame.to_csv(STEM.with_suffix(".csv"), index=False)
+    commits = ", ".join(sorted(frame["commit"].astype(str).unique()))
+    lines = [
+        "# Captioning and visual question answering on scenes",
+        "",
+        f"Machine: {machine_line()}; commit {commits}. Command: `python -m benchmarks.generation "
+        f"--tasks {args.tasks} --seeds {args.seeds} --max-epochs {args.max_epochs}`.",
+        "",
+        "Mean ± std over seeds, on scenes' 1,500 test rows. `seconds`: the whole run (reading the "
+        "table, training, writing the test split).",
+        "",
+    ]
+    columns = {
+        "caption": ["bleu_1", "bleu_4", "cider", "rouge_l", "exact_match"],
+        "vqa_generate": ["accuracy", "accuracy_attribute", "accuracy_relational"],
+        "vqa_classify": ["accuracy", "accuracy_attribute", "accuracy_relational"],
+    }
+    for task, g in frame.groupby("task", sort=False):
+        shown = [c for c in columns[str(task)] if c in g]
+        lines += [
+            f"**{task}**",
+            "",
+            "| seeds | " + " | ".join(shown) + " | epochs | seconds |",
+            "|---" * (len(shown) + 3) + "|",
+            f"| {len(g)} | "
+            + " | ".join(_pm(g[c]) for c in shown)
+            + f" | {g['epochs'].mean():.1f} | {g['seconds'].mean():.0f} |",
+            "",
+        ]
+        if "example" in g:
+            lines += [f"Example (seed {g['seed'].iloc[0]}): “{g['example'].iloc[0]}”", ""]
+    STEM.with_suffix(".md").write_text("\n".join(lines))
+
+
+def _pm(values: pd.Series) -> str:
+    return f"{values.mean():.4f} ± {values.std():.4f}" if len(values) > 1 else f"{values.mean():.4f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--tasks", default=",".join(TASKS))
+    parser.add_argument("--seeds", default="0-2")
+    parser.add_argument("--max-epochs", type=int, default=30)
+    parser.add_argument("--append", action="store_true", help="add to the CSV (same task and seed replaced)")
+    args = parser.parse_args()
+    csv = STEM.with_suffix(".csv")
+    frame = pd.read_csv(csv, dtype={"commit": str}) if args.append and csv.is_file() else pd.DataFrame()
+    commit = code_version()
+    for task in args.tasks.split(","):
+        for seed in seeds(args.seeds):
+            row = pd.DataFrame([run(task, seed, args.max_epochs)]).assign(commit=commit)
+            frame = pd.concat([frame, row]).drop_duplicates(["task", "seed"], keep="last")
+            write(frame, args)
+    print(STEM.with_suffix(".md").read_text())
+
+
+if __name__ == "__main__":
+    main()
