@@ -129,6 +129,27 @@ def test_a_planted_caption_is_learnt_exactly_saved_and_written_again(tmp_path):
     assert "text generator" in page and "Written next to the truth" in page and first["written"] in page
 
 
+@pytest.mark.slow
+def test_a_captioners_encoders_start_a_question_answerer(tmp_path):
+    polyfuse.fit_text(_described(), "caption", out=tmp_path / "gen", **{**SMALL, "max_epochs": 2})
+    source = load_generator(tmp_path / "gen")
+    frame = _described(seed=1).assign(question="what colour is the thing here?")
+    frame["answer"] = frame["colour"]
+    roles = {"question": "text", "caption": "ignore"}
+    # lr 0: nothing moves, so the encoders are exactly the ones they started from
+    fitted = polyfuse.fit(
+        frame, "answer", roles=roles, init_from=tmp_path / "gen", lr=0.0, max_epochs=1, baselines=False
+    )
+    answerer = polyfuse.fit_text(
+        frame, "answer", roles=roles, init_from=tmp_path / "gen", **{**SMALL, "lr": 0.0, "max_epochs": 1}
+    )
+    assert fitted.metrics["init_from"]["modalities"] == ["tabular"]
+    theirs = source.model.encoders["tabular"].state_dict()
+    for model in (fitted.model, answerer.model):
+        mine = model.encoders["tabular"].state_dict()
+        assert all(torch.equal(mine[k], theirs[k]) for k in theirs)
+
+
 def test_an_image_cell_is_shown_as_a_thumbnail_and_a_missing_file_as_text(tmp_path):
     from PIL import Image
 

@@ -49,9 +49,10 @@ def fit(
         processor_options: Modality -> processor options (``image_size``, ``duration``, ...).
         on_error: "raise" stops at the first bad cell; "skip" drops bad rows and reports them.
         verbose: Print the schema, progress and results.
-        init_from: A pre-trained model directory (``polyfuse.pretrain(out=...)``): the modalities it
-            shares with the table start from its encoders' weights and keep its processors (their
-            encoders are its encoders); the others train from scratch.
+        init_from: A pre-trained model directory (``polyfuse.pretrain(out=...)``) or a text generator
+            (``polyfuse.fit_text(out=...)``): the modalities it shares with the table start from its
+            encoders' weights and keep its processors (their encoders are its encoders); the others
+            train from scratch.
         **train_options: Fields of ``TrainConfig`` (``max_epochs``, ``batch_size``, ``lr``, ``seed``,
             ``precision``, ``modality_dropout``, ``baselines``, ...); ``optimizer``, ``scheduler`` and
             ``callbacks`` name entries of the ``OPTIMIZERS``, ``SCHEDULERS`` and ``CALLBACKS`` registries.
@@ -398,7 +399,8 @@ def fit_text(
             the target and the split column.
         out: Save the model directory here (``polyfuse.caption`` / ``polyfuse.ask`` read it).
         roles, split_column, encoders, encoder_params, freeze, processor_options, on_error,
-            init_from: As in ``fit`` (``init_from``: start the inputs' encoders from ``pretrain``).
+            init_from: As in ``fit`` (``init_from``: start the inputs' encoders from ``pretrain``'s
+            or another generator's, e.g. a captioner's for question answering).
         **options: Fields of ``GenerateOptions`` (``max_words``, ``d_model``, ``layers``, ``memory``,
             ``beam``, ``references_by`` ...) and of ``TrainConfig`` (``max_epochs``, ``lr`` ...).
 

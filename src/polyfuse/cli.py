@@ -65,7 +65,8 @@ def fit(
     on_error: str = typer.Option("raise", help=ON_ERROR_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="print only errors"),
     init_from: Optional[Path] = typer.Option(
-        None, help="pre-trained model directory (polyfuse pretrain) whose encoders to start from"
+        None,
+        help="pre-trained model (polyfuse pretrain) or text generator (fit-text) to start the encoders from",
     ),
     train: Optional[dict[str, Any]] = None,  # every TrainConfig field, from with_config_options
 ) -> None:
@@ -295,7 +296,7 @@ def fit_text_command(
     encoder: list[str] = typer.Option([], help="MODALITY=ENCODER, e.g. image=image_cnn (polyfuse encoders)"),
     freeze: list[str] = typer.Option([], help="modality whose pretrained encoder stays frozen"),
     init_from: Optional[Path] = typer.Option(
-        None, help="start the encoders from a pre-trained model (polyfuse pretrain)"
+        None, help="start the encoders from a pre-trained model (polyfuse pretrain) or another generator"
     ),
     on_error: str = typer.Option("raise", help=ON_ERROR_HELP),
     train: Optional[dict[str, Any]] = None,  # every TrainConfig field, from with_config_options

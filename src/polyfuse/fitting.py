@@ -58,7 +58,7 @@ class FitRequest:
     processor_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     on_error: str = "raise"
     train: TrainConfig = field(default_factory=TrainConfig)
-    init_from: str | None = None  # a pre-trained model directory (polyfuse pretrain) to start from
+    init_from: str | None = None  # a pre-trained model or text generator directory to start from
 
 
 @dataclass
@@ -121,10 +121,14 @@ def pretrained_parts(
 ) -> tuple[dict[str, EncoderConfig], dict[str, Any], dict[str, dict[str, Any]]]:
     """``req.init_from``'s parts for the modalities it shares with ``schema``: the encoders (its own
     configs, so that its weights fit), its fitted processors (the same vocabulary, sizes and
-    statistics) and its encoders' weights. A modality of the table that it lacks keeps ``encoders``'."""
-    from polyfuse.pretrained import load_pretrained
+    statistics) and its encoders' weights. A modality of the table that it lacks keeps ``encoders``'.
+    The source is a pre-trained model (``pretrain``) or a text generator (``fit_text``: a captioner's
+    image encoder has learnt what the pictures hold)."""
+    from polyfuse.generator import Generator, is_generator, load_generator
+    from polyfuse.pretrained import Pretrained, load_pretrained
 
-    source = load_pretrained(str(req.init_from))
+    path = str(req.init_from)
+    source: Pretrained | Generator = load_generator(path) if is_generator(path) else load_pretrained(path)
     shared = [spec for spec in schema.inputs if spec.name in source.encoders]
     if not shared:
         raise SchemaError(
