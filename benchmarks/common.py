@@ -85,3 +85,9 @@ def summary_markdown(summary: Any, metric: str, val: bool = False) -> list[str]:
             f"{row['latency_ms']:.3f} |"
         )
     return lines
+
+
+def mean_std(values: Any, digits: int = 4) -> str:
+    """``mean ± std`` of a pandas Series of per-seed results (the mean alone for one value)."""
+    mean = f"{values.mean():.{digits}f}"
+    return f"{mean} ± {values.std():.{digits}f}" if len(values) > 1 else mean

@@ -30,7 +30,7 @@ from typing import Any
 
 import pandas as pd
 
-from benchmarks.common import code_version, machine_line, seeds
+from benchmarks.common import code_version, machine_line, mean_std, seeds
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 STEM = RESULTS / "generation"
@@ -126,17 +126,13 @@ def write(frame: pd.DataFrame, args: argparse.Namespace) -> None:
             "| seeds | " + " | ".join(shown) + " | epochs | seconds |",
             "|---" * (len(shown) + 3) + "|",
             f"| {len(g)} | "
-            + " | ".join(_pm(g[c]) for c in shown)
+            + " | ".join(mean_std(g[c]) for c in shown)
             + f" | {g['epochs'].mean():.1f} | {g['seconds'].mean():.0f} |",
             "",
         ]
         if "example" in g:
             lines += [f"Example (seed {g['seed'].iloc[0]}): “{g['example'].iloc[0]}”", ""]
     STEM.with_suffix(".md").write_text("\n".join(lines))
-
-
-def _pm(values: pd.Series) -> str:
-    return f"{values.mean():.4f} ± {values.std():.4f}" if len(values) > 1 else f"{values.mean():.4f}"
 
 
 def main() -> None:

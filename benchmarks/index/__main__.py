@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmarks.common import code_version, machine_line, seeds
+from benchmarks.common import code_version, machine_line, mean_std, seeds
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 STEM = RESULTS / "index"
@@ -127,15 +127,11 @@ def write(frame: pd.DataFrame, args: argparse.Namespace) -> None:
     ]
     for (kind, params), g in frame.groupby(["kind", "params"], sort=False):
         lines.append(
-            f"| {kind} | {params if isinstance(params, str) else ''} | {len(g)} | {_pm(g['recall_at_10'])} "
-            f"| {_pm(g['query_ms'])} | {_pm(g['speedup'], 1)} | {_pm(g['build_seconds'], 2)} |"
+            f"| {kind} | {params if isinstance(params, str) else ''} | {len(g)} "
+            f"| {mean_std(g['recall_at_10'])} "
+            f"| {mean_std(g['query_ms'])} | {mean_std(g['speedup'], 1)} | {mean_std(g['build_seconds'], 2)} |"
         )
     STEM.with_suffix(".md").write_text("\n".join(lines) + "\n")
-
-
-def _pm(values: pd.Series, digits: int = 4) -> str:
-    mean = f"{values.mean():.{digits}f}"
-    return f"{mean} ± {values.std():.{digits}f}" if len(values) > 1 else mean
 
 
 def main() -> None:

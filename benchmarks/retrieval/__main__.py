@@ -14,7 +14,15 @@ the same ``content`` on scenes (the pictures a caption describes), of the same d
 * ``digits_av``: image:audio (a handwritten digit and the spoken digit, each corrupted on its own
   rows).
 
-Writes ``results/retrieval.csv`` (one row per dataset, seed, query and gallery modality) and ``.md``.
+With ``--transfer``, the pre-trained model is then put to work on the same seed: zero-shot
+classification of the large shape on scenes' test pictures (classes by name through the template
+"a large {}"), and fine-tuning with 10% of the labels (``shape`` from the picture on scenes, the
+digit from picture and recording on digits-av; 10% of the training and validation rows drawn with
+the seed, every test row): ``fit`` from the pre-trained encoders (``init_from``) against ``fit``
+from scratch with the same encoders, options and rows.
+
+Writes ``results/retrieval.csv`` (one row per dataset, seed, query and gallery modality) and ``.md``;
+with ``--transfer`` also ``results/transfer.csv`` and ``.md`` (one row per dataset and seed).
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmarks.common import code_version, machine_line, seeds
+from benchmarks.common import code_version, machine_line, mean_std, seeds
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 STEM = RESULTS / "retrieval"
@@ -39,6 +47,9 @@ DATASETS: dict[str, dict[str, Any]] = {
         "pairs": "image:caption,audio:caption",
         "relevant_by": "content",
         "scored": [("caption", "image"), ("image", "caption"), ("audio", "image"), ("audio", "caption")],
+        "label": "shape",
+        "inputs": ["image"],
+        "zero_shot": ("image", "a large {}"),
     },
     "digits_av": {
         "roles": {"text": "ignore", "digit": "ignore"},
@@ -46,11 +57,13 @@ DATASETS: dict[str, dict[str, Any]] = {
         "pairs": "image:audio",
         "relevant_by": "digit",
         "scored": [("image", "audio"), ("audio", "image")],
+        "label": "digit",
+        "inputs": ["image", "audio"],
     },
 }
 
 
-def run(name: str, seed: int, max_epochs: int, gallery: int) -> list[dict[str, Any]]:
+def run(name: str, seed: int, max_epochs: int, gallery: int) -> tuple[list[dict[str, Any]], Any]:
     import torch
 
     import polyfuse
@@ -100,7 +113,84 @@ def run(name: str, seed: int, max_epochs: int, gallery: int) -> list[dict[str, A
             }
         )
         print(out[-1], flush=True)
-    return out
+    return out, done
+
+
+LABELLED_SHARE = 0.1
+
+
+def transfer(name: str, seed: int, done: Any, max_epochs: int) -> dict[str, Any]:
+    """Zero-shot accuracy (where the dataset names a template) and 10%-label fine-tuning from the
+    pre-trained model ``done`` against training from scratch on the same rows."""
+    import tempfile
+
+    import polyfuse
+    from polyfuse.data.datasets import build_dataset
+
+    spec = DATASETS[name]
+    table = build_dataset(name.replace("_", "-"))
+    frame = pd.read_csv(table, keep_default_na=False)
+    row: dict[str, Any] = {"dataset": name, "seed": seed, "label": spec["label"]}
+    with tempfile.TemporaryDirectory() as scratch:
+        pretrained = done.save(Path(scratch) / "pretrained")
+        test = frame[frame["split"] == "test"]
+        if "zero_shot" in spec:
+            modality, template = spec["zero_shot"]
+            classes = sorted(frame[spec["label"]].unique())
+            located = test.assign(**{modality: [str(table.parent / p) for p in test[modality]]})
+            shot = polyfuse.zero_shot(
+                pretrained, located, modality, classes, template=template, label=spec["label"]
+            )
+            row["zero_shot_accuracy"] = shot.accuracy
+        rng = np.random.default_rng(seed)
+        few = frame[[s == "test" or rng.random() < LABELLED_SHARE for s in frame["split"]]]
+        ignored = [c for c in frame.columns if c not in (*spec["inputs"], spec["label"], "split")]
+        options = {
+            "roles": {c: "ignore" for c in ignored},
+            "split_column": "split",
+            "encoders": {m: done.encoders[m].name for m in spec["inputs"]},
+            "max_epochs": max_epochs,
+            "seed": seed,
+            "baselines": False,
+        }
+        for arm, init in (("scratch", None), ("pretrained", pretrained)):
+            fitted = polyfuse.fit((few, table.parent), spec["label"], init_from=init, **options)
+            row[f"{arm}_accuracy"] = fitted.metrics["test"]["accuracy"]
+        row["labelled_train_rows"] = int((few["split"] == "train").sum())
+    row["gain"] = row["pretrained_accuracy"] - row["scratch_accuracy"]
+    print(row, flush=True)
+    return row
+
+
+def write_transfer(frame: pd.DataFrame, args: argparse.Namespace) -> None:
+    stem = RESULTS / "transfer"
+    frame.to_csv(stem.with_suffix(".csv"), index=False)
+    commits = ", ".join(sorted(frame["commit"].astype(str).unique()))
+    lines = [
+        "# Pre-trained models at work: zero-shot classification and 10% of the labels",
+        "",
+        f"Machine: {machine_line()}; commit {commits}. Command: `python -m benchmarks.retrieval "
+        f"--datasets {args.datasets} --seeds {args.seeds} --max-epochs {args.max_epochs} --transfer`.",
+        "",
+        "Test accuracy, mean ± std over seeds. `scratch` and `pretrained`: `fit` on 10% of the training "
+        "and validation rows, from scratch or from the pre-trained encoders (`init_from`); `gain` is "
+        "their difference, seed by seed.",
+        "",
+        "| dataset | label | seeds | labelled train rows | zero-shot | scratch | pretrained | gain |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for (dataset, label), g in frame.groupby(["dataset", "label"], sort=False):
+        shot = (
+            mean_std(g["zero_shot_accuracy"])
+            if "zero_shot_accuracy" in g and g["zero_shot_accuracy"].notna().all()
+            else "–"
+        )
+        lines.append(
+            f"| {dataset} | {label} | {len(g)} | {g['labelled_train_rows'].mean():.0f} | {shot} | "
+            f"{mean_std(g['scratch_accuracy'])} | {mean_std(g['pretrained_accuracy'])} | "
+            f"{mean_std(g['gain'])} |"
+        )
+    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 
 def write(frame: pd.DataFrame, args: argparse.Namespace) -> None:
@@ -121,17 +211,13 @@ def write(frame: pd.DataFrame, args: argparse.Namespace) -> None:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (dataset, query, gallery), g in frame.groupby(["dataset", "query", "gallery"], sort=False):
-        cells = [_pm(g[c]) for c in ("recall_at_1", "recall_at_5", "recall_at_10", "mrr")]
+        cells = [mean_std(g[c]) for c in ("recall_at_1", "recall_at_5", "recall_at_10", "mrr")]
         lines.append(
             f"| {dataset} | {query} → {gallery} | {int(g['gallery_rows'].iloc[0])} | {len(g)} | "
             + " | ".join(cells)
             + f" | {g['chance_at_1'].mean():.4f} | {g['epochs'].mean():.1f} |"
         )
     STEM.with_suffix(".md").write_text("\n".join(lines) + "\n")
-
-
-def _pm(values: pd.Series) -> str:
-    return f"{values.mean():.4f} ± {values.std():.4f}" if len(values) > 1 else f"{values.mean():.4f}"
 
 
 def main() -> None:
@@ -145,17 +231,23 @@ def main() -> None:
     parser.add_argument(
         "--append", action="store_true", help="add to the CSV (same dataset and seed replaced)"
     )
+    parser.add_argument("--transfer", action="store_true", help="also zero-shot and 10%%-label fine-tuning")
     args = parser.parse_args()
-    csv = STEM.with_suffix(".csv")
+    csv, moved = STEM.with_suffix(".csv"), (RESULTS / "transfer").with_suffix(".csv")
     frame = pd.read_csv(csv, dtype={"commit": str}) if args.append and csv.is_file() else pd.DataFrame()
+    gains = pd.read_csv(moved, dtype={"commit": str}) if args.append and moved.is_file() else pd.DataFrame()
     commit = code_version()
     for name in args.datasets.split(","):
         for seed in seeds(args.seeds):
-            rows = pd.DataFrame(run(name, seed, args.max_epochs, args.gallery)).assign(commit=commit)
-            frame = pd.concat([frame, rows]).drop_duplicates(
+            scored, done = run(name, seed, args.max_epochs, args.gallery)
+            frame = pd.concat([frame, pd.DataFrame(scored).assign(commit=commit)]).drop_duplicates(
                 ["dataset", "seed", "query", "gallery"], keep="last"
             )
             write(frame, args)
+            if args.transfer:
+                row = pd.DataFrame([transfer(name, seed, done, args.max_epochs)]).assign(commit=commit)
+                gains = pd.concat([gains, row]).drop_duplicates(["dataset", "seed"], keep="last")
+                write_transfer(gains, args)
     print(STEM.with_suffix(".md").read_text())
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 import torch
@@ -62,7 +62,8 @@ def with_targets(table: EncodedTable, frame: pd.DataFrame, words: TextProcessor)
     texts = frame.loc[table.row_ids, words.columns]
     keep = torch.from_numpy(~missing_mask(texts[words.columns[0]])).nonzero().flatten()
     kept = table.subset(keep)
-    kept.targets = {TARGET: words.transform(texts.iloc[keep.numpy()], Path.cwd()).values}
+    ids = words.transform(texts.iloc[keep.numpy()], Path.cwd()).values  # [n, max_words]
+    kept.targets = {TARGET: cast(torch.Tensor, ids)}
     return kept
 
 

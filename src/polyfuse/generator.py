@@ -12,9 +12,7 @@ import pandas as pd
 from polyfuse import __version__
 from polyfuse.config import (
     EncoderConfig,
-    FusionConfig,
     GenerateOptions,
-    ModelConfig,
     TrainConfig,
     from_dict,
     load_json,
@@ -25,9 +23,9 @@ from polyfuse.data.batch import EncodedTable
 from polyfuse.data.modalities.text import TextProcessor
 from polyfuse.data.preprocess import Preprocessor
 from polyfuse.errors import PolyfuseError
-from polyfuse.formats import GENERATOR_FORMAT, read_versioned
-from polyfuse.models.build import build_model
+from polyfuse.formats import GENERATOR_FORMAT
 from polyfuse.models.generator import TextGenerator
+from polyfuse.models.saved import load_weights, read_parts
 
 EXAMPLES = 20  # test rows kept with what was written for them (metrics.json, the report)
 
@@ -137,30 +135,20 @@ class Generator:
 
 def load_generator(path: str | Path) -> Generator:
     """Read a directory written by ``Generator.save`` (JSON + safetensors, no pickle)."""
-    from safetensors.torch import load_model
-
     folder = Path(path)
-    if not (folder / "config.json").is_file():
-        raise PolyfuseError(f"{folder} is not a model directory (no config.json)")
-    config = read_versioned(folder / "config.json", GENERATOR_FORMAT)
-    if config.get("kind") != "generator":
-        raise PolyfuseError(f"{folder} is not a text generator (polyfuse fit-text)")
-    pre = Preprocessor.from_state(load_json(folder / "preprocessor.json"))
+    parts = read_parts(folder, GENERATOR_FORMAT, "generator", "a text generator (polyfuse fit-text)")
     words = TextProcessor(**load_json(folder / "words.json"))
-    encoders = {m: from_dict(EncoderConfig, e) for m, e in config["encoders"].items()}
-    options = from_dict(GenerateOptions, config["options"])
-    built = build_model(ModelConfig(encoders, FusionConfig(), []), pre).encoders
-    model = generator_model(dict(built), words.vocab_size, options)
-    load_model(model, str(folder / "model.safetensors"))
-    model.eval()
-    metrics = load_json(folder / "metrics.json") if (folder / "metrics.json").is_file() else {}
+    options = from_dict(GenerateOptions, parts.config["options"])
+    model = generator_model(parts.built, words.vocab_size, options)
+    load_weights(model, folder)
+    metrics = parts.metrics
     return Generator(
         model,
-        pre,
+        parts.pre,
         words,
-        encoders,
+        parts.encoders,
         options,
-        from_dict(TrainConfig, config["train"]),
+        from_dict(TrainConfig, parts.config["train"]),
         metrics.get("generate", {}),
         metrics.get("test", {}),
         metrics.get("examples", []),
@@ -179,7 +167,7 @@ def one_row(pre: Preprocessor, cells: dict[str, Any]) -> tuple[pd.DataFrame, Pat
     """A one-row table of ``cells`` (column -> value; a file as its path) for ``pre``'s inputs, the
     other input columns empty."""
     kinds = {c: s.kind for s in pre.schema.inputs for c in s.columns}
-    row = {c: None for c in kinds}
+    row: dict[str, Any] = {c: None for c in kinds}
     row.update(
         {c: str(Path(v).resolve()) if kinds.get(c) in ("image", "audio") else v for c, v in cells.items()}
     )

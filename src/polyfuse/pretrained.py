@@ -13,20 +13,17 @@ import pandas as pd
 from polyfuse import __version__
 from polyfuse.config import (
     EncoderConfig,
-    FusionConfig,
-    ModelConfig,
     PretrainOptions,
     TrainConfig,
     from_dict,
-    load_json,
     save_json,
     to_dict,
 )
 from polyfuse.data.preprocess import Preprocessor
 from polyfuse.errors import PolyfuseError
-from polyfuse.formats import ALIGNED_FORMAT, read_versioned
+from polyfuse.formats import ALIGNED_FORMAT
 from polyfuse.models.aligned import AlignedModel
-from polyfuse.models.build import build_model
+from polyfuse.models.saved import load_weights, read_parts
 
 Pair = tuple[str, str]
 
@@ -163,25 +160,15 @@ class ZeroShot:
 
 def load_pretrained(path: str | Path) -> Pretrained:
     """Read a directory written by ``Pretrained.save`` (JSON + safetensors, no pickle)."""
-    from safetensors.torch import load_model
-
     folder = Path(path)
-    if not (folder / "config.json").is_file():
-        raise PolyfuseError(f"{folder} is not a pre-trained model directory (no config.json)")
-    config = read_versioned(folder / "config.json", ALIGNED_FORMAT)
-    if config.get("kind") != "aligned":
-        raise PolyfuseError(f"{folder} holds a fitted model, not a pre-trained one (polyfuse pretrain)")
-    pre = Preprocessor.from_state(load_json(folder / "preprocessor.json"))
-    encoders = {m: from_dict(EncoderConfig, e) for m, e in config["encoders"].items()}
-    built = build_model(ModelConfig(encoders, FusionConfig(), []), pre).encoders
-    model = AlignedModel(dict(built), dim=int(config["dim"]), predictors=bool(config["predictors"]))
-    load_model(model, str(folder / "model.safetensors"))
-    model.eval()
-    metrics = load_json(folder / "metrics.json") if (folder / "metrics.json").is_file() else {}
+    parts = read_parts(folder, ALIGNED_FORMAT, "aligned", "a pre-trained model (polyfuse pretrain)")
+    config, metrics = parts.config, parts.metrics
+    model = AlignedModel(parts.built, dim=int(config["dim"]), predictors=bool(config["predictors"]))
+    load_weights(model, folder)
     return Pretrained(
         model,
-        pre,
-        encoders,
+        parts.pre,
+        parts.encoders,
         [(a, b) for a, b in config["pairs"]],
         from_dict(PretrainOptions, config["options"]),
         from_dict(TrainConfig, config["train"]),

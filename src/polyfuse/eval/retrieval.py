@@ -12,7 +12,8 @@ reciprocal rank of the first right row (``mrr``) and mean average precision (``m
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -68,16 +69,25 @@ def pair_scores(
     rows holding both (``z``: unit embeddings [N, D] per modality, ``present``: bool [N]; a match is
     the same row, or with ``groups``, one value per row, a row of the same group). Pairs that fewer
     than 2 rows hold are left out."""
-    out = {}
+    return {
+        f"{query}->{gallery}": retrieval_scores(z[query][rows], z[gallery][rows], relevant, ks)
+        for query, gallery, rows, relevant in both_ways(present, pairs, groups)
+    }
+
+
+def both_ways(
+    present: dict[str, Tensor], pairs: Sequence[tuple[str, str]], groups: Sequence[object] | None
+) -> Iterator[tuple[str, str, Tensor, Tensor]]:
+    """Each pair in both directions, as (query, gallery, the rows holding both [n], which of them match
+    which: bool [n, n]); pairs fewer than 2 rows hold are left out."""
     for a, b in pairs:
         rows = (present[a] & present[b]).nonzero().flatten()
         if len(rows) < 2:
             continue
         kept = None if groups is None else [groups[i] for i in rows.tolist()]
         relevant = relevance(kept, kept, len(rows))
-        for query, gallery in ((a, b), (b, a)):
-            out[f"{query}->{gallery}"] = retrieval_scores(z[query][rows], z[gallery][rows], relevant, ks)
-    return out
+        yield a, b, rows, relevant
+        yield b, a, rows, relevant
 
 
 def pair_examples(
@@ -87,28 +97,22 @@ def pair_examples(
     groups: Sequence[object] | None = None,
     queries: int = 4,
     k: int = 3,
-) -> dict[str, list[dict[str, object]]]:
+) -> dict[str, list[dict[str, Any]]]:
     """``"<query>-><gallery>"`` -> the first ``queries`` rows holding both modalities, each with its
     ``k`` nearest gallery rows among those rows: ``{"query": i, "hits": [{"row": j, "score": s,
     "match": bool}, ...]}`` (row numbers of ``z``; a match as in ``pair_scores``)."""
-    out: dict[str, list[dict[str, object]]] = {}
-    for a, b in pairs:
-        rows = (present[a] & present[b]).nonzero().flatten()
-        if len(rows) < 2:
-            continue
-        kept = None if groups is None else [groups[i] for i in rows.tolist()]
-        relevant = relevance(kept, kept, len(rows))
-        for query, gallery in ((a, b), (b, a)):
-            scores = z[query][rows[:queries]] @ z[gallery][rows].T  # [q, n]
-            top = scores.topk(min(k, len(rows)), dim=1)
-            out[f"{query}->{gallery}"] = [
-                {
-                    "query": int(rows[i]),
-                    "hits": [
-                        {"row": int(rows[j]), "score": round(float(s), 4), "match": bool(relevant[i, j])}
-                        for s, j in zip(top.values[i].tolist(), top.indices[i].tolist(), strict=True)
-                    ],
-                }
-                for i in range(len(top.values))
-            ]
+    out: dict[str, list[dict[str, Any]]] = {}
+    for query, gallery, rows, relevant in both_ways(present, pairs, groups):
+        scores = z[query][rows[:queries]] @ z[gallery][rows].T  # [q, n]
+        top = scores.topk(min(k, len(rows)), dim=1)
+        out[f"{query}->{gallery}"] = [
+            {
+                "query": int(rows[i]),
+                "hits": [
+                    {"row": int(rows[j]), "score": round(float(s), 4), "match": bool(relevant[i, j])}
+                    for s, j in zip(top.values[i].tolist(), top.indices[i].tolist(), strict=True)
+                ],
+            }
+            for i in range(len(top.values))
+        ]
     return out

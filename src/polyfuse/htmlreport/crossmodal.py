@@ -158,9 +158,9 @@ def cell_html(value: Any) -> str:
 def _thumbnail(path: Path) -> str:
     from PIL import Image
 
-    with Image.open(path) as img:
-        img = img.convert("RGB")
-        img.thumbnail((THUMBNAIL, THUMBNAIL))
-        buffer = io.BytesIO()
-        img.save(buffer, format="PNG")
+    with Image.open(path) as opened:
+        small = opened.convert("RGB")
+    small.thumbnail((THUMBNAIL, THUMBNAIL))
+    buffer = io.BytesIO()
+    small.save(buffer, format="PNG")
     return png_uri(buffer.getvalue())

@@ -210,8 +210,5 @@ def _words(ids: list[int], eos: int) -> list[int]:
 
 def _token_dim(encoder: nn.Module) -> int:
     """Width of what the encoder gives the memory: its tokens' when it has them, else its embedding's."""
-    return (
-        int(getattr(encoder, "token_dim", None) or encoder.output_dim)
-        if has_tokens(encoder)
-        else int(encoder.output_dim)
-    )
+    width = getattr(encoder, "token_dim", None) if has_tokens(encoder) else None
+    return int(width or encoder.output_dim)  # type: ignore[arg-type]

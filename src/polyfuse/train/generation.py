@@ -20,10 +20,9 @@ from torch import Tensor
 from polyfuse.config import TrainConfig
 from polyfuse.data.batch import Batch, EncodedTable
 from polyfuse.models.generator import TextGenerator
-from polyfuse.registry import SCHEDULERS
 from polyfuse.train import check_names
 from polyfuse.train.loop import cache_frozen_outputs, run_task
-from polyfuse.train.optimizers import make_optimizer
+from polyfuse.train.optimizers import trainable_setup
 
 MONITOR = "val_loss"
 LABEL_SMOOTHING = 0.1
@@ -66,10 +65,7 @@ class GenerationTask(L.LightningModule):
         self.log("val_word_accuracy", accuracy, on_epoch=True, batch_size=len(batch))
 
     def configure_optimizers(self) -> Any:
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        opt = make_optimizer(self.cfg.optimizer, params, self.cfg.lr, self.cfg.weight_decay)
-        sched = SCHEDULERS.get(self.cfg.scheduler)(opt, self.cfg)
-        return opt if sched is None else {"optimizer": opt, "lr_scheduler": sched}
+        return trainable_setup(self.model, self.cfg)
 
 
 def train_generator(

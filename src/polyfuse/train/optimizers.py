@@ -8,11 +8,13 @@ a factory below (or in a new module imported by ``polyfuse.train``).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import nn
 
-from polyfuse.registry import OPTIMIZERS
+from polyfuse.config import TrainConfig
+from polyfuse.registry import OPTIMIZERS, SCHEDULERS
 
 Params = Iterable[nn.Parameter]
 
@@ -45,3 +47,12 @@ def sgd_momentum(params: Params, lr: float, weight_decay: float) -> torch.optim.
 def make_optimizer(name: str, params: Params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
     """The optimizer ``name`` over ``params``; an unknown name raises a KeyError listing the known ones."""
     return OPTIMIZERS.get(name)(params, lr, weight_decay)
+
+
+def trainable_setup(model: nn.Module, cfg: TrainConfig) -> Any:
+    """A Lightning ``configure_optimizers`` answer for ``model``'s trainable parameters: ``cfg``'s
+    optimizer, with its scheduler when it names one."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = make_optimizer(cfg.optimizer, params, cfg.lr, cfg.weight_decay)
+    sched = SCHEDULERS.get(cfg.scheduler)(opt, cfg)
+    return opt if sched is None else {"optimizer": opt, "lr_scheduler": sched}

@@ -23,10 +23,9 @@ from polyfuse.data.batch import Batch, EncodedTable
 from polyfuse.eval.retrieval import pair_scores
 from polyfuse.losses.contrastive import Pair, masked_reconstruction, pair_losses
 from polyfuse.models.aligned import AlignedModel
-from polyfuse.registry import SCHEDULERS
 from polyfuse.train import check_names
 from polyfuse.train.loop import cache_frozen_outputs, run_task
-from polyfuse.train.optimizers import make_optimizer
+from polyfuse.train.optimizers import trainable_setup
 
 MONITOR = "val_recall_at_1"
 
@@ -98,10 +97,7 @@ class PretrainTask(L.LightningModule):
         self.log(MONITOR, sum(recalls.values()) / max(1, len(recalls)), prog_bar=True)
 
     def configure_optimizers(self) -> Any:
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        opt = make_optimizer(self.cfg.optimizer, params, self.cfg.lr, self.cfg.weight_decay)
-        sched = SCHEDULERS.get(self.cfg.scheduler)(opt, self.cfg)
-        return opt if sched is None else {"optimizer": opt, "lr_scheduler": sched}
+        return trainable_setup(self.model, self.cfg)
 
 
 def pair_recalls(
