@@ -102,7 +102,17 @@ def test_inputs_keep_only_the_named_columns_and_never_the_target():
     frame = _described(10)
     req = GenerateRequest(FitRequest(label=[]), GenerateOptions(target="caption", inputs="colour"))
     assert input_roles(frame, req) == {"caption": "ignore", "size": "ignore"}
-    for options in (GenerateOptions(target="nope"), GenerateOptions(target="caption", inputs="caption")):
+    grouped = GenerateRequest(FitRequest(label=[]), GenerateOptions(target="caption", references_by="size"))
+    assert input_roles(frame, grouped) == {
+        "caption": "ignore",
+        "size": "ignore",
+    }  # a scoring key, not an input
+    wrong = [
+        GenerateOptions(target="nope"),
+        GenerateOptions(target="caption", inputs="caption"),
+        GenerateOptions(target="caption", references_by="nope"),
+    ]
+    for options in wrong:
         with pytest.raises(SchemaError):
             input_roles(frame, GenerateRequest(FitRequest(label=[]), options))
 

@@ -275,7 +275,7 @@ class GenerateOptions:
     memory: str = option("tokens", "tokens (encoder tokens + prefix: attend to image parts) or prefix")
     beam: int = option(3, "beam width when writing (1: greedy)")
     references_by: str | None = option(
-        None, "a column: test rows sharing its value lend each other their texts as extra references"
+        None, "a column (not an input): test rows sharing its value lend each other their texts as references"
     )
 
 

@@ -36,13 +36,17 @@ class GenerateRequest:
 
 
 def input_roles(frame: pd.DataFrame, req: GenerateRequest) -> dict[str, str]:
-    """The table's roles with the target, and every column that is not an input, ignored."""
+    """The table's roles with the target, the ``references_by`` column (a key for scoring, never an
+    input) and every column that is not an input, ignored."""
     opts = req.options
     if not opts.target:
         raise SchemaError("name the text column to write (target=...)")
-    if opts.target not in frame.columns:
-        raise SchemaError(f"target: no column {opts.target!r} in the table (columns: {list(frame.columns)})")
+    for what, column in (("target", opts.target), ("references_by", opts.references_by)):
+        if column is not None and column not in frame.columns:
+            raise SchemaError(f"{what}: no column {column!r} in the table (columns: {list(frame.columns)})")
     roles = {**req.table.roles, opts.target: "ignore"}
+    if opts.references_by is not None:
+        roles[opts.references_by] = "ignore"
     inputs = parse_columns(opts.inputs)
     if inputs is not None:
         unknown = [c for c in inputs if c not in frame.columns]
@@ -116,8 +120,6 @@ def score_split(
     if references_by is None:
         references = [[t] for t in truth]
     else:
-        if references_by not in frame.columns:
-            raise SchemaError(f"references_by: no column {references_by!r} in the table")
         keys = frame.loc[table.row_ids, references_by].astype(str).tolist()
         pooled: dict[str, list[str]] = {}
         for key, text in zip(keys, truth, strict=True):
