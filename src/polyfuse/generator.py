@@ -9,7 +9,6 @@ from typing import Any
 
 import pandas as pd
 
-from polyfuse import __version__
 from polyfuse.config import (
     EncoderConfig,
     GenerateOptions,
@@ -25,7 +24,7 @@ from polyfuse.data.preprocess import Preprocessor
 from polyfuse.errors import PolyfuseError
 from polyfuse.formats import GENERATOR_FORMAT
 from polyfuse.models.generator import TextGenerator
-from polyfuse.models.saved import load_weights, read_parts
+from polyfuse.models.saved import load_weights, read_parts, write_parts
 
 EXAMPLES = 20  # test rows kept with what was written for them (metrics.json, the report)
 
@@ -111,25 +110,17 @@ class Generator:
     def save(self, path: str | Path) -> Path:
         """Write the directory: config.json, model.safetensors, preprocessor.json, words.json and
         metrics.json."""
-        from safetensors.torch import save_model
-
         out = Path(path)
-        out.mkdir(parents=True, exist_ok=True)
-        config = {
-            "format": GENERATOR_FORMAT,
-            "kind": "generator",
-            "polyfuse_version": __version__,
-            "encoders": {m: to_dict(e) for m, e in self.encoders.items()},
-            "options": to_dict(self.options),
-            "train": to_dict(self.train),
-        }
-        save_json(config, out / "config.json")
-        save_json(self.pre.state(), out / "preprocessor.json")
-        save_json(self.words.state(), out / "words.json")
-        save_model(self.model, str(out / "model.safetensors"))
-        save_json(
-            {"generate": self.summary, "test": self.test, "examples": self.examples}, out / "metrics.json"
+        write_parts(
+            out,
+            {"format": GENERATOR_FORMAT, "kind": "generator"},
+            self.encoders,
+            {"options": to_dict(self.options), "train": to_dict(self.train)},
+            self.pre,
+            self.model,
+            {"generate": self.summary, "test": self.test, "examples": self.examples},
         )
+        save_json(self.words.state(), out / "words.json")
         return out
 
 

@@ -10,20 +10,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from polyfuse import __version__
 from polyfuse.config import (
     EncoderConfig,
     PretrainOptions,
     TrainConfig,
     from_dict,
-    save_json,
     to_dict,
 )
 from polyfuse.data.preprocess import Preprocessor
 from polyfuse.errors import PolyfuseError
 from polyfuse.formats import ALIGNED_FORMAT
 from polyfuse.models.aligned import AlignedModel
-from polyfuse.models.saved import load_weights, read_parts
+from polyfuse.models.saved import load_weights, read_parts, write_parts
 
 Pair = tuple[str, str]
 
@@ -125,28 +123,16 @@ class Pretrained:
 
     def save(self, path: str | Path) -> Path:
         """Write the directory: config.json, model.safetensors, preprocessor.json, metrics.json."""
-        from safetensors.torch import save_model
-
-        out = Path(path)
-        out.mkdir(parents=True, exist_ok=True)
-        config = {
-            "format": ALIGNED_FORMAT,
-            "kind": "aligned",
-            "polyfuse_version": __version__,
-            "encoders": {m: to_dict(e) for m, e in self.encoders.items()},
+        rest = {
             "dim": self.model.dim,
             "predictors": bool(len(self.model.predictors)),
             "pairs": [list(p) for p in self.pairs],
             "options": to_dict(self.options),
             "train": to_dict(self.train),
         }
-        save_json(config, out / "config.json")
-        save_json(self.pre.state(), out / "preprocessor.json")
-        save_model(self.model, str(out / "model.safetensors"))
-        save_json(
-            {"pretrain": self.summary, "test": self.test, "examples": self.examples}, out / "metrics.json"
-        )
-        return out
+        head = {"format": ALIGNED_FORMAT, "kind": "aligned"}
+        metrics = {"pretrain": self.summary, "test": self.test, "examples": self.examples}
+        return write_parts(Path(path), head, self.encoders, rest, self.pre, self.model, metrics)
 
 
 @dataclass

@@ -9,7 +9,7 @@ from typing import Any
 
 from torch import nn
 
-from polyfuse.config import EncoderConfig, FusionConfig, ModelConfig, from_dict, load_json
+from polyfuse.config import EncoderConfig, FusionConfig, ModelConfig, from_dict, load_json, save_json, to_dict
 from polyfuse.data.preprocess import Preprocessor
 from polyfuse.errors import PolyfuseError
 from polyfuse.formats import read_versioned
@@ -46,3 +46,27 @@ def load_weights(model: nn.Module, folder: Path) -> None:
 
     load_model(model, str(folder / "model.safetensors"))
     model.eval()
+
+
+def write_parts(
+    out: Path,
+    head: dict[str, Any],
+    encoders: dict[str, EncoderConfig],
+    rest: dict[str, Any],
+    pre: Preprocessor,
+    model: nn.Module,
+    metrics: dict[str, Any],
+) -> Path:
+    """The inverse of ``read_parts``: config.json (``head``: format and kind first, then the
+    polyfuse version, the encoders and ``rest``), preprocessor.json, model.safetensors, metrics.json."""
+    from safetensors.torch import save_model
+
+    from polyfuse import __version__
+
+    out.mkdir(parents=True, exist_ok=True)
+    encoded = {m: to_dict(e) for m, e in encoders.items()}
+    save_json({**head, "polyfuse_version": __version__, "encoders": encoded, **rest}, out / "config.json")
+    save_json(pre.state(), out / "preprocessor.json")
+    save_model(model, str(out / "model.safetensors"))
+    save_json(metrics, out / "metrics.json")
+    return out
