@@ -148,6 +148,7 @@ def run_seed(
     from polyfuse.models.inference import predict_table
     from polyfuse.predictor import read_rows
     from polyfuse.reporting import Reporter
+    from polyfuse.train.balancers.base import needs_teachers
 
     with tempfile.TemporaryDirectory() as folder:
         frame, base_dir = read_rows(table.make(Path(folder), rows, seed))
@@ -183,7 +184,8 @@ def run_seed(
         cfg = dataclasses.replace(request.train, balance=strategy)
         config = ModelConfig(prep.encoders, request.fusion, prep.heads)
         start = time.perf_counter()
-        fused = train_and_test(config, prep.pre, prep.tables, cfg, None, quiet, "fused")
+        teachers = {c.name: c.trained.model for c in singles} if needs_teachers(strategy) else None
+        fused = train_and_test(config, prep.pre, prep.tables, cfg, None, quiet, "fused", teachers=teachers)
         seconds = time.perf_counter() - start
         gaps = probe_gaps(
             prep.schema.labels, fused.model, {c.name: c.trained.model for c in singles}, prep.tables

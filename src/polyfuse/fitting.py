@@ -160,6 +160,7 @@ def run_fit(
     frame: pd.DataFrame, base_dir: Path, req: FitRequest, rep: Reporter, log_dir: Path | None
 ) -> Predictor:
     """Train the fused model (and the baselines), evaluate on the test split, return a Predictor."""
+    from polyfuse.train.balancers.base import needs_teachers
     from polyfuse.train.dropout import check_dropout
 
     if not rep.verbose:
@@ -173,15 +174,15 @@ def run_fit(
     rep.feature_selection(prep.selection)
     config = ModelConfig(prep.encoders, req.fusion, prep.heads)
     watched = _watched(req.train, prep)
-    fused = train_and_test(config, prep.pre, prep.tables, watched, log_dir, rep, "fused", init=prep.init)
-    baselines: dict[str, Candidate] = {}
-    if req.train.baselines and len(prep.encoders) > 1:
-        solo = without_modality_dropout(req.train)
-        for name, encoder in prep.encoders.items():
-            one = ModelConfig({name: encoder}, req.fusion, prep.heads)
-            only = {k: t.select([name]) for k, t in prep.tables.items()}
-            trained = train_and_test(one, prep.pre, only, solo, None, rep, name, init=prep.init)
-            baselines[name] = Candidate(name, one, trained)
+    # A strategy taught by single-modality models (balance="umt") gets the baselines, trained first.
+    taught = needs_teachers(req.train.balance) and req.train.baselines
+    baselines = train_baselines(req, prep, rep) if taught else {}
+    teachers = {name: c.trained.model for name, c in baselines.items()} or None
+    fused = train_and_test(
+        config, prep.pre, prep.tables, watched, log_dir, rep, "fused", init=prep.init, teachers=teachers
+    )
+    if not taught and req.train.baselines:
+        baselines = train_baselines(req, prep, rep)
     final, chosen = choose_final(
         schema, [Candidate("fused", config, fused), *baselines.values()], prep.tables, req.train.ensemble
     )
@@ -208,6 +209,20 @@ def run_fit(
     }
     rep.results(metrics)
     return Predictor(prep.pre, final.config, req.train, final.trained.model, metrics)
+
+
+def train_baselines(req: FitRequest, prep: Prepared, rep: Reporter) -> dict[str, Candidate]:
+    """One single-modality model per modality (none for a single modality), without modality dropout."""
+    baselines: dict[str, Candidate] = {}
+    if len(prep.encoders) < 2:
+        return baselines
+    solo = without_modality_dropout(req.train)
+    for name, encoder in prep.encoders.items():
+        one = ModelConfig({name: encoder}, req.fusion, prep.heads)
+        only = {k: t.select([name]) for k, t in prep.tables.items()}
+        trained = train_and_test(one, prep.pre, only, solo, None, rep, name, init=prep.init)
+        baselines[name] = Candidate(name, one, trained)
+    return baselines
 
 
 def gated_fusion(fusion: FusionConfig, cfg: TrainConfig) -> FusionConfig:
@@ -448,6 +463,7 @@ def train_and_test(
     title: str,
     callbacks: list[Any] | None = None,
     init: dict[str, dict[str, Any]] | None = None,
+    teachers: dict[str, MultimodalModel] | None = None,
 ) -> Trained:
     from polyfuse.losses import default_loss
     from polyfuse.registry import LOSSES
@@ -460,7 +476,9 @@ def train_and_test(
             model.encoders[name].load_state_dict(weights)
     losses = {h.label: LOSSES.build(default_loss(h.task)) for h in config.heads}
     rep.start(title, model)
-    result = train_model(model, config.heads, losses, tables["train"], tables["val"], cfg, log_dir, callbacks)
+    result = train_model(
+        model, config.heads, losses, tables["train"], tables["val"], cfg, log_dir, callbacks, teachers
+    )
     start = time.perf_counter()
     cache_frozen_outputs(model, [tables["test"]])  # kept on the table: later models reuse it
     test = evaluate_table(model, pre.schema, tables["test"])

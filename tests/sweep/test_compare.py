@@ -162,7 +162,7 @@ def test_optuna_search_writes_trials_to_the_same_board_and_resumes(tmp_path):
     assert set(board["status"]) <= {"ok", "pruned"}
     params = json.loads(board.loc[0, "params_json"])
     assert {"lr", "batch_size", "modality_dropout"} <= set(params)
-    assert set(board["balance"]) <= {"aux", "gblend", "none", "ogm_ge", "pmr"}
+    assert set(board["balance"]) <= {"aux", "gblend", "none", "ogm_ge", "pmr", "umt"}
     assert (board.loc[board["n_modalities"] == 1, "balance"] == "none").all()
     result = polyfuse.compare(
         frame, "kind", out=tmp_path, search="optuna", trials=5, fusions=["concat"], **QUICK
@@ -293,7 +293,7 @@ def test_compare_trains_each_balance_on_multimodal_subsets_and_resumes(tmp_path,
 
 def test_an_unknown_balance_fails_before_the_table_is_read(tmp_path):
     with pytest.raises(
-        KeyError, match="unknown balancing strategy 'auxx'; known: aux, gblend, none, ogm_ge, pmr"
+        KeyError, match="unknown balancing strategy 'auxx'; known: aux, gblend, none, ogm_ge, pmr, umt"
     ):
         polyfuse.compare(tmp_path / "missing.csv", "kind", out=tmp_path / "cmp", balances=["none", "auxx"])
     with pytest.raises(TypeError, match="list of names"):
@@ -321,7 +321,7 @@ def test_the_optuna_space_chooses_a_balance_for_multimodal_trials_only():
     from polyfuse.sweep.search import SPACE, TRAIN_KEYS, suggest
 
     assert SPACE["balance"] == ("choice", BALANCERS.names())
-    assert BALANCERS.names() == ["aux", "gblend", "none", "ogm_ge", "pmr"]
+    assert BALANCERS.names() == ["aux", "gblend", "none", "ogm_ge", "pmr", "umt"]
     assert "balance" not in TRAIN_KEYS  # a run's balance is its own field (the board's column)
 
     class Trial:  # picks the last choice of every categorical, the low end of every range

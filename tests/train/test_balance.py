@@ -21,7 +21,8 @@ from training import prepared
 import polyfuse
 import polyfuse.train  # noqa: F401  (registers the strategies before BALANCERS.names() parametrizes)
 from polyfuse.config import FusionConfig, HeadConfig, ModelConfig, TrainConfig
-from polyfuse.fitting import FitRequest, prepare
+from polyfuse.eval.imbalance import embeddings
+from polyfuse.fitting import FitRequest, prepare, train_and_test
 from polyfuse.losses import default_loss
 from polyfuse.models.build import build_model
 from polyfuse.registry import BALANCERS, LOSSES
@@ -37,6 +38,7 @@ from polyfuse.train.balancers.pmr import (
     pce_coefficient,
     prototype_log_probs,
 )
+from polyfuse.train.balancers.umt import relative_distance
 from polyfuse.train.loop import train_model
 from polyfuse.train.module import summed_loss
 
@@ -54,6 +56,12 @@ def test_every_balancer_step_is_finite_and_reaches_every_encoder(name, fusion):
         return
     assert not {id(p) for p in balancer.parameters()} & {id(p) for p in model.parameters()}  # not saved
     batch = prep.tables["train"].take(list(range(16)))
+    if balancer.wants_teachers:  # untrained single-modality teachers; the students then move off them
+        balancer.use_teachers(model, single_models(prep, seed=1))
+        with torch.no_grad():
+            for p in model.encoders.parameters():
+                p.add_(0.1 * torch.randn_like(p))
+    balancer.see_batch(batch)
     inputs, valid = model.fusion_inputs(batch)
     assert (valid is not None) == (fusion == "cross_attention")
     learned = [value for value in inputs.values() if value.requires_grad]  # a token-level fusion may
@@ -70,6 +78,15 @@ def test_every_balancer_step_is_finite_and_reaches_every_encoder(name, fusion):
         for encoder in model.encoders.values():
             assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in encoder.parameters())
     assert all(np.isfinite(value) for value in balancer.epoch_end(model, 0).values())
+
+
+def single_models(prep, seed: int) -> dict:
+    """Modality -> an untrained single-modality model (concat fusion) of ``prep``'s encoders."""
+    torch.manual_seed(seed)
+    return {
+        m: build_model(ModelConfig({m: enc}, FusionConfig("concat"), prep.heads), prep.pre)
+        for m, enc in prep.encoders.items()
+    }
 
 
 @cache
@@ -103,7 +120,7 @@ def test_aux_heads_are_not_saved_and_the_choice_is_recorded(tmp_path):
 
 
 def test_an_unknown_strategy_fails_before_any_work():
-    message = "unknown balancing strategy 'ogm'; known: aux, gblend, none, ogm_ge, pmr"
+    message = "unknown balancing strategy 'ogm'; known: aux, gblend, none, ogm_ge, pmr, umt"
     with pytest.raises(KeyError, match=f"^[\"']{re.escape(message)}[\"']$"):  # the whole message
         polyfuse.fit(dominated(30), "kind", balance="ogm", verbose=False)
 
@@ -388,3 +405,88 @@ def test_pmr_terms_take_the_label_weights():
     plain = second_step(None)
     assert plain > 0 and second_step({"y": 2.0}) == pytest.approx(2 * plain)
     assert second_step({"y": 0.0}) == 0.0
+
+
+# --- umt --------------------------------------------------------------------------------------------
+
+
+def test_umt_relative_distance_is_scale_free():
+    t = torch.tensor([[3.0, 4.0], [0.0, 5.0]])
+    assert float(relative_distance(t, t)) == 0.0
+    assert float(relative_distance(torch.zeros_like(t), t)) == pytest.approx(1.0)
+    assert float(relative_distance(10 * (t + 0.1), 10 * t)) == pytest.approx(0.0008, rel=1e-5)
+    assert float(relative_distance(t + 0.1, t)) == pytest.approx(0.0008, rel=1e-5)  # 0.04 / 50
+
+
+def test_umt_starts_each_trainable_student_encoder_from_its_teacher():
+    prep = prepare(dominated(60), Path.cwd(), FitRequest(label=["kind"], encoders={"text": "text_bag"}))
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(prep.encoders, FusionConfig("concat"), prep.heads), prep.pre)
+    for p in model.encoders["text"].parameters():  # a frozen encoder has nothing to learn from a teacher
+        p.requires_grad_(False)
+    frozen_before = {k: v.clone() for k, v in model.encoders["text"].state_dict().items()}
+    teachers = single_models(prep, seed=1)
+    balancer = BALANCERS.get("umt")(model, prep.heads, {})
+    balancer.use_teachers(model, teachers)
+    assert set(balancer.teachers) == {"tabular"}
+    ours, theirs = (
+        model.encoders["tabular"].state_dict(),
+        teachers["tabular"].encoders["tabular"].state_dict(),
+    )
+    assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
+    assert all(torch.equal(v, frozen_before[k]) for k, v in model.encoders["text"].state_dict().items())
+    assert not any(p.requires_grad for p in balancer.teachers["tabular"].parameters())
+    assert not balancer.state_dict()  # the teachers are not part of the task's (or the model's) state
+
+
+def embedding_distance(balance: str, seed: int) -> float:
+    """Relative distance, on validation, between the tabular embedding of the fused network trained with
+    ``balance`` on ``dominated`` and that of the tabular single-modality model trained first."""
+    request = FitRequest(label=["kind"], encoders={"text": "text_bag"})
+    request.train = TrainConfig(max_epochs=8, seed=seed, balance=balance, progress=False, accelerator="cpu")
+    prep = prepare(dominated(300, seed=seed), Path.cwd(), request)
+    quiet = polyfuse.reporting.Reporter(False)
+    one = ModelConfig({"tabular": prep.encoders["tabular"]}, request.fusion, prep.heads)
+    only = {k: t.select(["tabular"]) for k, t in prep.tables.items()}
+    single = train_and_test(one, prep.pre, only, request.train, None, quiet, "tabular")
+    config = ModelConfig(prep.encoders, request.fusion, prep.heads)
+    fused = train_and_test(
+        config, prep.pre, prep.tables, request.train, None, quiet, "fused", teachers={"tabular": single.model}
+    )
+    theirs = torch.as_tensor(embeddings(single.model, prep.tables["val"])["tabular"])
+    ours = torch.as_tensor(embeddings(fused.model, prep.tables["val"])["tabular"])
+    return float(relative_distance(ours, theirs))
+
+
+def test_umt_keeps_the_dominated_encoder_near_its_single_modality_model():
+    distances = {b: [embedding_distance(b, seed) for seed in range(3)] for b in ("none", "umt")}
+    # Measured (seeds 0-2, relative squared distance): none 2.22, 3.16, 5.51 (other features than the
+    # single-modality model's); umt 0.0086, 0.0087, 0.0187.
+    assert max(distances["umt"]) < 0.05 and min(distances["none"]) > 1.0, distances
+
+
+def test_umt_trains_its_own_teachers_without_baselines(tmp_path):
+    frame = dominated(120)
+    options = {"encoders": {"text": "text_bag"}, "max_epochs": 2, "baselines": False, "verbose": False}
+    balanced = polyfuse.fit(frame, "kind", balance="umt", out=tmp_path / "m", **options)
+    assert balanced.metrics["balance"] == "umt" and balanced.metrics["baselines"] == {}
+    logged = pd.read_csv(next((tmp_path / "m").rglob("metrics.csv")))
+    for name in ("text", "tabular"):  # text_bag trains too: both have a teacher
+        distance = logged[f"umt_distance_{name}"].dropna()
+        assert len(distance) == 2 and (distance >= 0).all()
+    again = polyfuse.load(tmp_path / "m")
+    pd.testing.assert_frame_equal(again.predict_proba(frame), balanced.predict_proba(frame))
+
+
+def test_fit_hands_its_baselines_to_umt_trained_first(monkeypatch):
+    import polyfuse.train.loop
+
+    def no_teachers(*args, **kwargs):
+        raise AssertionError("fit trains baselines: umt must not train teachers of its own")
+
+    monkeypatch.setattr(polyfuse.train.loop, "train_teachers", no_teachers)
+    options = {"encoders": {"text": "text_bag"}, "max_epochs": 2, "verbose": False}
+    balanced = polyfuse.fit(dominated(120), "kind", balance="umt", **options)
+    assert set(balanced.metrics["baselines"]) == {"text", "tabular"}
+    with pytest.raises(AssertionError, match="must not train teachers"):  # without baselines, it would
+        polyfuse.fit(dominated(120), "kind", balance="umt", baselines=False, **options)

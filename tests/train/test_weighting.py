@@ -79,7 +79,7 @@ def test_every_weighting_is_finite_reaches_every_head_and_logs_its_weights(name,
     assert all(logged <= set(row) and all(math.isfinite(row[k]) for k in logged) for row in result.history)
 
 
-@pytest.mark.parametrize("balance", ["aux", "gblend", "ogm_ge", "pmr"])
+@pytest.mark.parametrize("balance", ["aux", "gblend", "ogm_ge", "pmr", "umt"])
 def test_weightings_train_with_every_balancing_strategy(balance, make_frame):
     model, heads, losses, tables, _ = _prepared(make_frame(120, task="two_labels"), LABELS)
     cfg = TrainConfig(max_epochs=2, progress=False, accelerator="cpu", balance=balance, loss_weighting="dwa")

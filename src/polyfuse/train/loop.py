@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
 import time
 import warnings
@@ -89,17 +91,25 @@ def train_model(
     cfg: TrainConfig,
     log_dir: Path | None = None,
     callbacks: list[Callback] | None = None,
+    teachers: dict[str, MultimodalModel] | None = None,
 ) -> TrainResult:
     """Train ``model`` in place and load the weights of its best validation epoch.
 
     ``callbacks`` are added to the Lightning trainer (e.g. ``EpochReporter`` for search pruning), after
-    the ones ``cfg.callbacks`` names (``CALLBACKS``).
+    the ones ``cfg.callbacks`` names (``CALLBACKS``). ``teachers`` (modality -> trained
+    single-modality model) serve a balancing strategy that ``wants_teachers``; without them such a
+    strategy's teachers are trained here first (``train_teachers``).
     """
     check_names(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     start = time.perf_counter()
     cache_frozen_outputs(model, [train, val])
     task = MultimodalTask(model, heads, losses, cfg)
+    if task.balancer is not None and task.balancer.wants_teachers:
+        if teachers is None:
+            teachers = train_teachers(model, heads, losses, train, val, cfg)
+        task.balancer.use_teachers(model, teachers)
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
     monitor, mode = monitor_for(heads)
     rows = _training_rows(task, train, cfg.seed)
     best, trainer = run_task(task, train, val, cfg, (monitor, mode), log_dir, callbacks, rows)
@@ -116,6 +126,38 @@ def train_model(
         history=best.history,
         modality_weights=weights,
     )
+
+
+def train_teachers(
+    model: MultimodalModel,
+    heads: list[HeadConfig],
+    losses: dict[str, torch.nn.Module],
+    train: EncodedTable,
+    val: EncodedTable,
+    cfg: TrainConfig,
+) -> dict[str, MultimodalModel]:
+    """One single-modality model per trainable modality of ``model``, each trained on its modality's
+    columns of ``train`` with ``cfg`` (no balancing, no modality dropout): a copy of ``model``'s
+    encoder as it is now, a concat fusion and fresh heads, like ``fit``'s baselines."""
+    from polyfuse.config import without_modality_dropout
+    from polyfuse.models.build import fusion_input_dim
+    from polyfuse.registry import FUSIONS, HEADS
+
+    solo = dataclasses.replace(without_modality_dropout(cfg), balance="none", fit_modality_weights=False)
+    teachers = {}
+    for name in model.modalities:
+        if model.is_cacheable(name):  # frozen: nothing to teach
+            continue
+        encoder = copy.deepcopy(model.encoders[name])
+        fusion = FUSIONS.build("concat", in_dims={name: fusion_input_dim(encoder, False)})
+        built = {
+            h.label: HEADS.build(h.task, in_dim=fusion.output_dim, num_outputs=h.num_outputs, **h.params)
+            for h in heads
+        }
+        teacher = MultimodalModel({name: encoder}, fusion, built)
+        train_model(teacher, heads, losses, train.select([name]), val.select([name]), solo)
+        teachers[name] = teacher
+    return teachers
 
 
 def run_task(

@@ -97,6 +97,7 @@ class MultimodalTask(L.LightningModule):
         if self.balancer is None:
             return loss
         self.balancer.label_weights = None if self.weighting is None else self.weighting.label_weights()
+        self.balancer.see_batch(batch)
         extra = self.balancer.loss(inputs, valid, batch.mask, batch.targets)
         return self.balancer.fused_weight * loss + extra
 

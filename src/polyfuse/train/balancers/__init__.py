@@ -11,6 +11,7 @@ from polyfuse.train.balancers import (
     gblend,  # noqa: F401
     ogm_ge,  # noqa: F401
     pmr,  # noqa: F401
+    umt,  # noqa: F401
 )
 from polyfuse.train.balancers.base import Balancer
 

@@ -10,13 +10,14 @@ do). Its parameters train with the model and are not saved with it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from polyfuse.config import HeadConfig
-from polyfuse.data.batch import EncodedTable
+from polyfuse.data.batch import Batch, EncodedTable
 from polyfuse.models.multimodal import MultimodalModel
 from polyfuse.registry import BALANCERS
 
@@ -36,12 +37,19 @@ class Balancer(nn.Module):
       to ``use_rows(train_sample, held_out)`` before training; the model does not train on it.
       ``release()`` drops those rows after training.
 
+    * ``see_batch(batch)``: called with each training step's batch (after augmentation and modality
+      dropout) before ``loss`` (a strategy that runs models of its own on the inputs);
+    * ``wants_teachers``: the strategy needs one trained single-modality model per modality, handed to
+      ``use_teachers(model, teachers)`` before training (``fit`` passes its baselines; otherwise
+      ``train_model`` trains them first). Its factory is marked with ``@taught``.
+
     ``label_weights``: with several labels and a ``TrainConfig.loss_weighting`` that weighs their
     losses, the task sets it before each ``loss`` call (label -> weight, mean 1); a strategy with
     per-label losses of its own (unimodal heads) weighs them with it. None: weight 1 each.
     """
 
     holdout: float = 0.0  # share of the training rows the strategy needs held out of training
+    wants_teachers: bool = False  # needs trained single-modality models (use_teachers)
     label_weights: dict[str, float] | None = None
 
     @property
@@ -68,14 +76,35 @@ class Balancer(nn.Module):
     def use_rows(self, train_sample: EncodedTable, held_out: EncodedTable) -> None:
         """Receives the held-out rows and as many training rows (only when ``holdout`` > 0)."""
 
+    def see_batch(self, batch: Batch) -> None:
+        """Receives each training step's batch before ``loss``."""
+
+    def use_teachers(self, model: MultimodalModel, teachers: dict[str, MultimodalModel]) -> None:
+        """Receives one trained single-modality model per modality (only when ``wants_teachers``)."""
+
     def release(self) -> None:
-        """Drops whatever ``use_rows`` gave, after training."""
+        """Drops whatever ``use_rows`` and ``use_teachers`` gave, after training."""
 
 
 @BALANCERS.register("none")
 def no_balancing(model: MultimodalModel, heads: list[HeadConfig], losses: Any) -> Balancer | None:
     """Plain end-to-end training of the fused loss (the default)."""
     return None
+
+
+Factory = Callable[[MultimodalModel, list[HeadConfig], Any], Balancer | None]
+
+
+def taught(factory: Factory) -> Factory:
+    """Marks a strategy's factory as one whose balancer ``wants_teachers`` (see ``needs_teachers``)."""
+    factory.wants_teachers = True  # type: ignore[attr-defined]
+    return factory
+
+
+def needs_teachers(name: str) -> bool:
+    """Whether strategy ``name`` trains from single-modality teachers (so ``fit`` trains its
+    baselines before the fused model and hands them over)."""
+    return bool(getattr(BALANCERS.get(name), "wants_teachers", False))
 
 
 def pooled(features: Tensor, valid: Tensor | None) -> Tensor:
