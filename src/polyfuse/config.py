@@ -173,7 +173,8 @@ class TrainConfig:
         "none",
         "a BALANCERS name: how training keeps every modality learning (none; aux: unimodal heads; "
         "ogm_ge: on-the-fly gradient modulation; gblend: gradient blending on held-out training rows; "
-        "pmr: prototypical modal rebalance, class prototypes per modality)",
+        "pmr: prototypical modal rebalance, class prototypes per modality; umt: uni-modal teacher, each "
+        "encoder starts from and is distilled toward its single-modality model)",
         search=("registry", "BALANCERS"),
     )
     loss_weighting: str = option(

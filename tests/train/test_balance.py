@@ -1,7 +1,7 @@
 """Modality balancing (``BALANCERS``, ``TrainConfig.balance``): every strategy's training step reaches
 every encoder, aux heads and OGM-GE give a dominated modality more of the gradient, OGM-GE slows only
-the dominant modality, G-Blend's weights follow G / O^2 on held-out training rows, and nothing of the
-strategies is saved."""
+the dominant modality, G-Blend's weights follow G / O^2 on held-out training rows, the Uni-Modal
+Teacher keeps each encoder near its single-modality model, and nothing of the strategies is saved."""
 
 from __future__ import annotations
 
