@@ -119,9 +119,9 @@ def compare(
         subsets: Modality subsets to train; default: every non-empty subset.
         max_modalities: Largest subset size when ``subsets`` is not given.
         encoder_choices: Modality -> encoder names to try, e.g. ``{"text": ["hf_text", "text_bag"]}``.
-        balances: Balancing strategies (``BALANCERS``: none, aux, ogm_ge, gblend, pmr, umt) tried on subsets of
-            two or more modalities; single modalities train with "none". Default: ``[balance]``, the
-            training option (itself "none" by default).
+        balances: Balancing strategies (``BALANCERS``: none, aux, ogm_ge, gblend, pmr, umt) tried on
+            subsets of two or more modalities; single modalities train with "none". Default:
+            ``[balance]``, the training option (itself "none" by default).
         seeds: Number of seeds (0, 1, ...) or the seeds themselves.
         budget_s: Wall-clock budget in seconds; runs left when it is spent are not started.
         search: ``"grid"`` (every run) or ``"optuna"`` (TPE over fusions, subsets and hyper-parameters,

@@ -5,6 +5,7 @@ Teacher keeps each encoder near its single-modality model, and nothing of the st
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from functools import cache
@@ -57,7 +58,7 @@ def test_every_balancer_step_is_finite_and_reaches_every_encoder(name, fusion):
     assert not {id(p) for p in balancer.parameters()} & {id(p) for p in model.parameters()}  # not saved
     batch = prep.tables["train"].take(list(range(16)))
     if balancer.wants_teachers:  # untrained single-modality teachers; the students then move off them
-        balancer.use_teachers(model, single_models(prep, seed=1))
+        balancer.use_teachers(model, single_models(prep, seed=1), prep.tables["train"])
         with torch.no_grad():
             for p in model.encoders.parameters():
                 p.add_(0.1 * torch.randn_like(p))
@@ -427,7 +428,7 @@ def test_umt_starts_each_trainable_student_encoder_from_its_teacher():
     frozen_before = {k: v.clone() for k, v in model.encoders["text"].state_dict().items()}
     teachers = single_models(prep, seed=1)
     balancer = BALANCERS.get("umt")(model, prep.heads, {})
-    balancer.use_teachers(model, teachers)
+    balancer.use_teachers(model, teachers, prep.tables["train"])
     assert set(balancer.teachers) == {"tabular"}
     ours, theirs = (
         model.encoders["tabular"].state_dict(),
@@ -437,6 +438,12 @@ def test_umt_starts_each_trainable_student_encoder_from_its_teacher():
     assert all(torch.equal(v, frozen_before[k]) for k, v in model.encoders["text"].state_dict().items())
     assert not any(p.requires_grad for p in balancer.teachers["tabular"].parameters())
     assert not balancer.state_dict()  # the teachers are not part of the task's (or the model's) state
+    # The training rows' teacher features are computed once; a batch whose inputs changed runs the teacher.
+    batch = prep.tables["train"].take([5, 0, 3])
+    stored = balancer._targets("tabular", batch)
+    assert stored.shape == (3, model.encoders["tabular"].output_dim)
+    fresh = balancer._targets("tabular", dataclasses.replace(batch, rows=None))
+    torch.testing.assert_close(stored, fresh)
 
 
 def embedding_distance(balance: str, seed: int) -> float:

@@ -24,6 +24,7 @@ class Batch:
     mask: dict[str, Tensor]  # modality -> bool [B]: True where the modality is present
     targets: dict[str, Tensor] = field(default_factory=dict)  # label column -> [B] or [B, K]
     cached: dict[str, Tensor] = field(default_factory=dict)  # modality -> precomputed [B, D]
+    rows: Tensor | None = None  # [B] the table rows it holds (``take``); None once its inputs changed
 
     def __len__(self) -> int:
         return int(next(iter(self.mask.values())).shape[0])
@@ -50,6 +51,7 @@ class EncodedTable:
             mask={k: v[idx] for k, v in self.mask.items()},
             targets={k: v[idx] for k, v in self.targets.items()},
             cached={k: v[idx] for k, v in self.cached.items()},
+            rows=idx,
         )
 
     def batches(self, batch_size: int) -> Iterator[Batch]:

@@ -24,4 +24,4 @@ def augment_batch(batch: Batch, model: MultimodalModel, seed: int, step: int) ->
         kind = getattr(model.encoders[name], "modality", None) if name in model.encoders else None
         if kind in MODALITIES.names() and name not in batch.cached:
             inputs[name] = MODALITIES.get(kind).augment(values, generator)
-    return dataclasses.replace(batch, inputs=inputs)
+    return dataclasses.replace(batch, inputs=inputs, rows=None)  # no longer the table's rows

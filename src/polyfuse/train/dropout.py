@@ -109,4 +109,5 @@ def drop_modalities(batch: Batch, rate: float | Mapping[str, float]) -> Batch:
     if len(lost):
         pick = torch.rand(present.shape, device=present.device).masked_fill(~present, -1).argmax(1)
         keep[lost, pick[lost]] = True
-    return Batch(batch.inputs, {n: keep[:, i] for i, n in enumerate(names)}, batch.targets, batch.cached)
+    kept = {n: keep[:, i] for i, n in enumerate(names)}
+    return Batch(batch.inputs, kept, batch.targets, batch.cached, batch.rows)

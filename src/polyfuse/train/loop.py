@@ -108,7 +108,7 @@ def train_model(
     if task.balancer is not None and task.balancer.wants_teachers:
         if teachers is None:
             teachers = train_teachers(model, heads, losses, train, val, cfg)
-        task.balancer.use_teachers(model, teachers)
+        task.balancer.use_teachers(model, teachers, train)
         L.seed_everything(cfg.seed, workers=True, verbose=False)
     monitor, mode = monitor_for(heads)
     rows = _training_rows(task, train, cfg.seed)

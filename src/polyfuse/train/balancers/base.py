@@ -40,8 +40,8 @@ class Balancer(nn.Module):
     * ``see_batch(batch)``: called with each training step's batch (after augmentation and modality
       dropout) before ``loss`` (a strategy that runs models of its own on the inputs);
     * ``wants_teachers``: the strategy needs one trained single-modality model per modality, handed to
-      ``use_teachers(model, teachers)`` before training (``fit`` passes its baselines; otherwise
-      ``train_model`` trains them first). Its factory is marked with ``@taught``.
+      ``use_teachers(model, teachers, train)`` with the training table before training (``fit`` passes
+      its baselines; otherwise ``train_model`` trains them first). Its factory is marked ``@taught``.
 
     ``label_weights``: with several labels and a ``TrainConfig.loss_weighting`` that weighs their
     losses, the task sets it before each ``loss`` call (label -> weight, mean 1); a strategy with
@@ -79,7 +79,9 @@ class Balancer(nn.Module):
     def see_batch(self, batch: Batch) -> None:
         """Receives each training step's batch before ``loss``."""
 
-    def use_teachers(self, model: MultimodalModel, teachers: dict[str, MultimodalModel]) -> None:
+    def use_teachers(
+        self, model: MultimodalModel, teachers: dict[str, MultimodalModel], train: EncodedTable
+    ) -> None:
         """Receives one trained single-modality model per modality (only when ``wants_teachers``)."""
 
     def release(self) -> None:

@@ -17,9 +17,10 @@ modality while the fused loss trains the whole. Here:
   student's and the teacher's (pooled) fusion inputs relative to the teacher's mean squared norm
   (``relative_distance``: scale-free, so encoders of any width and scale weigh alike), averaged over
   modalities and weighted by ``DISTILL_WEIGHT``. The paper's term is the plain L2 distance with a
-  tuned weight. The teacher runs in eval mode without gradient on the step's batch
-  (``see_batch``), after augmentation and modality dropout. Each epoch's mean term per modality is
-  logged as ``umt_distance_<modality>``.
+  tuned weight. The teacher runs in eval mode without gradient, once over the training rows before
+  training (a step reads its rows' features through ``Batch.rows``); on an augmented batch, whose
+  inputs are no longer the table's, it runs on the step's batch (``see_batch``). Each epoch's mean
+  term per modality is logged as ``umt_distance_<modality>``.
 
 The teachers are not saved with the model; the student's weights are a plain fused model.
 """
@@ -33,13 +34,14 @@ import torch
 from torch import Tensor, nn
 
 from polyfuse.config import HeadConfig
-from polyfuse.data.batch import Batch
+from polyfuse.data.batch import Batch, EncodedTable, gather, row_chunks
 from polyfuse.models.multimodal import MultimodalModel, has_tokens
 from polyfuse.registry import BALANCERS
 from polyfuse.train.balancers.base import Balancer, pooled, taught
 
 DISTILL_WEIGHT = 1.0  # weight of the distillation term against the fused loss
 EPS = 1e-8
+CHUNK = 256  # rows per teacher pass when computing the training rows' features
 
 
 def relative_distance(student: Tensor, teacher: Tensor) -> Tensor:
@@ -67,12 +69,16 @@ class UniModalTeacher(Balancer):
         self.weight = weight
         # Plain dicts, not submodules: the teachers train nothing and stay out of the task's state.
         self.teachers: dict[str, nn.Module] = {}
+        self.features: dict[str, Tensor] = {}  # modality -> the teacher's features of each training row
         self.batch: Batch | None = None
         self.sums: dict[str, list[float]] = {}  # modality -> this epoch's terms
 
-    def use_teachers(self, model: MultimodalModel, teachers: dict[str, MultimodalModel]) -> None:
-        """Keeps a frozen copy of each trainable modality's teacher encoder and starts the student's
-        encoder from its weights (same encoder config, so the same keys)."""
+    def use_teachers(
+        self, model: MultimodalModel, teachers: dict[str, MultimodalModel], train: EncodedTable
+    ) -> None:
+        """Keeps a frozen copy of each trainable modality's teacher encoder, starts the student's encoder
+        from its weights (same encoder config, so the same keys) and computes the teacher's features of
+        every training row once (the teacher never changes; ``Batch.rows`` finds a step's rows)."""
         for name, teacher in teachers.items():
             if name not in model.encoders or model.is_cacheable(name):
                 continue
@@ -81,6 +87,13 @@ class UniModalTeacher(Balancer):
                 p.requires_grad_(False)
             self.teachers[name] = frozen
             model.encoders[name].load_state_dict(frozen.state_dict())
+            self.features[name] = self._teach(frozen, name, train)
+
+    @torch.no_grad()
+    def _teach(self, teacher: nn.Module, name: str, table: EncodedTable) -> Tensor:
+        """The teacher's (pooled) features of every row of ``table``, [N, D]."""
+        chunks = (gather(table.inputs[name], rows) for rows in row_chunks(len(table), CHUNK))
+        return torch.cat([teacher_features(teacher, inputs, self.tokens) for inputs in chunks])
 
     def see_batch(self, batch: Batch) -> None:
         self.batch = batch
@@ -93,14 +106,12 @@ class UniModalTeacher(Balancer):
         targets: dict[str, Tensor],
     ) -> Tensor:
         terms = []
-        for name, teacher in self.teachers.items():
+        for name in self.teachers:
             rows = mask[name]
             student = inputs[name]
             if self.batch is None or not bool(rows.any()) or not student.requires_grad:
                 continue
-            with torch.no_grad():
-                device = student.device
-                target = teacher_features(teacher.to(device), self.batch.inputs[name], self.tokens)
+            target = self._targets(name, self.batch).to(student.device)
             term = relative_distance(pooled(student, (valid or {}).get(name))[rows], target[rows])
             self.sums.setdefault(name, []).append(float(term.detach()))
             terms.append(term)
@@ -108,13 +119,22 @@ class UniModalTeacher(Balancer):
             return next(iter(inputs.values())).new_zeros(())
         return self.weight * torch.stack(terms).mean()
 
+    @torch.no_grad()
+    def _targets(self, name: str, batch: Batch) -> Tensor:
+        """The teacher's features of the batch's rows: precomputed when the batch holds table rows as
+        they are, else (augmented inputs) from a pass of the teacher."""
+        if batch.rows is not None:
+            return self.features[name][batch.rows.cpu()]
+        teacher = self.teachers[name].to(batch.mask[name].device)
+        return teacher_features(teacher, batch.inputs[name], self.tokens)
+
     def epoch_end(self, model: MultimodalModel, epoch: int) -> dict[str, float]:
         logged = {f"umt_distance_{m}": sum(v) / len(v) for m, v in self.sums.items() if v}
         self.sums = {}
         return logged
 
     def release(self) -> None:
-        self.teachers, self.batch = {}, None
+        self.teachers, self.features, self.batch = {}, {}, None
 
 
 @BALANCERS.register("umt")
