@@ -136,6 +136,23 @@ def test_table_files_and_metadata(built: Path) -> None:
     assert np.corrcoef(lengths, caption_words)[0, 1] > 0.5  # longer captions take longer to say
 
 
+def test_many_questions_per_picture_each_answered_by_it(built: Path) -> None:
+    frame = pd.read_csv(built, keep_default_na=False)
+    meta = pd.read_csv(built.parent / scenes.META)
+    asked = scenes.questions(built, per_picture=6)
+    assert list(asked.columns) == ["image", "question", "answer", "question_type", "split"]
+    assert set(asked["image"]) == set(frame["image"])
+    per_picture = asked.groupby("image").size()
+    assert per_picture.max() == 6 and per_picture.mean() > 4  # a one-shape picture allows fewer
+    assert not asked.duplicated(["image", "question"]).any()
+    pictures = {image: i for i, image in enumerate(frame["image"])}
+    for row in asked.itertuples():
+        i = pictures[row.image]
+        shapes = [Shape(**o) for o in json.loads(meta.objects[i])]
+        assert _answer(shapes, row.question) == row.answer and row.split == frame.split[i]
+    pd.testing.assert_frame_equal(scenes.questions(built, per_picture=6), asked)  # seeded
+
+
 def test_same_seed_same_bytes(built: Path, tmp_path: Path) -> None:
     from polyfuse.data.datasets import build_dataset
 

@@ -208,6 +208,34 @@ def _relational(shapes: list[Shape], rng: np.random.Generator) -> tuple[str, str
     return asked[int(rng.integers(len(asked)))]
 
 
+def questions(table: str | Path, per_picture: int = 10, seed: int = 0) -> pd.DataFrame:
+    """Many questions per picture of a built scenes table (its ``scenes.meta.csv`` beside it): one row
+    per (picture, question) with ``image``, ``question``, ``answer``, ``question_type`` and the
+    picture's ``split``, up to ``per_picture`` distinct questions drawn per picture (fewer when the
+    picture allows fewer), in the manner of Sort-of-CLEVR's 20 questions per image. Its image paths
+    are relative to the table's folder, like the table's own."""
+    folder = Path(table).parent
+    frame = pd.read_csv(table, keep_default_na=False)
+    meta = pd.read_csv(folder / META, keep_default_na=False)
+    records = []
+    for i, (image, split, objects) in enumerate(
+        zip(frame["image"], frame["split"], meta["objects"], strict=True)
+    ):
+        shapes = [Shape(**o) for o in json.loads(objects)]
+        rng = np.random.default_rng([seed, 2, i])
+        asked: dict[str, tuple[str, str]] = {}
+        for _ in range(4 * per_picture):  # draws until enough distinct questions (or the picture runs out)
+            q, answer, qtype = question(shapes, rng)
+            asked.setdefault(q, (answer, qtype))
+            if len(asked) == per_picture:
+                break
+        records += [
+            {"image": image, "question": q, "answer": a, "question_type": t, "split": split}
+            for q, (a, t) in asked.items()
+        ]
+    return pd.DataFrame(records)
+
+
 # --- the table ------------------------------------------------------------------------------------
 
 
