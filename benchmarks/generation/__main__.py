@@ -20,7 +20,8 @@ Per task and seed, on scenes' own split (7,000 / 1,500 / 1,500 rows; every choic
   ``PER_PICTURE`` each, about 67,000 training rows; Sort-of-CLEVR asks 20 per image), the question
   read in order by ``text_transformer`` (a bag of words cannot tell "is the red square left of the
   blue cross?" from its converse), the captioner's image encoder frozen (its feature maps computed
-  once); accuracy per question type on the test pictures' questions.
+  once), at most ``TIME_LIMIT`` seconds of training; accuracy per question type on the test
+  pictures' questions.
 
 Writes ``results/generation.csv`` (one row per task and seed) and ``.md``.
 """
@@ -42,6 +43,7 @@ STEM = RESULTS / "generation"
 ENCODERS = {"image": "image_cnn", "question": "text_bag"}
 TASKS = ("caption", "vqa_generate", "vqa_classify", "vqa_many")
 PER_PICTURE = 10  # vqa_many: questions per picture (scenes.questions)
+TIME_LIMIT = 600  # vqa_many: seconds of training at most (the issue's 10 minutes per run)
 
 
 def run(task: str, seed: int, max_epochs: int, captioner: Path) -> dict[str, Any]:
@@ -92,6 +94,7 @@ def run(task: str, seed: int, max_epochs: int, captioner: Path) -> dict[str, Any
                 fusion="cross_attention",
                 baselines=False,
                 init_from=captioner,
+                time_limit_s=TIME_LIMIT,
                 **common,
             )
             answers = predictor.predict((test, table.parent))
