@@ -138,8 +138,9 @@ def write(frame: pd.DataFrame, args: argparse.Namespace) -> None:
         f"Machine: {machine_line()}; commit {commits}. Command: `python -m benchmarks.generation "
         f"--tasks {args.tasks} --seeds {args.seeds} --max-epochs {args.max_epochs}`.",
         "",
-        f"Mean ± std over seeds, on scenes' {int(frame['test_rows'].iloc[0]):,} test rows. `train_seconds`: "
-        "training; `seconds`: the whole run (reading the table, training, writing the test split).",
+        "Mean ± std over seeds, on scenes' test split (`test rows`: its pictures, or for `vqa_many` their "
+        "questions). `train_seconds`: training; `seconds`: the whole run (reading the table, training, "
+        "writing the test split). Earlier rows' commands: their commits in the CSV, docs/cross-modal.md.",
         "",
     ]
     columns = {
@@ -153,9 +154,9 @@ def write(frame: pd.DataFrame, args: argparse.Namespace) -> None:
         lines += [
             f"**{task}**",
             "",
-            "| seeds | " + " | ".join(shown) + " | epochs | train_seconds | seconds |",
-            "|---" * (len(shown) + 4) + "|",
-            f"| {len(g)} | "
+            "| seeds | test rows | " + " | ".join(shown) + " | epochs | train_seconds | seconds |",
+            "|---" * (len(shown) + 5) + "|",
+            f"| {len(g)} | {int(g['test_rows'].iloc[0]):,} | "
             + " | ".join(mean_std(g[c]) for c in shown)
             + f" | {g['epochs'].mean():.1f} | {g['train_seconds'].mean():.0f} | {g['seconds'].mean():.0f} |",
             "",
