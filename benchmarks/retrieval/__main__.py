@@ -11,6 +11,9 @@ the same ``content`` on scenes (the pictures a caption describes), of the same d
 * ``scenes``: image:caption and audio:caption (the spoken caption), so audio -> image meets
   through the caption (scored too); ``image_cnn``, ``text_bag`` and the audio CNN, trained from
   scratch.
+* ``scenes_text``: image:caption only, the captions read in order by ``text_transformer`` (a bag of
+  words cannot tell which colour goes with which shape), batches of 256, patience 10, at most 10
+  minutes of training (the issue's limit per run).
 * ``digits_av``: image:audio (a handwritten digit and the spoken digit, each corrupted on its own
   rows).
 
@@ -51,6 +54,18 @@ DATASETS: dict[str, dict[str, Any]] = {
         "inputs": ["image"],
         "zero_shot": ("image", "a large {}"),
     },
+    "scenes_text": {  # pictures and written captions only, the captions read in order
+        "dataset": "scenes",
+        "roles": {**{c: "ignore" for c in [*SCENES_IGNORED, "audio"]}, "caption": "text"},
+        "encoders": {"caption": "text_transformer"},
+        "pairs": "image:caption",
+        "relevant_by": "content",
+        "scored": [("caption", "image"), ("image", "caption")],
+        "label": "shape",
+        "inputs": ["image"],
+        "zero_shot": ("image", "a large {}"),
+        "train": {"batch_size": 256, "patience": 10, "time_limit_s": 600},
+    },
     "digits_av": {
         "roles": {"text": "ignore", "digit": "ignore"},
         "encoders": {},
@@ -72,7 +87,7 @@ def run(name: str, seed: int, max_epochs: int, gallery: int) -> tuple[list[dict[
     from polyfuse.models.inference import aligned_table
 
     spec = DATASETS[name]
-    table = build_dataset(name.replace("_", "-"))
+    table = build_dataset(spec.get("dataset", name.replace("_", "-")))
     frame = pd.read_csv(table, keep_default_na=False)
     start = time.perf_counter()
     done = polyfuse.pretrain(
@@ -84,7 +99,7 @@ def run(name: str, seed: int, max_epochs: int, gallery: int) -> tuple[list[dict[
         relevant_by=spec["relevant_by"],
         seed=seed,
         max_epochs=max_epochs,
-        batch_size=128,
+        **{"batch_size": 128, **spec.get("train", {})},
     )
     seconds = time.perf_counter() - start
     test = done.tables["test"]
@@ -128,7 +143,7 @@ def transfer(name: str, seed: int, done: Any, max_epochs: int) -> dict[str, Any]
     from polyfuse.data.datasets import build_dataset
 
     spec = DATASETS[name]
-    table = build_dataset(name.replace("_", "-"))
+    table = build_dataset(spec.get("dataset", name.replace("_", "-")))
     frame = pd.read_csv(table, keep_default_na=False)
     row: dict[str, Any] = {"dataset": name, "seed": seed, "label": spec["label"]}
     with tempfile.TemporaryDirectory() as scratch:
