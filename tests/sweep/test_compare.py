@@ -343,7 +343,7 @@ def test_the_optuna_space_chooses_a_balance_for_multimodal_trials_only():
     )
     pair, single = Trial(), Trial()
     spec = suggest(pair, session, [("text",), ("text", "tabular")])  # picks the pair
-    assert (spec.modalities, spec.fusion, spec.balance) == (("text", "tabular"), "gmu", "pmr")
+    assert (spec.modalities, spec.fusion, spec.balance) == (("text", "tabular"), "gmu", "umt")
     assert pair.asked["balance"] == BALANCERS.names()
     spec = suggest(single, session, [("text", "tabular"), ("text",)])  # picks the single
     assert (spec.modalities, spec.balance) == (("text",), "none") and "balance" not in single.asked
