@@ -178,5 +178,7 @@ def test_a_slow_model_gives_a_503_and_the_server_keeps_answering(small):
         assert_error(client.post("/explain", json={"x1": 1.0}), 503)
         assert client.get("/health").status_code == 200
         service.backend = service.backend.inner
-        time.sleep(1.0)  # the model thread finishes the slow passes
+        # The model thread finishes the slow passes: a no-op queued behind them returns after them (a
+        # fixed sleep raced them on a loaded machine).
+        app.state.server.batcher.model_thread.submit(lambda: None).result(timeout=30)
         assert client.post("/predict", json={"x1": 1.0}).status_code == 200
