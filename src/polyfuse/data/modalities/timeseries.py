@@ -30,6 +30,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
@@ -202,9 +203,16 @@ def read_json(text: str) -> Raw:
     )
 
 
+# numpy parses a .npy header with ast.literal_eval, and CPython 3.11's ast constructor is not
+# thread-safe (python/cpython#106905: "AST constructor recursion depth mismatch" when files are read
+# on several threads, as ``read_files`` does): one load at a time (series files are small).
+_NPY_LOCK = threading.Lock()
+
+
 def read_npy(source: Path | BinaryIO) -> Raw:
     try:
-        array = np.load(source, allow_pickle=False)
+        with _NPY_LOCK:
+            array = np.load(source, allow_pickle=False)
     except (ValueError, OSError, EOFError) as err:
         raise ValueError(f"not a readable .npy file ({err})") from None
     if array.ndim not in (1, 2):
