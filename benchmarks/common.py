@@ -87,6 +87,11 @@ def summary_markdown(summary: Any, metric: str, val: bool = False) -> list[str]:
     return lines
 
 
+def commit_list(frame: Any) -> str:
+    """The commits a results frame's rows ran at (its ``commit`` column), sorted, comma-separated."""
+    return ", ".join(sorted(frame["commit"].astype(str).unique()))
+
+
 def mean_std(values: Any, digits: int = 4) -> str:
     """``mean ± std`` of a pandas Series of per-seed results (the mean alone for one value)."""
     mean = f"{values.mean():.{digits}f}"

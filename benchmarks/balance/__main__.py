@@ -32,7 +32,7 @@ from typing import Any
 import pandas as pd
 
 from benchmarks.balance import tables
-from benchmarks.common import code_version, machine_line, seeds
+from benchmarks.common import code_version, commit_list, machine_line, seeds
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
@@ -144,7 +144,7 @@ def run_seed(
     from polyfuse.config import ModelConfig
     from polyfuse.eval.imbalance import probe_gaps
     from polyfuse.eval.selection import selection_score
-    from polyfuse.fitting import Candidate, FitRequest, choose_final, prepare, train_and_test
+    from polyfuse.fitting import Candidate, FitRequest, choose_final, prepare, train_and_test, train_baselines
     from polyfuse.models.inference import predict_table
     from polyfuse.predictor import read_rows
     from polyfuse.reporting import Reporter
@@ -173,11 +173,7 @@ def run_seed(
         return selection_score(prep.schema.labels, targets, outputs)
 
     quiet = Reporter(False)
-    singles = []
-    for m, encoder in prep.encoders.items():
-        one = ModelConfig({m: encoder}, request.fusion, prep.heads)
-        only = {k: t.select([m]) for k, t in prep.tables.items()}
-        singles.append(Candidate(m, one, train_and_test(one, prep.pre, only, request.train, None, quiet, m)))
+    singles = list(train_baselines(request, prep, quiet).values())  # what fit trains beside the fused one
     chosen_single = max(singles, key=lambda c: _val_score(c, prep))
     out = []
     for strategy in strategies:
@@ -311,7 +307,7 @@ def _size(table: Table) -> str:
 
 
 def write_markdown(frame: pd.DataFrame, stem: Path, args: argparse.Namespace) -> None:
-    commits = ", ".join(sorted(frame["commit"].astype(str).unique()))
+    commits = commit_list(frame)
     names = list(dict.fromkeys(frame["table"]))
     lines = [
         "# Balancing strategies and the final model",

@@ -36,7 +36,7 @@ from typing import Any
 
 import pandas as pd
 
-from benchmarks.common import code_version, machine_line, mean_std, seeds
+from benchmarks.common import code_version, commit_list, machine_line, mean_std, seeds
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 STEM = RESULTS / "generation"
@@ -131,7 +131,7 @@ def run(task: str, seed: int, max_epochs: int, captioner: Path) -> dict[str, Any
 
 def write(frame: pd.DataFrame, args: argparse.Namespace) -> None:
     frame.to_csv(STEM.with_suffix(".csv"), index=False)
-    commits = ", ".join(sorted(frame["commit"].astype(str).unique()))
+    commits = commit_list(frame)
     lines = [
         "# Captioning and visual question answering on scenes",
         "",

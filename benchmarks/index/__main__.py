@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmarks.common import code_version, machine_line, mean_std, seeds
+from benchmarks.common import code_version, commit_list, machine_line, mean_std, seeds
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 STEM = RESULTS / "index"
@@ -111,7 +111,7 @@ def run(vectors: np.ndarray, queries: int, seed: int) -> list[dict[str, Any]]:
 
 def write(frame: pd.DataFrame, args: argparse.Namespace) -> None:
     frame.to_csv(STEM.with_suffix(".csv"), index=False)
-    commits = ", ".join(sorted(frame["commit"].astype(str).unique()))
+    commits = commit_list(frame)
     lines = [
         "# Approximate search indexes against exact search",
         "",

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmarks.common import code_version, machine_line, mean_std, seeds
+from benchmarks.common import code_version, commit_list, machine_line, mean_std, seeds
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 STEM = RESULTS / "retrieval"
@@ -180,7 +180,7 @@ def transfer(name: str, seed: int, done: Any, max_epochs: int) -> dict[str, Any]
 def write_transfer(frame: pd.DataFrame, args: argparse.Namespace) -> None:
     stem = RESULTS / "transfer"
     frame.to_csv(stem.with_suffix(".csv"), index=False)
-    commits = ", ".join(sorted(frame["commit"].astype(str).unique()))
+    commits = commit_list(frame)
     lines = [
         "# Pre-trained models at work: zero-shot classification and 10% of the labels",
         "",
@@ -210,7 +210,7 @@ def write_transfer(frame: pd.DataFrame, args: argparse.Namespace) -> None:
 
 def write(frame: pd.DataFrame, args: argparse.Namespace) -> None:
     frame.to_csv(STEM.with_suffix(".csv"), index=False)
-    commits = ", ".join(sorted(frame["commit"].astype(str).unique()))
+    commits = commit_list(frame)
     lines = [
         "# Cross-modal retrieval after pre-training without labels",
         "",

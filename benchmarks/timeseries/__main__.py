@@ -35,7 +35,7 @@ from typing import Any
 
 import pandas as pd
 
-from benchmarks.common import code_version, machine_line, seeds
+from benchmarks.common import code_version, commit_list, machine_line, seeds
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 ENCODERS = ("ts_cnn", "ts_gru", "ts_patch", "ts_minirocket")
@@ -184,7 +184,7 @@ def _pm(values: pd.Series) -> str:
 
 
 def write_markdown(frame: pd.DataFrame, stem: Path) -> None:
-    commits = ", ".join(sorted(frame["commit"].astype(str).unique()))
+    commits = commit_list(frame)
     lines = [
         "# Time series: fused against each modality alone",
         "",
