@@ -100,6 +100,31 @@ def test_fit_saves_a_loadable_model(cli_model):
     assert predictor.train_config.max_epochs == 4 and predictor.metrics["baselines"] == {}
 
 
+def test_fit_passes_fusion_options(tmp_path):
+    table, out = tmp_path / "orders.csv", tmp_path / "model"
+    synthetic_frame(80, seed=2).to_csv(table, index=False)
+    args = ["fit", str(table), "--label", "kind", "--out", str(out), "--quiet", "--max-epochs", "1"]
+    args += ["--encoder", "text=text_bag", "--no-baselines", "--fusion", "relation"]
+    args += [
+        "--fusion-option",
+        "objects=text",
+        "--fusion-option",
+        "hidden_dim=12",
+        "--fusion-option",
+        "dropout=0.25",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    fusion = polyfuse.load(out).model_config.fusion
+    assert fusion.name == "relation" and fusion.params == {
+        "objects": "text",
+        "hidden_dim": 12,
+        "dropout": 0.25,
+    }
+    bad = runner.invoke(app, [*args, "--fusion-option", "objects"])
+    assert bad.exit_code == 2 and "--fusion-option" in bad.output
+
+
 def test_info(cli_model):
     _, out = cli_model
     result = runner.invoke(app, ["info", str(out)])

@@ -123,6 +123,26 @@ def test_zero_shot_classifies_by_class_names_alone(planted_model):
         polyfuse.zero_shot(planted_model, frame, "tabular", classes=["w1"], template="item here")
 
 
+def test_a_prompt_ensemble_is_the_normalised_mean_of_its_templates(planted_model):
+    from polyfuse.pretrained import load_pretrained
+    from test_pretrain import _planted
+
+    model = load_pretrained(planted_model)
+    classes = ["w1", "w4", "w7"]
+    one, other = (model.class_points(classes, t) for t in ("item {} here", "{} here"))
+    both = model.class_points(classes, ["item {} here", "{} here"])
+    expected = (one + other) / np.linalg.norm(one + other, axis=1, keepdims=True)
+    np.testing.assert_allclose(both, expected, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(both, one)  # the second template moved the points
+    frame = _planted(seed=3).assign(name=lambda f: "w" + f["thing"].astype(str))
+    done = polyfuse.zero_shot(planted_model, frame, "tabular", template=["item {} here"] * 2, label="name")
+    assert done.accuracy == 1.0  # the same template twice is that template
+    with pytest.raises(PolyfuseError, match="needs a"):
+        model.class_points(classes, ["item {} here", "item here"])
+    with pytest.raises(PolyfuseError, match="needs a"):
+        model.class_points(classes, [])
+
+
 def test_cli_zero_shot_prints_accuracy(planted_model, tmp_path):
     from typer.testing import CliRunner
 
@@ -132,7 +152,8 @@ def test_cli_zero_shot_prints_accuracy(planted_model, tmp_path):
     frame = _planted(seed=4).assign(name=lambda f: "w" + f["thing"].astype(str))
     frame.to_csv(tmp_path / "t.csv", index=False)
     args = ["zero-shot", str(planted_model), str(tmp_path / "t.csv"), "--modality", "tabular"]
-    args += ["--zero-shot", "item {} here", "--label", "name", "--out", str(tmp_path / "p.csv")]
+    args += ["--zero-shot", "item {} here", "--zero-shot", "item {} here"]  # an ensemble of one template
+    args += ["--label", "name", "--out", str(tmp_path / "p.csv")]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "accuracy against 'name': 1.0000" in result.output

@@ -18,10 +18,12 @@ the same ``content`` on scenes (the pictures a caption describes), of the same d
   rows).
 
 With ``--transfer``, the pre-trained model is then put to work on the same seed: zero-shot
-classification of the large shape on scenes' test pictures (classes by name through the template
-"a large {}"), and fine-tuning with 10% of the labels (``shape`` from the picture on scenes, the
-digit from picture and recording on digits-av; 10% of the training and validation rows drawn with
-the seed, every test row): ``fit`` from the pre-trained encoders (``init_from``) against ``fit``
+classification of the large shape on scenes' test pictures (classes by name through a prompt
+ensemble, one template per colour: "a large red {}", "a large blue {}", ...: every caption names a
+shape with its colour, so a colourless "a large {}" lies off the captions the model aligned), and
+fine-tuning with 10% of the labels (``shape`` from the picture on scenes, the digit from picture
+and recording on digits-av; 10% of the training and validation rows drawn with the seed, every
+test row): ``fit`` from the pre-trained encoders (``init_from``) against ``fit``
 from scratch with the same encoders, options and rows.
 
 Writes ``results/retrieval.csv`` (one row per dataset, seed, query and gallery modality) and ``.md``;
@@ -39,9 +41,11 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.common import code_version, commit_list, machine_line, mean_std, seeds
+from polyfuse.data.datasets.scenes import COLOURS
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 STEM = RESULTS / "retrieval"
+COLOUR_PROMPTS = [f"a large {colour} {{}}" for colour in COLOURS]  # scenes' zero-shot prompt ensemble
 SCENES_IGNORED = ["question", "answer", "question_type", "shape", "colour", "count", "content"]
 DATASETS: dict[str, dict[str, Any]] = {
     "scenes": {
@@ -52,7 +56,7 @@ DATASETS: dict[str, dict[str, Any]] = {
         "scored": [("caption", "image"), ("image", "caption"), ("audio", "image"), ("audio", "caption")],
         "label": "shape",
         "inputs": ["image"],
-        "zero_shot": ("image", "a large {}"),
+        "zero_shot": ("image", COLOUR_PROMPTS),
     },
     "scenes_text": {  # pictures and written captions only, the captions read in order
         "dataset": "scenes",
@@ -63,7 +67,7 @@ DATASETS: dict[str, dict[str, Any]] = {
         "scored": [("caption", "image"), ("image", "caption")],
         "label": "shape",
         "inputs": ["image"],
-        "zero_shot": ("image", "a large {}"),
+        "zero_shot": ("image", COLOUR_PROMPTS),
         "train": {"batch_size": 256, "patience": 10, "time_limit_s": 600},
     },
     "digits_av": {
@@ -157,6 +161,7 @@ def transfer(name: str, seed: int, done: Any, max_epochs: int) -> dict[str, Any]
                 pretrained, located, modality, classes, template=template, label=spec["label"]
             )
             row["zero_shot_accuracy"] = shot.accuracy
+            row["zero_shot_templates"] = " | ".join([template] if isinstance(template, str) else template)
         rng = np.random.default_rng(seed)
         few = frame[[s == "test" or rng.random() < LABELLED_SHARE for s in frame["split"]]]
         ignored = [c for c in frame.columns if c not in (*spec["inputs"], spec["label"], "split")]

@@ -330,7 +330,7 @@ def zero_shot(
     modality: str,
     classes: list[Any] | None = None,
     *,
-    template: str = "{}",
+    template: str | list[str] = "{}",
     label: str | None = None,
     text_modality: str | None = None,
     on_error: str = "raise",
@@ -344,7 +344,8 @@ def zero_shot(
         data: The table (path or DataFrame).
         modality: The modality to classify (e.g. ``"image"``).
         classes: The class names; default: the distinct values of ``label``.
-        template: The text each class becomes, with ``{}`` for its name, e.g. ``"a picture of a {}"``.
+        template: The text each class becomes, with ``{}`` for its name, e.g. ``"a picture of a {}"``;
+            several templates make a prompt ensemble (each class: the mean of its texts' points).
         label: A column holding the true class: ``accuracy`` is then measured on it.
         text_modality: The model's text modality that reads the class texts, when it has several.
         on_error: "raise" or "skip" bad rows.

@@ -40,6 +40,16 @@ def _pairs(values: list[str], what: str) -> dict[str, str]:
     return out
 
 
+def _number_or_text(value: str) -> int | float | str:
+    """An option's value from the command line: a number where it reads as one, else the text."""
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
 @app.command()
 @with_config_options(TrainConfig, into="train")
 def fit(
@@ -58,6 +68,9 @@ def fit(
     ignore: list[str] = typer.Option([], help="ignore a column"),
     split_column: Optional[str] = typer.Option(None, help="column with train / val / test values"),
     fusion: str = typer.Option("concat", help="fusion strategy (polyfuse fusions)"),
+    fusion_option: list[str] = typer.Option(
+        [], help="KEY=VALUE option of the fusion, e.g. hidden_dim=64 or objects=image (relation)"
+    ),
     encoder: list[str] = typer.Option([], help="MODALITY=ENCODER, e.g. text=text_bag (polyfuse encoders)"),
     pretrained: list[str] = typer.Option([], help="MODALITY=NAME_OR_PATH of a HuggingFace model"),
     freeze: list[str] = typer.Option([], help="modality whose pretrained encoder stays frozen"),
@@ -86,6 +99,7 @@ def fit(
         ),
         split_column=split_column,
         fusion=fusion,
+        fusion_params={k: _number_or_text(v) for k, v in _pairs(fusion_option, "--fusion-option").items()},
         encoders=encoders,
         encoder_params=params,
         freeze={**{m: True for m in freeze}, **{m: False for m in finetune}},
@@ -255,8 +269,11 @@ def zero_shot_command(
     model: Path = typer.Argument(..., help="pre-trained model directory (polyfuse pretrain)"),
     table: Path = typer.Argument(..., help="table whose rows to classify"),
     modality: str = typer.Option(..., help="the modality to classify, e.g. image"),
-    template: str = typer.Option(
-        "{}", "--template", "--zero-shot", help='the text each class becomes, e.g. "a picture of a {}"'
+    template: list[str] = typer.Option(
+        ["{}"],
+        "--template",
+        "--zero-shot",
+        help='the text each class becomes, e.g. "a picture of a {}"; repeat for a prompt ensemble',
     ),
     classes: Optional[str] = typer.Option(
         None, help="comma-separated class names (default: the label's values)"

@@ -3,6 +3,7 @@ reads it back, ``fit(init_from=...)`` starts from its encoders and processors.""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,21 +98,21 @@ class Pretrained:
         data: Any,
         modality: str,
         classes: list[Any],
-        template: str = "{}",
+        template: str | Sequence[str] = "{}",
         text_modality: str | None = None,
         on_error: str = "raise",
     ) -> pd.DataFrame:
         """Classify ``modality`` of each row of ``data`` among ``classes`` with no label to learn from: each
         class becomes the text ``template.format(class)`` ("a picture of a {}"), and a row takes the
-        class whose text is nearest in the shared space (CLIP's zero-shot classifier).
+        class whose text is nearest in the shared space (CLIP's zero-shot classifier). Several templates
+        make a prompt ensemble, as in CLIP: a class's point is the normalised mean of its texts'
+        embeddings ("a red {}", "a blue {}", ... when every training text names a colour).
 
         Returns:
             One row per row of ``data`` that holds the modality: ``prediction`` and the probability of
             each class (softmax of the scaled cosine similarities), indexed like ``data``.
         """
-        if "{}" not in template:
-            raise PolyfuseError(f"the template needs a {{}} for the class name, got {template!r}")
-        prompts = self.embed_texts([template.format(c) for c in classes], text_modality)
+        prompts = self.class_points(classes, template, text_modality)
         z, rows = self.embed(data, modality, on_error=on_error)
         scale = float(self.model.scale())
         logits = scale * z @ prompts.T
@@ -120,6 +121,17 @@ class Pretrained:
         out = pd.DataFrame(probs, index=rows.index, columns=[str(c) for c in classes])
         out.insert(0, "prediction", [classes[i] for i in probs.argmax(axis=1)])
         return out
+
+    def class_points(
+        self, classes: list[Any], template: str | Sequence[str], text_modality: str | None = None
+    ) -> np.ndarray:
+        """Unit points [len(classes), dim] of the classes' names through one template or an ensemble."""
+        templates = [template] if isinstance(template, str) else list(template)
+        if not templates or any("{}" not in t for t in templates):
+            raise PolyfuseError(f"each template needs a {{}} for the class name, got {templates!r}")
+        texts = [t.format(c) for c in classes for t in templates]
+        points = self.embed_texts(texts, text_modality).reshape(len(classes), len(templates), -1).mean(axis=1)
+        return points / np.linalg.norm(points, axis=1, keepdims=True).clip(min=1e-12)  # type: ignore[no-any-return]
 
     def save(self, path: str | Path) -> Path:
         """Write the directory: config.json, model.safetensors, preprocessor.json, metrics.json."""

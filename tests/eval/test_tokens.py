@@ -38,25 +38,32 @@ def _tokens(seed: int = 0) -> tuple[dict[str, Tensor], dict[str, Tensor], dict[s
     return tokens, mask, valid
 
 
-def _fusion() -> torch.nn.Module:
+TOKEN_FUSIONS = [n for n in FUSIONS.names() if getattr(FUSIONS.get(n), "wants_tokens", False)]
+SMALL = {"cross_attention": {"hidden_dim": 16, "num_heads": 2}, "relation": {"hidden_dim": 16}}
+
+
+def _fusion(name: str = "cross_attention") -> torch.nn.Module:
     torch.manual_seed(0)
-    return FUSIONS.build("cross_attention", in_dims=TOKEN_DIMS, hidden_dim=16, num_heads=2).eval()
+    return FUSIONS.build(name, in_dims=TOKEN_DIMS, **SMALL[name]).eval()
 
 
-def test_cross_attention_takes_token_sequences_and_declares_it() -> None:
-    fusion = _fusion()
-    assert FUSIONS.get("cross_attention").wants_tokens is True
-    assert not any(
-        getattr(FUSIONS.get(n), "wants_tokens", False) for n in FUSIONS.names() if n != "cross_attention"
-    )
+def test_token_level_fusions_declare_it() -> None:
+    assert TOKEN_FUSIONS == ["cross_attention", "relation"]
+    assert set(SMALL) == set(TOKEN_FUSIONS)
+
+
+@pytest.mark.parametrize("name", TOKEN_FUSIONS)
+def test_token_fusions_take_token_sequences(name: str) -> None:
+    fusion = _fusion(name)
     tokens, mask, valid = _tokens()
     with torch.no_grad():
         out = fusion(tokens, mask, tokens_valid=valid)
     assert out.shape == (B, fusion.output_dim) and torch.isfinite(out).all()
 
 
-def test_padded_tokens_have_no_influence() -> None:
-    fusion = _fusion()
+@pytest.mark.parametrize("name", TOKEN_FUSIONS)
+def test_padded_tokens_have_no_influence(name: str) -> None:
+    fusion = _fusion(name)
     tokens, mask, valid = _tokens()
     changed = {m: t.clone() for m, t in tokens.items()}
     changed["text"][~valid["text"]] = float("nan")  # padding may hold anything, even NaN
@@ -69,13 +76,20 @@ def test_padded_tokens_have_no_influence() -> None:
         torch.testing.assert_close(fusion(trimmed, mask, tokens_valid=trimmed_valid), expected)
         # Without the validity the padding counts: a different result (the test has teeth).
         assert not torch.allclose(fusion(tokens, mask), expected)
+
+
+def test_cross_attention_weighs_only_used_tokens() -> None:
+    fusion = _fusion()
+    tokens, mask, valid = _tokens()
+    with torch.no_grad():
         fusion(tokens, mask, tokens_valid=valid)
     weights = fusion.modality_weights()
     assert weights["text"][4] == 0 and weights["audio"][2] == 0  # no valid text token / audio absent
 
 
-def test_absent_modality_tokens_have_no_influence_and_gradients_stay_finite() -> None:
-    fusion = _fusion().train()
+@pytest.mark.parametrize("name", TOKEN_FUSIONS)
+def test_absent_modality_tokens_have_no_influence_and_gradients_stay_finite(name: str) -> None:
+    fusion = _fusion(name).train()
     tokens, mask, valid = _tokens()
     tokens["audio"][2] = float("nan")  # audio is absent in row 2
     tokens = {m: t.requires_grad_() for m, t in tokens.items()}
@@ -92,8 +106,9 @@ def test_absent_modality_tokens_have_no_influence_and_gradients_stay_finite() ->
         )
 
 
-def test_an_embedding_is_a_sequence_of_one_token() -> None:
-    fusion = _fusion()
+@pytest.mark.parametrize("name", TOKEN_FUSIONS)
+def test_an_embedding_is_a_sequence_of_one_token(name: str) -> None:
+    fusion = _fusion(name)
     tokens, mask, _ = _tokens()
     embeddings = {m: t[:, 0] for m, t in tokens.items()}  # [B, D]
     ones = {m: torch.ones(B, 1, dtype=torch.bool) for m in tokens}
@@ -190,11 +205,10 @@ def test_token_cache_too_big_is_left_out(monkeypatch: pytest.MonkeyPatch) -> Non
     assert table.cached == {}
 
 
-def test_cross_attention_fit_save_load_round_trip(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", TOKEN_FUSIONS)
+def test_token_fusion_fit_save_load_round_trip(tmp_path: Path, name: str) -> None:
     frame = synthetic_frame(120, seed=2)
-    predictor = polyfuse.fit(
-        frame, label="kind", fusion="cross_attention", max_epochs=2, baselines=False, **FAST
-    )
+    predictor = polyfuse.fit(frame, label="kind", fusion=name, max_epochs=2, baselines=False, **FAST)
     assert predictor.model.wants_tokens
     out = predictor.save(tmp_path / "model")
     loaded = polyfuse.load(out)

@@ -16,6 +16,7 @@ from polyfuse.fusions import late  # noqa: F401
 from polyfuse.fusions import lmf  # noqa: F401
 from polyfuse.fusions import perceiver  # noqa: F401
 from polyfuse.fusions import pooling  # noqa: F401
+from polyfuse.fusions import relation  # noqa: F401
 from polyfuse.fusions import tensor  # noqa: F401
 from polyfuse.fusions import weighted  # noqa: F401
 
