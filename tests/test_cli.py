@@ -100,29 +100,30 @@ def test_fit_saves_a_loadable_model(cli_model):
     assert predictor.train_config.max_epochs == 4 and predictor.metrics["baselines"] == {}
 
 
-def test_fit_passes_fusion_options(tmp_path):
+def test_fit_passes_fusion_encoder_and_head_options(tmp_path):
     table, out = tmp_path / "orders.csv", tmp_path / "model"
     synthetic_frame(80, seed=2).to_csv(table, index=False)
     args = ["fit", str(table), "--label", "kind", "--out", str(out), "--quiet", "--max-epochs", "1"]
     args += ["--encoder", "text=text_bag", "--no-baselines", "--fusion", "relation"]
-    args += [
-        "--fusion-option",
-        "objects=text",
-        "--fusion-option",
-        "hidden_dim=12",
-        "--fusion-option",
-        "dropout=0.25",
-    ]
+    options = {
+        "--fusion-option": ["objects=text", "hidden_dim=12", "dropout=0.25"],
+        "--encoder-option": ["tabular.dropout=0.3"],
+        "--head-option": ["dropout=0.4", "hidden_dim=8"],
+    }
+    args += [part for flag, values in options.items() for value in values for part in (flag, value)]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    fusion = polyfuse.load(out).model_config.fusion
-    assert fusion.name == "relation" and fusion.params == {
-        "objects": "text",
-        "hidden_dim": 12,
-        "dropout": 0.25,
-    }
+    loaded = polyfuse.load(out)
+    config = loaded.model_config
+    assert config.fusion.name == "relation"
+    assert config.fusion.params == {"objects": "text", "hidden_dim": 12, "dropout": 0.25}
+    assert config.encoders["tabular"].params["dropout"] == 0.3
+    assert config.heads[0].params == {"dropout": 0.4, "hidden_dim": 8}
+    assert loaded.model.heads["kind"].net[-2].p == 0.4  # the head's dropout before its output layer
     bad = runner.invoke(app, [*args, "--fusion-option", "objects"])
-    assert bad.exit_code == 2 and "--fusion-option" in bad.output
+    assert bad.exit_code == 2 and "KEY=VALUE for --fusion-option" in bad.output
+    bad = runner.invoke(app, [*args, "--encoder-option", "dropout=0.1"])
+    assert bad.exit_code == 2 and "MODALITY.KEY=VALUE" in bad.output
 
 
 def test_info(cli_model):

@@ -25,6 +25,7 @@ def fit(
     fusion_params: dict[str, Any] | None = None,
     encoders: dict[str, str] | None = None,
     encoder_params: dict[str, dict[str, Any]] | None = None,
+    head_params: dict[str, Any] | None = None,
     freeze: dict[str, bool] | None = None,
     processor_options: dict[str, dict[str, Any]] | None = None,
     on_error: str = "raise",
@@ -44,7 +45,8 @@ def fit(
         fusion: Registered fusion name (``list_fusions()``).
         fusion_params: Keyword options of the fusion (``output_dim``, ``hidden_dim``, ...).
         encoders: Modality -> registered encoder name; default: its modality's ``default_encoder``.
-        encoder_params: Modality -> encoder keyword options (``output_dim``, ``pretrained``, ...).
+        encoder_params: Modality -> encoder keyword options (``output_dim``, ``pretrained``, ``dropout``).
+        head_params: Keyword options of every label's head (``hidden_dim``, ``dropout``, ...).
         freeze: Modality -> keep pretrained encoder weights fixed.
         processor_options: Modality -> processor options (``image_size``, ``duration``, ...).
         on_error: "raise" stops at the first bad cell; "skip" drops bad rows and reports them.
@@ -72,6 +74,7 @@ def fit(
         on_error=on_error,
         train_options=train_options,
         init_from=init_from,
+        head_params=head_params,
     )
     log_dir = Path(out) / "logs" if out is not None else None  # per-epoch CSV only beside a saved model
     predictor = run_fit(frame, base_dir, request, Reporter(verbose), log_dir=log_dir)

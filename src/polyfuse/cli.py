@@ -34,7 +34,7 @@ def _pairs(values: list[str], what: str) -> dict[str, str]:
     out = {}
     for item in values:
         if "=" not in item:
-            raise typer.BadParameter(f"expected MODALITY=NAME for {what}, got {item!r}")
+            raise typer.BadParameter(f"expected KEY=VALUE for {what}, got {item!r}")
         key, value = item.split("=", 1)
         out[key] = value
     return out
@@ -72,6 +72,12 @@ def fit(
         [], help="KEY=VALUE option of the fusion, e.g. hidden_dim=64 or objects=image (relation)"
     ),
     encoder: list[str] = typer.Option([], help="MODALITY=ENCODER, e.g. text=text_bag (polyfuse encoders)"),
+    encoder_option: list[str] = typer.Option(
+        [], help="MODALITY.KEY=VALUE option of a modality's encoder, e.g. image.dropout=0.2"
+    ),
+    head_option: list[str] = typer.Option(
+        [], help="KEY=VALUE option of every label's head, e.g. dropout=0.3 or hidden_dim=64"
+    ),
     pretrained: list[str] = typer.Option([], help="MODALITY=NAME_OR_PATH of a HuggingFace model"),
     freeze: list[str] = typer.Option([], help="modality whose pretrained encoder stays frozen"),
     finetune: list[str] = typer.Option([], help="modality whose pretrained encoder is fine-tuned"),
@@ -87,9 +93,16 @@ def fit(
     import polyfuse
 
     encoders = _pairs(encoder, "--encoder")
-    params = {m: {"pretrained": p} for m, p in _pairs(pretrained, "--pretrained").items()}
+    params: dict[str, dict[str, Any]] = {
+        m: {"pretrained": p} for m, p in _pairs(pretrained, "--pretrained").items()
+    }
     for m in params:
         encoders.setdefault(m, _hf_encoder_for(m))
+    for key, value in _pairs(encoder_option, "--encoder-option").items():
+        modality, dot, name = key.partition(".")
+        if not dot or not name:
+            raise typer.BadParameter(f"expected MODALITY.KEY=VALUE for --encoder-option, got {key}={value}")
+        params.setdefault(modality, {})[name] = _number_or_text(value)
     polyfuse.fit(
         str(table) if table else None,
         label=(label[0] if len(label) == 1 else label) if label else None,
@@ -102,6 +115,7 @@ def fit(
         fusion_params={k: _number_or_text(v) for k, v in _pairs(fusion_option, "--fusion-option").items()},
         encoders=encoders,
         encoder_params=params,
+        head_params={k: _number_or_text(v) for k, v in _pairs(head_option, "--head-option").items()},
         freeze={**{m: True for m in freeze}, **{m: False for m in finetune}},
         on_error=on_error,
         verbose=not quiet,

@@ -130,10 +130,39 @@ class TrainConfig:
         None, "validation rows per batch (default: min(512, 4 x batch size))"
     )
     lr: float = option(2e-3, "learning rate", search=("log", (3e-4, 5e-3)))
-    weight_decay: float = option(1e-4, "decoupled weight decay (AdamW) or L2 penalty (others)")
-    optimizer: str = option("adamw", "an OPTIMIZERS name: adamw, adam, sgd (plain) or sgd_momentum")
+    weight_decay: float = option(
+        1e-4, "decoupled weight decay (AdamW) or L2 penalty (others)", search=("log", (1e-5, 1e-2))
+    )
+    optimizer: str = option(
+        "adamw",
+        "an OPTIMIZERS name: adamw, adam, sgd (plain), sgd_momentum (Nesterov) or rmsprop",
+        search=("choice", ["adamw", "adam", "sgd_momentum", "rmsprop"]),
+    )
     scheduler: str = option(
-        "cosine", "a SCHEDULERS name: cosine (over max epochs), none, linear_warmup_cosine"
+        "cosine",
+        "a SCHEDULERS name: cosine (over max epochs), none, linear_warmup_cosine, one_cycle, step (/10 "
+        "after each third), exponential (to lr/100) or plateau (halve when val_loss stalls)",
+        search=("choice", ["cosine", "linear_warmup_cosine", "one_cycle", "plateau"]),
+    )
+    l1: float = option(
+        0.0,
+        "weight of an L1 penalty: the sum of absolute values of the trainable weight matrices and kernels "
+        "(not biases or norms), added to the loss",
+        search=("choice", [0.0, 1e-6, 1e-5]),
+    )
+    label_smoothing: float = option(
+        0.0,
+        "classification labels: this share of the target spread over the classes (binary and "
+        "multilabel: moved toward 0.5)",
+        search=("float", (0.0, 0.2)),
+    )
+    swa_start: int | None = option(
+        None,
+        "stochastic weight averaging: from this epoch (from 0) on, validate, keep and save the equal-weight "
+        "average of the weights at the end of each epoch (default: off)",
+    )
+    accumulate_grad_batches: int = option(
+        1, "add up the gradients of this many batches before each optimiser step (a larger effective batch)"
     )
     patience: int = option(6, "epochs without validation improvement before stopping")
     seed: int = option(0, "seeds the split, the initial weights and the batch order")

@@ -54,6 +54,7 @@ class FitRequest:
     fusion: FusionConfig = field(default_factory=FusionConfig)
     encoders: dict[str, str] = field(default_factory=dict)  # modality -> encoder name
     encoder_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    head_params: dict[str, Any] = field(default_factory=dict)  # every head's hidden_dim, dropout ...
     freeze: dict[str, bool] = field(default_factory=dict)
     processor_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     on_error: str = "raise"
@@ -112,7 +113,9 @@ def prepare(
         encoders, fitted, init = pretrained_parts(schema, req, encoders)
     pre = Preprocessor(schema, options).fit(frame.iloc[splits["train"]], base_dir, fitted)
     tables, skipped = encode_splits(pre, frame, base_dir, splits, req.on_error)
-    heads = [HeadConfig(s.column, s.task, pre.num_outputs(s.column)) for s in schema.labels]
+    heads = [
+        HeadConfig(s.column, s.task, pre.num_outputs(s.column), dict(req.head_params)) for s in schema.labels
+    ]
     return Prepared(schema, pre, encoders, tables, heads, skipped, selection, init)
 
 
@@ -465,8 +468,7 @@ def train_and_test(
     init: dict[str, dict[str, Any]] | None = None,
     teachers: dict[str, MultimodalModel] | None = None,
 ) -> Trained:
-    from polyfuse.losses import default_loss
-    from polyfuse.registry import LOSSES
+    from polyfuse.losses import training_losses
     from polyfuse.train.loop import cache_frozen_outputs, train_model
 
     torch.manual_seed(cfg.seed)  # initial weights follow the seed too
@@ -474,7 +476,7 @@ def train_and_test(
     for name, weights in (init or {}).items():  # pre-trained encoders (fit(init_from=...))
         if name in model.encoders:
             model.encoders[name].load_state_dict(weights)
-    losses = {h.label: LOSSES.build(default_loss(h.task)) for h in config.heads}
+    losses = training_losses({h.label: h.task for h in config.heads}, cfg.label_smoothing)
     rep.start(title, model)
     result = train_model(
         model, config.heads, losses, tables["train"], tables["val"], cfg, log_dir, callbacks, teachers
@@ -530,6 +532,7 @@ def fit_inputs(
     processor_options: dict[str, dict[str, Any]] | None = None,
     on_error: str = "raise",
     train_options: dict[str, Any] | None = None,
+    head_params: dict[str, Any] | None = None,
     init_from: str | Path | None = None,
 ) -> tuple[pd.DataFrame, Path, Any, dict[str, str] | None]:
     """The table, its folder, a ``FitRequest`` and the table's source, from ``fit``'s arguments.
@@ -561,6 +564,7 @@ def fit_inputs(
         fusion=fusion or FusionConfig(),
         encoders=dict(encoders or {}),
         encoder_params={k: dict(v) for k, v in (encoder_params or {}).items()},
+        head_params=dict(head_params or {}),
         freeze=dict(freeze or {}),
         processor_options={k: dict(v) for k, v in (processor_options or {}).items()},
         on_error=on_error,

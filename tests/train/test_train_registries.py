@@ -70,15 +70,24 @@ def test_optimizers_keep_their_former_hyper_parameters(name: str) -> None:
 # --- schedulers -----------------------------------------------------------------------------------
 
 
-def _rates(name: str, max_epochs: int, epochs: int | None = None) -> list[float]:
-    """The learning rate of each epoch under schedule ``name``, stepped once per epoch as Lightning does."""
+def _rates(
+    name: str,
+    max_epochs: int,
+    epochs: int | None = None,
+    losses: list[float] | None = None,
+    patience: int = 6,
+) -> list[float]:
+    """The learning rate of each epoch under schedule ``name``, stepped once per epoch as Lightning does
+    (``plateau`` with each epoch's validation loss: ``losses``, default a constant one)."""
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=LR)
-    sched = SCHEDULERS.get(name)(opt, TrainConfig(max_epochs=max_epochs, lr=LR))
+    sched = SCHEDULERS.get(name)(opt, TrainConfig(max_epochs=max_epochs, lr=LR, patience=patience))
     rates = []
-    for _ in range(max_epochs if epochs is None else epochs):
+    for epoch in range(max_epochs if epochs is None else epochs):
         rates.append(opt.param_groups[0]["lr"])
         opt.step()
-        if sched is not None:
+        if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            sched.step(1.0 if losses is None else losses[epoch])
+        elif sched is not None:
             sched.step()
     return rates
 
@@ -137,6 +146,35 @@ def test_linear_warmup_cosine_over_30_epochs() -> None:
     rates = _rates("linear_warmup_cosine", 30)
     assert rates[:4] == pytest.approx([LR / 4, LR / 2, 3 * LR / 4, LR])
     assert rates[-1] == pytest.approx(LR * (1 + math.cos(math.pi * 26 / 27)) / 2)
+
+
+@pytest.mark.parametrize("max_epochs", [1, 2, 10, 30])
+def test_one_cycle_rises_for_thirty_percent_then_anneals_to_lr_over_25e4(max_epochs: int) -> None:
+    rates = _rates("one_cycle", max_epochs)
+    rise = max(0, min(round(0.3 * max_epochs), max_epochs - 2))
+    assert rates[rise] == pytest.approx(LR) and max(rates) == pytest.approx(LR)
+    if rise:
+        assert rates[0] == pytest.approx(LR / 25)
+        assert all(a < b for a, b in pairwise(rates[: rise + 1]))
+    if max_epochs > 1:
+        assert rates[-1] == pytest.approx(LR / 25 / 1e4)
+        assert all(a > b for a, b in pairwise(rates[rise:]))
+
+
+def test_step_divides_by_ten_after_each_third() -> None:
+    assert _rates("step", 9) == pytest.approx([LR] * 3 + [LR / 10] * 3 + [LR / 100] * 3)
+
+
+def test_exponential_reaches_a_hundredth_after_max_epochs() -> None:
+    rates = _rates("exponential", 10, epochs=11)
+    assert rates[-1] == pytest.approx(LR / 100)
+    assert all(b / a == pytest.approx(0.01**0.1) for a, b in pairwise(rates))
+
+
+def test_plateau_halves_the_rate_when_the_validation_loss_stalls() -> None:
+    losses = [1.0, 0.9, 0.8, 0.8, 0.8, 0.8, 0.8, 0.8, 0.8]  # stalls after epoch 2; patience 4 -> 2 epochs
+    rates = _rates("plateau", 9, losses=losses, patience=4)
+    assert rates == pytest.approx([LR] * 6 + [LR / 2] * 3)
 
 
 # --- callbacks and schedules inside a real fit ----------------------------------------------------
@@ -201,8 +239,12 @@ def test_lr_monitor_only_observes() -> None:
 @pytest.mark.parametrize(
     ("option", "message"),
     [
-        ({"optimizer": "rmsprop"}, "unknown optimizer 'rmsprop'; known: adam, adamw, sgd, sgd_momentum"),
-        ({"scheduler": "step"}, "unknown scheduler 'step'; known: cosine, linear_warmup_cosine, none"),
+        ({"optimizer": "lion"}, "unknown optimizer 'lion'; known: adam, adamw, rmsprop, sgd, sgd_momentum"),
+        (
+            {"scheduler": "warm_restarts"},
+            "unknown scheduler 'warm_restarts'; known: cosine, exponential, linear_warmup_cosine, none, "
+            "one_cycle, plateau, step",
+        ),
         (
             {"callbacks": ["lr_monitor", "nope"]},
             "unknown training callback 'nope'; known: lr_monitor, modality_grad_share",

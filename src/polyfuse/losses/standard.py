@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from polyfuse.registry import LOSSES
 
 _DEFAULTS = {"multiclass": "cross_entropy", "binary": "bce", "multilabel": "bce", "regression": "mse"}
+SMOOTHED = ("multiclass", "binary", "multilabel")  # the tasks whose losses take label_smoothing
 
 
 def default_loss(task: str) -> str:
@@ -20,6 +21,17 @@ def default_loss(task: str) -> str:
         return _DEFAULTS[task]
     except KeyError:
         raise KeyError(f"unknown task {task!r}; known: {', '.join(sorted(_DEFAULTS))}") from None
+
+
+def training_losses(tasks: dict[str, str], label_smoothing: float = 0.0) -> dict[str, nn.Module]:
+    """Label -> the usual loss of its task (``default_loss``), classification losses with
+    ``label_smoothing``."""
+    return {
+        label: LOSSES.build(
+            default_loss(task), **({"label_smoothing": label_smoothing} if task in SMOOTHED else {})
+        )
+        for label, task in tasks.items()
+    }
 
 
 def _like(target: Tensor, logits: Tensor) -> Tensor:
@@ -49,15 +61,19 @@ class BCELoss(nn.Module):
 
     Args:
         pos_weight: Optional weight of positive examples (a float for every label).
+        label_smoothing: Targets move this share of the way toward 0.5 (0 disables): 1 becomes
+            1 - s / 2 and 0 becomes s / 2, as two-class cross-entropy smoothing would make them.
     """
 
-    def __init__(self, pos_weight: float | None = None) -> None:
+    def __init__(self, pos_weight: float | None = None, label_smoothing: float = 0.0) -> None:
         super().__init__()
         self.pos_weight = pos_weight
+        self.label_smoothing = label_smoothing
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         weight = None if self.pos_weight is None else logits.new_tensor(self.pos_weight)
-        return F.binary_cross_entropy_with_logits(logits, _like(target, logits), pos_weight=weight)
+        soft = _like(target, logits) * (1 - self.label_smoothing) + self.label_smoothing / 2
+        return F.binary_cross_entropy_with_logits(logits, soft, pos_weight=weight)
 
 
 @LOSSES.register("mse")

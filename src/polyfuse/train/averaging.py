@@ -1,5 +1,6 @@
 """Weight averaging: validation, the kept epoch and the saved model read an exponential moving
-average (EMA) of the weights instead of the last step's (``TrainConfig.ema``).
+average (EMA) of the weights instead of the last step's (``TrainConfig.ema``), or the equal-weight
+average of the epochs' weights from an epoch on (stochastic weight averaging, ``swa_start``).
 
 Polyak & Juditsky (SIAM J. Control Optim. 1992) averaging in its exponential form, as timm's model
 EMA and AutoGluon-Multimodal's checkpoint averaging use it: after every optimiser step,
@@ -41,26 +42,13 @@ def _model(pl_module: L.LightningModule) -> torch.nn.Module:
     return model
 
 
-class WeightEMA(Callback):
-    """Keeps an exponential moving average of ``pl_module.model``'s weights and validates with it."""
+class _SwappedAverage(Callback):
+    """An average of ``pl_module.model``'s weights that validation reads: swapped in before each
+    validation pass (once there is one), the training weights swapped back before the next epoch."""
 
-    def __init__(self, decay: float) -> None:
-        if not 0.0 < decay < 1.0:
-            raise ValueError(f"ema decay must be in (0, 1), got {decay}")
-        self.decay = decay
+    def __init__(self) -> None:
         self.average: dict[str, Tensor] | None = None
         self._training: dict[str, Tensor] | None = None  # the live weights while the average is in
-
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: object) -> None:
-        live = averaged_tensors(_model(pl_module))
-        with torch.no_grad():
-            if self.average is None:
-                self.average = {name: t.detach().clone() for name, t in live.items()}
-                return
-            names = list(live)
-            torch._foreach_lerp_(
-                [self.average[n] for n in names], [live[n].detach() for n in names], 1 - self.decay
-            )
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.average is None or self._training is not None:
@@ -83,3 +71,64 @@ class WeightEMA(Callback):
             for name, t in live.items():
                 t.copy_(self._training[name])
         self._training = None
+
+
+class WeightEMA(_SwappedAverage):
+    """Keeps an exponential moving average of ``pl_module.model``'s weights and validates with it."""
+
+    def __init__(self, decay: float) -> None:
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"ema decay must be in (0, 1), got {decay}")
+        super().__init__()
+        self.decay = decay
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: object) -> None:
+        live = averaged_tensors(_model(pl_module))
+        with torch.no_grad():
+            if self.average is None:
+                self.average = {name: t.detach().clone() for name, t in live.items()}
+                return
+            names = list(live)
+            torch._foreach_lerp_(
+                [self.average[n] for n in names], [live[n].detach() for n in names], 1 - self.decay
+            )
+
+
+class WeightSWA(_SwappedAverage):
+    """Stochastic weight averaging (Izmailov, Podoprikhin, Garipov, Vetrov & Wilson, UAI 2018,
+    "Averaging Weights Leads to Wider Optima and Better Generalization"): the equal-weight average of
+    the weights at the end of each epoch from epoch ``start`` (from 0) on; earlier epochs validate
+    their own weights. The learning rate keeps ``TrainConfig.scheduler``'s schedule (the paper
+    holds it constant or cycles it from the start), and batch-norm statistics are averaged with the
+    weights, like the EMA's, instead of being recomputed with a pass over the training rows."""
+
+    def __init__(self, start: int) -> None:
+        if start < 0:
+            raise ValueError(f"swa_start must be an epoch (0 or more), got {start}")
+        super().__init__()
+        self.start = start
+        self.count = 0  # epochs averaged so far
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.current_epoch >= self.start and self._training is None:
+            live = averaged_tensors(_model(pl_module))
+            with torch.no_grad():
+                if self.average is None:
+                    self.average = {name: t.detach().clone() for name, t in live.items()}
+                else:
+                    names = list(live)
+                    weight = 1 / (self.count + 1)  # a running mean: avg + (w - avg) / (n + 1)
+                    torch._foreach_lerp_(
+                        [self.average[n] for n in names], [live[n].detach() for n in names], weight
+                    )
+            self.count += 1
+        super().on_validation_epoch_start(trainer, pl_module)
+
+
+def weight_averaging(ema: float, swa_start: int | None) -> list[Callback]:
+    """The averaging callback ``TrainConfig`` asks for (``ema`` or ``swa_start``), if any."""
+    if ema > 0 and swa_start is not None:
+        raise ValueError("choose one weight average: ema or swa_start, not both")
+    if ema > 0:
+        return [WeightEMA(ema)]
+    return [] if swa_start is None else [WeightSWA(swa_start)]

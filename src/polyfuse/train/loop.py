@@ -24,7 +24,7 @@ from polyfuse.models.multimodal import MultimodalModel, pack_tokens, pad_tokens
 from polyfuse.registry import CALLBACKS
 from polyfuse.train import check_names
 from polyfuse.train.allocator import reuse_freed_memory
-from polyfuse.train.averaging import WeightEMA
+from polyfuse.train.averaging import weight_averaging
 from polyfuse.train.balancers.base import held_out_split
 from polyfuse.train.module import MultimodalTask, monitor_for
 
@@ -178,7 +178,7 @@ def run_task(
     with reuse_freed_memory(), _quiet_lightning():  # glibc keeps freed activations for the next step
         stop = EarlyStopping(monitor, mode=mode, patience=cfg.patience)
         named = [CALLBACKS.get(name)(cfg) for name in cfg.callbacks]
-        averaging = [WeightEMA(cfg.ema)] if cfg.ema > 0 else []  # before best: it swaps the average in
+        averaging = weight_averaging(cfg.ema, cfg.swa_start)  # before best: it swaps the average in
         trainer = _trainer(cfg, [*averaging, best, stop, *named, *(callbacks or [])], log_dir)
         gathers = _Gather(train, training_rows), _Gather(val)
         train_loader = _loader(gathers[0], cfg.batch_size, cfg.seed, shuffle=True)
@@ -221,6 +221,7 @@ def _trainer(cfg: TrainConfig, callbacks: list[Callback], log_dir: Path | None) 
         devices=1,
         precision=cfg.precision,  # type: ignore[arg-type]
         gradient_clip_val=cfg.grad_clip_norm,  # None: no clipping
+        accumulate_grad_batches=cfg.accumulate_grad_batches,
         gradient_clip_algorithm="norm",
         callbacks=callbacks,
         logger=logger,

@@ -25,11 +25,12 @@ from polyfuse.eval.selection import SCORE, selection_score, validation_metric
 from polyfuse.fusions.gates import LR_SCALE as GATE_LR_SCALE
 from polyfuse.fusions.gates import gate_parameters, l0_penalty
 from polyfuse.models.multimodal import MultimodalModel
-from polyfuse.registry import BALANCERS, LOSS_WEIGHTINGS, SCHEDULERS
+from polyfuse.registry import BALANCERS, LOSS_WEIGHTINGS
 from polyfuse.train.alignment import SequenceAlignment
 from polyfuse.train.augment import augment_batch
 from polyfuse.train.dropout import drop_modalities, epoch_rates, uses_modality_dropout
-from polyfuse.train.optimizers import make_optimizer
+from polyfuse.train.optimizers import make_optimizer, with_scheduler
+from polyfuse.train.regularisation import l1_penalty
 from polyfuse.train.weighting.base import Shared, shared_parameters
 
 __all__ = ["MultimodalTask", "drop_modalities", "monitor_for", "summed_loss"]
@@ -77,6 +78,8 @@ class MultimodalTask(L.LightningModule):
             loss = loss + self.cfg.align_sequences * aligned
         if self.cfg.feature_gates != "none":  # the gates' expected L0 norm, from this step's pass
             loss = loss + self.cfg.feature_gate_l0 * l0_penalty(self.model).to(loss.device)
+        if self.cfg.l1 > 0:
+            loss = loss + self.cfg.l1 * l1_penalty(self.model).to(loss.device)
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch))
         return loss
 
@@ -147,8 +150,7 @@ class MultimodalTask(L.LightningModule):
             gates = [p for p in gate_parameters(self.model) if p.requires_grad]
             params = [{"params": params}, {"params": gates, "lr": self.cfg.lr * GATE_LR_SCALE}]
         opt = make_optimizer(self.cfg.optimizer, params, self.cfg.lr, self.cfg.weight_decay)
-        sched = SCHEDULERS.get(self.cfg.scheduler)(opt, self.cfg)
-        return opt if sched is None else {"optimizer": opt, "lr_scheduler": sched}
+        return with_scheduler(opt, self.cfg)
 
 
 def label_losses(losses: Any, logits: dict[str, Tensor], targets: dict[str, Tensor]) -> dict[str, Tensor]:

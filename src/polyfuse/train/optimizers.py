@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from polyfuse.config import TrainConfig
 from polyfuse.registry import OPTIMIZERS, SCHEDULERS
@@ -44,6 +45,13 @@ def sgd_momentum(params: Params, lr: float, weight_decay: float) -> torch.optim.
     return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay, momentum=0.9, nesterov=True)
 
 
+@OPTIMIZERS.register("rmsprop")
+def rmsprop(params: Params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """RMSprop (Tieleman & Hinton, 2012, "Lecture 6.5, rmsprop: divide the gradient by a running average
+    of its recent magnitude"), torch's smoothing 0.99, no momentum; decay as an L2 term."""
+    return torch.optim.RMSprop(params, lr=lr, weight_decay=weight_decay)
+
+
 def make_optimizer(name: str, params: Params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
     """The optimizer ``name`` over ``params``; an unknown name raises a KeyError listing the known ones."""
     return OPTIMIZERS.get(name)(params, lr, weight_decay)
@@ -53,6 +61,15 @@ def trainable_setup(model: nn.Module, cfg: TrainConfig) -> Any:
     """A Lightning ``configure_optimizers`` answer for ``model``'s trainable parameters: ``cfg``'s
     optimizer, with its scheduler when it names one."""
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = make_optimizer(cfg.optimizer, params, cfg.lr, cfg.weight_decay)
+    return with_scheduler(make_optimizer(cfg.optimizer, params, cfg.lr, cfg.weight_decay), cfg)
+
+
+def with_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig) -> Any:
+    """Lightning's ``configure_optimizers`` answer for ``opt`` and ``cfg``'s scheduler: the optimizer
+    alone without one; a schedule that follows a metric (``plateau``) reads ``val_loss``."""
     sched = SCHEDULERS.get(cfg.scheduler)(opt, cfg)
-    return opt if sched is None else {"optimizer": opt, "lr_scheduler": sched}
+    if sched is None:
+        return opt
+    if isinstance(sched, ReduceLROnPlateau):
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val_loss"}}
+    return {"optimizer": opt, "lr_scheduler": sched}
