@@ -21,13 +21,14 @@ With ``--transfer``, the pre-trained model is then put to work on the same seed:
 classification of the large shape on scenes' test pictures (classes by name through a prompt
 ensemble, one template per colour: "a large red {}", "a large blue {}", ...: every caption names a
 shape with its colour, so a colourless "a large {}" lies off the captions the model aligned), and
-fine-tuning with 10% of the labels (``shape`` from the picture on scenes, the digit from picture
-and recording on digits-av; 10% of the training and validation rows drawn with the seed, every
-test row): ``fit`` from the pre-trained encoders (``init_from``) against ``fit``
+fine-tuning with 10% of the labels (``shape`` of the large shape and ``count`` of the shapes from
+the picture on scenes, the digit from picture and recording on digits-av; 10% of the training and
+validation rows drawn with the seed, every test row): ``fit`` from the pre-trained encoders
+(``init_from``) against ``fit``
 from scratch with the same encoders, options and rows.
 
 Writes ``results/retrieval.csv`` (one row per dataset, seed, query and gallery modality) and ``.md``;
-with ``--transfer`` also ``results/transfer.csv`` and ``.md`` (one row per dataset and seed).
+with ``--transfer`` also ``results/transfer.csv`` and ``.md`` (one row per dataset, seed and label).
 """
 
 from __future__ import annotations
@@ -54,9 +55,9 @@ DATASETS: dict[str, dict[str, Any]] = {
         "pairs": "image:caption,audio:caption",
         "relevant_by": "content",
         "scored": [("caption", "image"), ("image", "caption"), ("audio", "image"), ("audio", "caption")],
-        "label": "shape",
+        "labels": ["shape", "count"],
         "inputs": ["image"],
-        "zero_shot": ("image", COLOUR_PROMPTS),
+        "zero_shot": ("image", COLOUR_PROMPTS, "shape"),
     },
     "scenes_text": {  # pictures and written captions only, the captions read in order
         "dataset": "scenes",
@@ -65,9 +66,9 @@ DATASETS: dict[str, dict[str, Any]] = {
         "pairs": "image:caption",
         "relevant_by": "content",
         "scored": [("caption", "image"), ("image", "caption")],
-        "label": "shape",
+        "labels": ["shape", "count"],
         "inputs": ["image"],
-        "zero_shot": ("image", COLOUR_PROMPTS),
+        "zero_shot": ("image", COLOUR_PROMPTS, "shape"),
         "train": {"batch_size": 256, "patience": 10, "time_limit_s": 600},
     },
     "digits_av": {
@@ -76,7 +77,7 @@ DATASETS: dict[str, dict[str, Any]] = {
         "pairs": "image:audio",
         "relevant_by": "digit",
         "scored": [("image", "audio"), ("audio", "image")],
-        "label": "digit",
+        "labels": ["digit"],
         "inputs": ["image", "audio"],
     },
 }
@@ -138,9 +139,10 @@ def run(name: str, seed: int, max_epochs: int, gallery: int) -> tuple[list[dict[
 LABELLED_SHARE = 0.1
 
 
-def transfer(name: str, seed: int, done: Any, max_epochs: int) -> dict[str, Any]:
-    """Zero-shot accuracy (where the dataset names a template) and 10%-label fine-tuning from the
-    pre-trained model ``done`` against training from scratch on the same rows."""
+def transfer(name: str, seed: int, done: Any, max_epochs: int) -> list[dict[str, Any]]:
+    """Zero-shot accuracy (where the dataset names a template) and, per label of the dataset,
+    10%-label fine-tuning from the pre-trained model ``done`` against training from scratch on the
+    same rows: one row per label."""
     import tempfile
 
     import polyfuse
@@ -149,37 +151,46 @@ def transfer(name: str, seed: int, done: Any, max_epochs: int) -> dict[str, Any]
     spec = DATASETS[name]
     table = build_dataset(spec.get("dataset", name.replace("_", "-")))
     frame = pd.read_csv(table, keep_default_na=False)
-    row: dict[str, Any] = {"dataset": name, "seed": seed, "label": spec["label"]}
+    rows = []
     with tempfile.TemporaryDirectory() as scratch:
         pretrained = done.save(Path(scratch) / "pretrained")
         test = frame[frame["split"] == "test"]
+        shot: dict[str, Any] = {}
         if "zero_shot" in spec:
-            modality, template = spec["zero_shot"]
-            classes = sorted(frame[spec["label"]].unique())
+            modality, template, label = spec["zero_shot"]
             located = test.assign(**{modality: [str(table.parent / p) for p in test[modality]]})
-            shot = polyfuse.zero_shot(
-                pretrained, located, modality, classes, template=template, label=spec["label"]
+            classes = sorted(frame[label].unique())
+            done_shot = polyfuse.zero_shot(
+                pretrained, located, modality, classes, template=template, label=label
             )
-            row["zero_shot_accuracy"] = shot.accuracy
-            row["zero_shot_templates"] = " | ".join([template] if isinstance(template, str) else template)
+            templates = [template] if isinstance(template, str) else template
+            shot = {
+                label: {
+                    "zero_shot_accuracy": done_shot.accuracy,
+                    "zero_shot_templates": " | ".join(templates),
+                }
+            }
         rng = np.random.default_rng(seed)
         few = frame[[s == "test" or rng.random() < LABELLED_SHARE for s in frame["split"]]]
-        ignored = [c for c in frame.columns if c not in (*spec["inputs"], spec["label"], "split")]
-        options = {
-            "roles": {c: "ignore" for c in ignored},
-            "split_column": "split",
-            "encoders": {m: done.encoders[m].name for m in spec["inputs"]},
-            "max_epochs": max_epochs,
-            "seed": seed,
-            "baselines": False,
-        }
-        for arm, init in (("scratch", None), ("pretrained", pretrained)):
-            fitted = polyfuse.fit((few, table.parent), spec["label"], init_from=init, **options)
-            row[f"{arm}_accuracy"] = fitted.metrics["test"]["accuracy"]
-        row["labelled_train_rows"] = int((few["split"] == "train").sum())
-    row["gain"] = row["pretrained_accuracy"] - row["scratch_accuracy"]
-    print(row, flush=True)
-    return row
+        for label in spec["labels"]:
+            row: dict[str, Any] = {"dataset": name, "seed": seed, "label": label, **shot.get(label, {})}
+            ignored = [c for c in frame.columns if c not in (*spec["inputs"], label, "split")]
+            options = {
+                "roles": {c: "ignore" for c in ignored},
+                "split_column": "split",
+                "encoders": {m: done.encoders[m].name for m in spec["inputs"]},
+                "max_epochs": max_epochs,
+                "seed": seed,
+                "baselines": False,
+            }
+            for arm, init in (("scratch", None), ("pretrained", pretrained)):
+                fitted = polyfuse.fit((few, table.parent), label, init_from=init, **options)
+                row[f"{arm}_accuracy"] = fitted.metrics["test"]["accuracy"]
+            row["labelled_train_rows"] = int((few["split"] == "train").sum())
+            row["gain"] = row["pretrained_accuracy"] - row["scratch_accuracy"]
+            print(row, flush=True)
+            rows.append(row)
+    return rows
 
 
 def write_transfer(frame: pd.DataFrame, args: argparse.Namespace) -> None:
@@ -265,8 +276,8 @@ def main() -> None:
             )
             write(frame, args)
             if args.transfer:
-                row = pd.DataFrame([transfer(name, seed, done, args.max_epochs)]).assign(commit=commit)
-                gains = pd.concat([gains, row]).drop_duplicates(["dataset", "seed"], keep="last")
+                made = pd.DataFrame(transfer(name, seed, done, args.max_epochs)).assign(commit=commit)
+                gains = pd.concat([gains, made]).drop_duplicates(["dataset", "seed", "label"], keep="last")
                 write_transfer(gains, args)
     print(STEM.with_suffix(".md").read_text())
 
