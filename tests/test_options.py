@@ -43,7 +43,7 @@ CHANGED: dict[str, tuple[str, Any]] = {
     "modality_dropout": ("0.3", 0.3),
     "align_sequences": ("0.1", 0.1),
     "ema": ("0.9", 0.9),
-    "augment": ("", True),
+    "augment": ("default,image=randaugment", "default,image=randaugment"),
     "modality_dropout_rates": ("text=0.4, tabular=0.1", {"text": 0.4, "tabular": 0.1}),
     "modality_dropout_schedule": ("cosine_decay", "cosine_decay"),
     "modality_dropout_epochs": ("5", 5),

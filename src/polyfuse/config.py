@@ -176,8 +176,11 @@ class TrainConfig:
         "weight of a soft-DTW alignment loss between the token sequences of each pair of time-series or "
         "audio inputs of a row (0: off)",
     )
-    augment: bool = option(
-        False, "augment training batches by each modality's own augmentation (time series: random time warps)"
+    augment: str = option(
+        "off",
+        "training-time augmentation: off, default (each modality's own list, e.g. image crops, rotations, "
+        "colour jitter and noise; audio SpecAugment, shifts and gain) or MODALITY=NAME+NAME,... "
+        "(AUGMENTATIONS names, e.g. image=randaugment,audio=specaugment; 'default,image=flip' changes one)",
     )
     modality_dropout_rates: dict[str, float] = option(
         dict, "a modality's own dropout rate, replacing modality_dropout for it, e.g. image=0.5,audio=0.1"
@@ -247,6 +250,10 @@ class TrainConfig:
     callbacks: list[str] = option(
         list, "a CALLBACKS name to add to the trainer, e.g. lr_monitor (repeatable)"
     )
+
+    def __post_init__(self) -> None:
+        if isinstance(self.augment, bool):  # written before augment named its augmentations
+            self.augment = "default" if self.augment else "off"
 
 
 @dataclass

@@ -100,6 +100,10 @@ def prepare(
         schema = infer_schema(frame, req.label, base_dir, declared=req.roles, split_column=req.split_column)
     if splits is None:
         splits = split_indices(frame, schema, req.train.seed, req.train.val_fraction, req.train.test_fraction)
+    if req.train.augment.strip().lower() not in ("off", "none", ""):
+        from polyfuse.train.augment import augment_plan
+
+        augment_plan(req.train.augment, {s.name: s.kind for s in schema.inputs})  # a wrong name fails now
     selection: dict[str, Any] = {}
     keep, t = req.train.select_features, req.train
     if keep is not None:

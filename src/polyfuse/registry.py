@@ -64,4 +64,5 @@ SCHEDULERS: Registry[Any] = Registry("scheduler")  # (optimizer, TrainConfig) ->
 CALLBACKS: Registry[Any] = Registry("training callback")  # (TrainConfig) -> Lightning Callback
 BALANCERS: Registry[Any] = Registry("balancing strategy")  # (model, heads, losses) -> Balancer | None
 LOSS_WEIGHTINGS: Registry[Any] = Registry("loss weighting")  # (model, heads) -> LossWeighting | None
+AUGMENTATIONS: Registry[Any] = Registry("augmentation")  # (inputs, generator) -> inputs; .kinds
 DROPOUT_SCHEDULES: Registry[Any] = Registry("modality dropout schedule")  # (rate, epoch, epochs) -> rate

@@ -192,11 +192,8 @@ def test_augment_keeps_the_inputs_shapes_and_repeats_with_its_generator(case: Ca
     once = case.modality.augment(table.inputs[name], torch.Generator().manual_seed(0))
     assert _equal(once, case.modality.augment(table.inputs[name], torch.Generator().manual_seed(0)))
     assert _shapes(once) == _shapes(table.inputs[name])
-    if case.kind not in AUGMENTED:
-        assert _equal(once, table.inputs[name])  # no augmentation of its own yet
-
-
-AUGMENTED = {"timeseries"}  # kinds whose ``augment`` changes a batch (the others return it as it is)
+    assert case.modality.default_augmentation  # every kind augments (data.augmentations)
+    assert not _equal(once, table.inputs[name])
 
 
 def _shapes(values: Any) -> Any:

@@ -269,9 +269,9 @@ def test_fit_with_augment_trains_on_warped_batches(tmp_path: Path, monkeypatch: 
     seen: list[int] = []
     original = type(modality).augment
 
-    def counting(self: object, values: object, generator: torch.Generator) -> object:
+    def counting(self: object, values: object, generator: torch.Generator, names: object = None) -> object:
         seen.append(values["values"].shape[0])  # type: ignore[index]
-        return original(self, values, generator)  # type: ignore[arg-type]
+        return original(self, values, generator, names)  # type: ignore[arg-type]
 
     monkeypatch.setattr(type(modality), "augment", counting)
     frame = _motif_table(tmp_path, 120, seed=1)

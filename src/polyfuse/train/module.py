@@ -27,7 +27,7 @@ from polyfuse.fusions.gates import gate_parameters, l0_penalty
 from polyfuse.models.multimodal import MultimodalModel
 from polyfuse.registry import BALANCERS, LOSS_WEIGHTINGS
 from polyfuse.train.alignment import SequenceAlignment
-from polyfuse.train.augment import augment_batch
+from polyfuse.train.augment import augment_batch, augment_plan, model_kinds
 from polyfuse.train.dropout import drop_modalities, epoch_rates, uses_modality_dropout
 from polyfuse.train.optimizers import make_optimizer, with_scheduler
 from polyfuse.train.regularisation import l1_penalty
@@ -51,6 +51,8 @@ class MultimodalTask(L.LightningModule):
         self.weighting = LOSS_WEIGHTINGS.get(cfg.loss_weighting)(model, heads)  # None: the plain sum
         self.dropout_rates = epoch_rates(cfg, model.modalities, 0)  # this epoch's, per modality
         self.alignment = SequenceAlignment(model) if cfg.align_sequences > 0 else None
+        # modality -> augmentations; fit checked the option against the whole table
+        self.augmentation = augment_plan(cfg.augment, model_kinds(model), strict=False)
         self._val_outputs: list[dict[str, Tensor]] = []
         self._val_targets: list[dict[str, Tensor]] = []
 
@@ -64,8 +66,8 @@ class MultimodalTask(L.LightningModule):
         self.dropout_rates = epoch_rates(self.cfg, self.model.modalities, self.current_epoch)
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        if self.cfg.augment:
-            batch = augment_batch(batch, self.model, self.cfg.seed, self.global_step)
+        if self.augmentation:
+            batch = augment_batch(batch, self.model, self.augmentation, self.cfg.seed, self.global_step)
         if any(rate > 0 for rate in self.dropout_rates.values()):
             batch = drop_modalities(batch, self.dropout_rates)
         if self.balancer is None and self.weighting is None:

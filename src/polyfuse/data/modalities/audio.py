@@ -32,6 +32,7 @@ class AudioModality(FileModality):
     """Audio files: a CNN on log-mels by default, integrated gradients per time frame."""
 
     kind = "audio"
+    default_augmentation = ("specaugment", "time_shift", "gain")  # data.augmentations.audio
     roles = ("audio",)
     extensions = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".au")
     preview = "audio"

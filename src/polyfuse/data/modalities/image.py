@@ -30,6 +30,7 @@ class ImageModality(FileModality):
     """Image files: a CNN by default, per-pixel integrated gradients, header-checked uploads."""
 
     kind = "image"
+    default_augmentation = ("crop", "rotate", "color_jitter", "pixel_noise")  # data.augmentations.image
     roles = ("image",)
     extensions = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
     preview = "img"

@@ -3,7 +3,7 @@
 Each ``data/modalities/<kind>.py`` registers one ``Modality`` in ``MODALITIES``. The rest of the
 code asks it instead of branching on the kind: which column roles it owns and how role inference
 recognises them, its processor and default encoder, how ``explain`` attributes inside it, how the
-server validates, documents and renders its fields, and how training augments it (nothing yet).
+server validates, documents and renders its fields, and how training augments it.
 
 Role inference runs the ``rules`` of every modality (plus the schema's own) in increasing rank; the
 first that answers decides. The ranks reproduce the order the rules had as one function, so
@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,6 +99,7 @@ class Modality:
     default_encoder: str = ""  # encoder used unless the user names one
     pretrained_encoder: str | None = None  # encoder of ``--pretrained`` without ``--encoder``
     attribution: str = ""  # explain's method inside it: a name in eval.attribution.METHODS
+    default_augmentation: tuple[str, ...] = ()  # AUGMENTATIONS names of augment="default"
     served_type = "string"  # JSON type of its served fields in ``GET /model``: file, number or string
 
     def rules(self) -> list[tuple[int, Rule]]:
@@ -119,8 +120,16 @@ class Modality:
         """One line about a column of one of its roles, for ``describe_schema``."""
         return f"{series.dropna().nunique()} distinct values"
 
-    def augment(self, values: Inputs, generator: torch.Generator) -> Inputs:
-        """Training-time augmentation of a batch's inputs: none yet, the hook is where it goes."""
+    def augment(
+        self, values: Inputs, generator: torch.Generator, names: Sequence[str] | None = None
+    ) -> Inputs:
+        """Training-time augmentation of a batch's inputs: the ``AUGMENTATIONS`` entries ``names``
+        (default: ``default_augmentation``) in turn, each drawing from ``generator``."""
+        import polyfuse.data.augmentations  # noqa: F401  (registers them)
+        from polyfuse.registry import AUGMENTATIONS
+
+        for name in self.default_augmentation if names is None else names:
+            values = AUGMENTATIONS.get(name)(values, generator)
         return values
 
     # --- serving: validating a client's value, documenting and rendering its field ---

@@ -29,6 +29,7 @@ class TabularModality(Modality):
     """Numeric and categorical columns, grouped into one input: an MLP, permutation importance."""
 
     kind = "tabular"
+    default_augmentation = ("gaussian_noise", "feature_dropout")  # data.augmentations.tabular
     roles = (NUMERIC, CATEGORICAL)
     grouped = True
     default_encoder = "tabular_mlp"

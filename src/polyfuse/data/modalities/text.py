@@ -30,6 +30,7 @@ class TextModality(Modality):
     """Free text: an encoder chosen by ``fit`` ("auto"), integrated gradients per token."""
 
     kind = "text"
+    default_augmentation = ("token_dropout", "word_swap")  # data.augmentations.text
     roles = ("text",)
     default_encoder = "auto"
     pretrained_encoder = "hf_text"

@@ -70,42 +70,10 @@ class TimeseriesModality(FileModality):
     default_encoder = "ts_cnn"
     attribution = "steps"
 
-    warp = 0.2  # augmentation: the largest change of a warped clock's speed
+    default_augmentation = ("time_warp",)  # data.augmentations.timeseries
 
     def rules(self) -> list[tuple[int, Rule]]:
         return [(self.rank, self._by_extension), (self.rank, _json_lists)]
-
-    def augment(self, values: Any, generator: torch.Generator) -> Any:
-        """Each series' clock warped at random (``data.alignment.warp_positions``: smooth, both ends
-        of its valid span kept, local speed within 1 +- ``warp``), by linear interpolation; a
-        step is valid where both steps it reads are."""
-        if not isinstance(values, dict):
-            return values
-        from polyfuse.data.alignment import warp_positions
-
-        x, valid = values["values"], values["valid"]
-        rows, channels, length = x.shape
-        steps = np.arange(length)
-        last = length - np.argmax(valid.flip(1).cpu().numpy(), axis=1) - 1  # each row's last valid step
-        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
-        rng = np.random.default_rng(seed)
-        strength = rng.uniform(-self.warp, self.warp, (rows, 1))
-        waves = rng.integers(1, 3, (rows, 1))
-        span = np.maximum(last, 1)[:, None]
-        pos = np.where(
-            steps <= span, warp_positions(np.minimum(steps / span, 1.0), strength, waves) * span, steps
-        )
-        low = np.clip(np.floor(pos).astype(np.int64), 0, length - 1)
-        high = np.maximum(np.minimum(low + 1, last[:, None]), low)  # never past the row's last valid step
-        frac = torch.from_numpy(pos - low).to(x.device, x.dtype)[:, None, :]
-        lo, hi = torch.from_numpy(low).to(x.device), torch.from_numpy(high).to(x.device)
-
-        def read(index: torch.Tensor) -> torch.Tensor:
-            return x.gather(2, index[:, None, :].expand(rows, channels, length))
-
-        warped = read(lo) * (1 - frac) + read(hi) * frac
-        ok = valid.gather(1, lo) & valid.gather(1, hi)
-        return {**values, "values": warped * ok[:, None, :], "valid": ok}
 
     def detail(self, series: pd.Series, role: str, base_dir: str | Path | None) -> str:
         values = series.dropna().astype(str).str.strip()
