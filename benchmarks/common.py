@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+from pathlib import Path
 from typing import Any
 
 
@@ -96,3 +97,19 @@ def mean_std(values: Any, digits: int = 4) -> str:
     """``mean ± std`` of a pandas Series of per-seed results (the mean alone for one value)."""
     mean = f"{values.mean():.{digits}f}"
     return f"{mean} ± {values.std():.{digits}f}" if len(values) > 1 else mean
+
+
+def earlier_results(stem: Path, append: bool) -> Any:
+    """The rows of ``stem``.csv to add to (``--append``), else an empty frame."""
+    import pandas as pd
+
+    csv = stem.with_suffix(".csv")
+    return pd.read_csv(csv, dtype={"commit": str}) if append and csv.is_file() else pd.DataFrame()
+
+
+def with_row(frame: Any, row: dict[str, Any], commit: str, keys: list[str]) -> Any:
+    """``frame`` with ``row`` (run at ``commit``) added, replacing an earlier row of the same ``keys``."""
+    import pandas as pd
+
+    added = pd.DataFrame([row]).assign(commit=commit)
+    return pd.concat([frame, added]).drop_duplicates(keys, keep="last")

@@ -20,7 +20,15 @@ from typing import Any
 import pandas as pd
 
 from benchmarks.balance import tables
-from benchmarks.common import code_version, commit_list, machine_line, mean_std, seeds
+from benchmarks.common import (
+    code_version,
+    commit_list,
+    earlier_results,
+    machine_line,
+    mean_std,
+    seeds,
+    with_row,
+)
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 STEM = RESULTS / "precision"
@@ -99,13 +107,12 @@ def main() -> None:
         "--append", action="store_true", help="add to the CSV (same device, precision, seed replaced)"
     )
     args = parser.parse_args()
-    csv = STEM.with_suffix(".csv")
-    frame = pd.read_csv(csv, dtype={"commit": str}) if args.append and csv.is_file() else pd.DataFrame()
-    commit = code_version()
+    frame, commit = earlier_results(STEM, args.append), code_version()
     for seed in seeds(args.seeds):
         for precision in args.precisions.split(","):
-            row = pd.DataFrame([run(precision, seed, args.max_epochs)]).assign(commit=commit)
-            frame = pd.concat([frame, row]).drop_duplicates(["device", "precision", "seed"], keep="last")
+            frame = with_row(
+                frame, run(precision, seed, args.max_epochs), commit, ["device", "precision", "seed"]
+            )
             write(frame, args)
     print(STEM.with_suffix(".md").read_text())
 

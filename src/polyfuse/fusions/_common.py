@@ -21,6 +21,22 @@ def present(mask: dict[str, Tensor], name: str, like: Tensor) -> Tensor:
     return mask[name].to(device=like.device, dtype=torch.bool).reshape(-1, 1)
 
 
+def used_tokens(
+    name: str, embeddings: dict[str, Tensor], mask: dict[str, Tensor], valid: dict[str, Tensor] | None
+) -> tuple[Tensor, Tensor]:
+    """A token-level fusion's view of one modality: its tokens [B, T, D] (a 2-D embedding is one
+    token) with unused ones zeroed, and which are used [B, T]: present and, where ``valid`` gives
+    them, valid (text padding is not). Zeroed before any maths: not even NaN reaches values or
+    gradients."""
+    x = embeddings[name]
+    x = x.unsqueeze(1) if x.dim() == 2 else x  # [B, T, D]
+    used = present(mask, name, x).expand(x.shape[0], x.shape[1])  # [B, T]
+    given = (valid or {}).get(name)
+    if given is not None:
+        used = used & given.to(device=x.device, dtype=torch.bool)
+    return torch.where(used.unsqueeze(-1), x, x.new_zeros(())), used
+
+
 def select(keep: Tensor, value: Tensor, fallback: Tensor) -> Tensor:
     """``value`` where ``keep`` else ``fallback``; a selection, not a product, so NaN or large
     values in an absent embedding cannot leak into the output or its gradients."""

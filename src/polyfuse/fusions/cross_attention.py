@@ -12,7 +12,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from polyfuse.fusions._common import by_name, ordered, present
+from polyfuse.fusions._common import by_name, ordered, used_tokens
 from polyfuse.registry import FUSIONS
 
 
@@ -126,14 +126,7 @@ class CrossAttentionFusion(nn.Module):
         """Modality -> projected tokens [B, T_m, d] and used tokens [B, T_m] (present and valid)."""
         tokens, keep = {}, {}
         for i, m in enumerate(self.names):
-            x = embeddings[m]
-            x = x.unsqueeze(1) if x.dim() == 2 else x  # [B, T_m, D_m]
-            used = present(mask, m, x).expand(x.shape[0], x.shape[1])  # [B, T_m]
-            valid = (tokens_valid or {}).get(m)
-            if valid is not None:
-                used = used & valid.to(device=x.device, dtype=torch.bool)
-            # Unused tokens become zeros before any maths: not even NaN reaches values or gradients.
-            x = torch.where(used.unsqueeze(-1), x, x.new_zeros(()))
+            x, used = used_tokens(m, embeddings, mask, tokens_valid)  # [B, T_m, D_m], [B, T_m]
             h = self.proj[m](x) + self.type_embed[i] + sinusoid(x.shape[1], self.type_embed.shape[1], x)
             tokens[m], keep[m] = h, used  # [B, T_m, d], [B, T_m]
         return tokens, keep

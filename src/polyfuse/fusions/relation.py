@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from polyfuse.fusions._common import ordered, present
+from polyfuse.fusions._common import ordered, used_tokens
 from polyfuse.fusions.cross_attention import masked_mean, sinusoid
 from polyfuse.registry import FUSIONS
 
@@ -99,20 +99,10 @@ class RelationFusion(nn.Module):
         )
 
     def _projected(
-        self,
-        name: str,
-        embeddings: dict[str, Tensor],
-        mask: dict[str, Tensor],
-        valid: dict[str, Tensor],
+        self, name: str, embeddings: dict[str, Tensor], mask: dict[str, Tensor], valid: dict[str, Tensor]
     ) -> tuple[Tensor, Tensor]:
-        """A modality's tokens projected [B, T, d] (zeros where unused) and which are used [B, T]."""
-        x = embeddings[name]
-        x = x.unsqueeze(1) if x.dim() == 2 else x  # [B, T, D]
-        used = present(mask, name, x).expand(x.shape[0], x.shape[1])  # [B, T]
-        if valid.get(name) is not None:
-            used = used & valid[name].to(device=x.device, dtype=torch.bool)
-        # Unused tokens become zeros before any maths: not even NaN reaches values or gradients.
-        x = torch.where(used.unsqueeze(-1), x, x.new_zeros(()))
+        """A modality's tokens projected [B, T, d] and which are used [B, T]."""
+        x, used = used_tokens(name, embeddings, mask, valid)
         return self.proj[name](x), used
 
     def _objects(
