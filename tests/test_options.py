@@ -44,6 +44,7 @@ CHANGED: dict[str, tuple[str, Any]] = {
     "align_sequences": ("0.1", 0.1),
     "ema": ("0.9", 0.9),
     "augment": ("default,image=randaugment", "default,image=randaugment"),
+    "mixup": ("0.2", 0.2),
     "modality_dropout_rates": ("text=0.4, tabular=0.1", {"text": 0.4, "tabular": 0.1}),
     "modality_dropout_schedule": ("cosine_decay", "cosine_decay"),
     "modality_dropout_epochs": ("5", 5),

@@ -37,8 +37,8 @@ from benchmarks.common import (
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 STEM = RESULTS / "robustness"
 STRATEGIES = {"none": "off", "augment": "default"}
-SALT = 0.1  # share of each picture's pixels set to black or white
-SNR_DB = 5.0  # white noise mixed into each recording at this signal-to-noise ratio
+SALT = 0.27  # share of each picture's pixels set to black or white (ImageNet-C impulse noise, severity 5)
+SNR_DB = 0.0  # white noise mixed into each recording at this signal-to-noise ratio
 
 
 def split(frame: pd.DataFrame, seed: int) -> pd.DataFrame:

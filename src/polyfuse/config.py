@@ -182,6 +182,11 @@ class TrainConfig:
         "colour jitter and noise; audio SpecAugment, shifts and gain) or MODALITY=NAME+NAME,... "
         "(AUGMENTATIONS names, e.g. image=randaugment,audio=specaugment; 'default,image=flip' changes one)",
     )
+    mixup: float = option(
+        0.0,
+        "manifold mixup on the fused representation (Verma et al., 2019): alpha of the Beta(alpha, alpha) "
+        "mixing weight; each training row's fused vector and loss mix with another row's (0: off)",
+    )
     modality_dropout_rates: dict[str, float] = option(
         dict, "a modality's own dropout rate, replacing modality_dropout for it, e.g. image=0.5,audio=0.1"
     )

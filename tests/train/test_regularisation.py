@@ -1,5 +1,5 @@
-"""Regularisation and optimisation options: L1, label smoothing, stochastic weight averaging,
-gradient accumulation."""
+"""Regularisation and optimisation options: L1, label smoothing, manifold mixup, stochastic weight
+averaging, gradient accumulation."""
 
 from __future__ import annotations
 
@@ -117,3 +117,40 @@ def test_gradient_accumulation_steps_once_per_group_of_batches(make_frame, accum
     train_model(model, heads, losses, tables["train"], tables["val"], cfg, callbacks=[counter])
     batches = math.ceil(len(tables["train"]) / 16)
     assert counter.steps == 2 * math.ceil(batches / accumulate)
+
+
+def test_mixup_mixes_the_fused_vectors_and_the_losses(make_frame) -> None:
+    import numpy as np
+
+    from polyfuse.data.batch import Batch
+    from polyfuse.train.mixup import mixed_loss
+
+    model, heads, losses, tables, _ = prepared(make_frame(60), "kind")
+    batch: Batch = tables["train"].take(list(range(16)))
+    losses = torch.nn.ModuleDict(losses)
+    model.eval()  # no dropout: both passes see the same fused vectors
+    got = mixed_loss(model, losses, batch, 0.4, torch.Generator().manual_seed(5))
+    generator = torch.Generator().manual_seed(5)  # the same draws, by hand
+    lam = float(
+        np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,), generator=generator))).beta(0.4, 0.4)
+    )
+    partner = torch.randperm(16, generator=generator)
+    fused = model.fuse(batch)
+    out = model.classify(lam * fused + (1 - lam) * fused[partner])["kind"]
+    y = batch.targets["kind"]
+    expected = lam * losses["kind"](out, y) + (1 - lam) * losses["kind"](out, y[partner])
+    torch.testing.assert_close(got, expected)
+    assert 0 < lam < 1
+
+
+def test_fit_with_mixup_learns_and_refuses_a_balancer(make_frame) -> None:
+    import polyfuse
+    from conftest import FAST
+    from polyfuse.errors import PolyfuseError
+
+    frame = make_frame(300)
+    mixed = polyfuse.fit(frame, label="kind", max_epochs=6, mixup=0.4, baselines=False, **FAST)
+    assert mixed.train_config.mixup == 0.4
+    assert mixed.metrics["fused"]["test"]["accuracy"] >= 0.6  # chance: 0.33
+    with pytest.raises(PolyfuseError, match="mixup"):
+        polyfuse.fit(frame, label="kind", max_epochs=1, mixup=0.4, balance="aux", baselines=False, **FAST)

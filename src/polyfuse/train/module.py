@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from polyfuse.config import HeadConfig, LabelSpec, TrainConfig
 from polyfuse.data.batch import Batch
+from polyfuse.errors import PolyfuseError
 from polyfuse.eval.metrics import LOWER_IS_BETTER, compute_metrics, primary_metric
 from polyfuse.eval.probe import metric_value, value_metric
 from polyfuse.eval.selection import SCORE, selection_score, validation_metric
@@ -29,6 +30,7 @@ from polyfuse.registry import BALANCERS, LOSS_WEIGHTINGS
 from polyfuse.train.alignment import SequenceAlignment
 from polyfuse.train.augment import augment_batch, augment_plan, model_kinds
 from polyfuse.train.dropout import drop_modalities, epoch_rates, uses_modality_dropout
+from polyfuse.train.mixup import mixed_loss
 from polyfuse.train.optimizers import make_optimizer, with_scheduler
 from polyfuse.train.regularisation import l1_penalty
 from polyfuse.train.weighting.base import Shared, shared_parameters
@@ -53,6 +55,10 @@ class MultimodalTask(L.LightningModule):
         self.alignment = SequenceAlignment(model) if cfg.align_sequences > 0 else None
         # modality -> augmentations; fit checked the option against the whole table
         self.augmentation = augment_plan(cfg.augment, model_kinds(model), strict=False)
+        if cfg.mixup > 0 and (self.balancer is not None or self.weighting is not None):
+            raise PolyfuseError(
+                "mixup mixes the plain summed loss: use it with balance none and loss_weighting sum"
+            )
         self._val_outputs: list[dict[str, Tensor]] = []
         self._val_targets: list[dict[str, Tensor]] = []
 
@@ -70,7 +76,10 @@ class MultimodalTask(L.LightningModule):
             batch = augment_batch(batch, self.model, self.augmentation, self.cfg.seed, self.global_step)
         if any(rate > 0 for rate in self.dropout_rates.values()):
             batch = drop_modalities(batch, self.dropout_rates)
-        if self.balancer is None and self.weighting is None:
+        if self.cfg.mixup > 0:
+            generator = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.global_step)
+            loss = mixed_loss(self.model, self.losses, batch, self.cfg.mixup, generator)
+        elif self.balancer is None and self.weighting is None:
             loss = self._loss(self.model(batch), batch.targets)
         else:
             loss = self._combined(batch)
