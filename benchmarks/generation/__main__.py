@@ -1,6 +1,7 @@
 """Captioning and visual question answering on scenes.
 
-    python -m benchmarks.generation [--tasks caption,vqa_generate,vqa_classify,vqa_many] [--seeds 0-2]
+    python -m benchmarks.generation [--tasks caption,vqa_generate,vqa_classify,vqa_many,vqa_relation]
+                                    [--seeds 0-2]
                                     [--max-epochs 30] [--append] [--captioners DIR]
 
 Per task and seed, on scenes' own split (7,000 / 1,500 / 1,500 rows; every choice on validation):
