@@ -3,8 +3,8 @@ default augmentation.
 
     python -m benchmarks.robustness [--seeds 0-2] [--strategies none,augment] [--append]
 
-Per seed, digits-av split 55/15/30 with the seed (539 test rows), ``polyfuse.fit`` trains the fused
-network (no baselines; the kept epoch chosen on validation) once per strategy: ``none`` (no
+Per seed, digits-av split 55/15/30 with the seed (531-550 test rows), ``polyfuse.fit`` trains the
+fused network (no baselines; the kept epoch chosen on validation) once per strategy: ``none`` (no
 augmentation) and ``augment`` (``augment="default"``: every modality's default list). Each model is
 scored on the test rows as they are and on the same rows corrupted by noise no training run saw:
 every picture's pixels hit by salt-and-pepper noise (a share ``SALT`` of them set to black or white)
@@ -107,7 +107,8 @@ def write(frame: pd.DataFrame, args: argparse.Namespace) -> None:
         f"Machine: {machine_line()}; commit {commit_list(frame)}. Command: `python -m benchmarks.robustness "
         f"--seeds {args.seeds} --strategies {args.strategies} --max-epochs {args.max_epochs}`.",
         "",
-        f"digits-av, 539 test rows per seed; noisy: salt-and-pepper on {SALT:.0%} of each picture's pixels "
+        f"digits-av, {int(frame['test_rows'].min())}-{int(frame['test_rows'].max())} test rows per seed; "
+        f"noisy: salt-and-pepper on {SALT:.0%} of each picture's pixels "
         f"and white noise at {SNR_DB:g} dB SNR in each recording, noise no training run saw. Mean ± std "
         "over seeds; Δ: against `none` on the same seed, in points.",
         "",
