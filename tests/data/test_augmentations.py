@@ -12,7 +12,7 @@ import torch
 import polyfuse
 import polyfuse.data.augmentations  # noqa: F401  (registers them)
 from conftest import FAST
-from polyfuse.data.modalities.text import PAD_ID, UNK_ID
+from polyfuse.data.vocabulary import PAD_ID, UNK_ID
 from polyfuse.errors import PolyfuseError
 from polyfuse.registry import AUGMENTATIONS, MODALITIES
 from polyfuse.train.augment import augment_plan

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from polyfuse.data.augmentations.base import augmentation, chance
-from polyfuse.data.modalities.text import PAD_ID, UNK_ID
+from polyfuse.data.vocabulary import PAD_ID, UNK_ID
 
 RATE = 0.1  # share of the words each augmentation touches
 

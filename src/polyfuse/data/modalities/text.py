@@ -19,10 +19,9 @@ import torch
 from polyfuse.data.modalities.base import Encoded
 from polyfuse.data.modalities.modality import BadValue, Column, Field, Modality, Rule, utf8
 from polyfuse.data.table import missing_mask
+from polyfuse.data.vocabulary import PAD_ID, UNK_ID
 from polyfuse.registry import MODALITIES, PROCESSORS
 
-PAD_ID = 0
-UNK_ID = 1
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 
 
